@@ -1,0 +1,1 @@
+"""Action kinds: one module per kind, all behind the `Action` protocol of `base`."""

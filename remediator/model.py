@@ -1,0 +1,184 @@
+"""The rule model and the records that flow through the engine.
+
+Everything here is a frozen, slotted, keyword-only dataclass. Rules hold
+*compiled* parts (templates, predicates, patterns) made once by the loader, so
+the per-event path only calls them. The compiled parts are typed by the small
+protocols below, which keep this module free of Jinja and regex details.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+JSON = object  # a decoded JSON value; kept as `object` so callers must narrow it
+
+
+class Renderable(Protocol):
+    """A compiled template (or tree of them) that renders against a context."""
+
+    source: str
+
+    def render(self, context: Mapping[str, object]) -> object: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Source:
+    """Where a rule or step was written, for error messages."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Condition:
+    """One `match` entry: the value at `path` must pass `test` (compiled at load)."""
+
+    path: tuple[str, ...]
+    op: str
+    operand: object
+    test: Callable[[object], bool]
+
+    @property
+    def text(self) -> str:
+        return f"{'.'.join(self.path)} {self.op} {self.operand!r}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    attempts: int = 1
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """One action step. `request` renders to the kind's request mapping."""
+
+    name: str
+    kind: str
+    request: Renderable
+    timeout: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    when: Renderable | None = None
+    continue_on_failure: bool = False
+    source: Source
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Throttle:
+    key: Renderable | None = None
+    cooldown: float | None = None
+    max_runs: int | None = None
+    window: float | None = None
+    escalate: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verify:
+    resolved_within: float
+    key: Renderable | None = None
+    escalate: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rule:
+    name: str
+    description: str = ""
+    subjects: tuple[str, ...]
+    conditions: tuple[Condition, ...] = ()
+    when: Renderable | None = None
+    priority: int = 0
+    stop: bool = False
+    dry_run: bool = False
+    throttle: Throttle | None = None
+    vars: tuple[tuple[str, Renderable], ...] = ()
+    steps: tuple[Step, ...] = ()
+    on_failure: tuple[Step, ...] = ()
+    verify: Verify | None = None
+    source: Source
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """JetStream delivery facts for a message (absent in core mode)."""
+
+    stream: str
+    sequence: int
+    num_delivered: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One decoded alert: what every rule matches and renders against."""
+
+    subject: str
+    headers: Mapping[str, str]
+    payload: Mapping[str, object]
+    event_id: str
+    trace_id: str
+    delivery: Delivery | None = None
+
+    @property
+    def redelivered(self) -> bool:
+        return self.delivery is not None and self.delivery.num_delivered > 1
+
+
+STEP_STATUSES = ("succeeded", "failed", "skipped", "dry_run")
+RESULT_STATUSES = ("succeeded", "failed", "throttled", "suppressed", "dry_run")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepResult:
+    name: str
+    kind: str
+    status: str
+    attempts: int = 0
+    duration_ms: float = 0.0
+    output: object = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name, "kind": self.kind, "status": self.status,
+            "attempts": self.attempts, "duration_ms": round(self.duration_ms, 3),
+            "output": self.output, "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    """What one fired rule did for one event; published as `remediator.results.<rule>`."""
+
+    event_id: str
+    trace_id: str
+    rule: str
+    subject: str
+    status: str
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    redelivered: bool = False
+    steps: tuple[StepResult, ...] = ()
+    reason: str | None = None
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds() * 1000
+
+    def to_json(self) -> dict[str, object]:
+        body: dict[str, object] = {
+            "event_id": self.event_id, "trace_id": self.trace_id, "rule": self.rule,
+            "subject": self.subject, "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "duration_ms": round(self.duration_ms, 3), "redelivered": self.redelivered,
+            "steps": [s.to_json() for s in self.steps],
+        }
+        if self.reason is not None:
+            body["reason"] = self.reason
+        return body
