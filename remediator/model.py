@@ -19,7 +19,8 @@ JSON = object  # a decoded JSON value; kept as `object` so callers must narrow i
 class Renderable(Protocol):
     """A compiled template (or tree of them) that renders against a context."""
 
-    source: str
+    @property
+    def source(self) -> str: ...
 
     def render(self, context: Mapping[str, object]) -> object: ...
 

@@ -59,7 +59,9 @@ def cap_text(text: str) -> str:
 T = TypeVar("T")
 
 
-def optional(request: Mapping[str, object], name: str, kind: type[T] | tuple[type, ...]) -> T | None:
+def optional(
+    request: Mapping[str, object], name: str, kind: type[T] | tuple[type, ...]
+) -> T | None:
     """One rendered field, type-checked: rendered values are only known at run time."""
     value = request.get(name)
     if value is not None and not isinstance(value, kind):
