@@ -7,6 +7,7 @@
      +-- TemplateError             rendering failed for one event: names rule, step, field
      +-- StepError                 an action failed; `permanent` says whether a retry can help
      |    +-- StepTimeout          the step ran past its timeout (transient)
+     +-- EventError                a message is not a JSON object: dead-lettered, never retried
      +-- TransportError            NATS is unreachable or refused a request (infrastructure)
 
 Each error carries the fields a caller may need and renders a sentence that
@@ -95,6 +96,14 @@ class StepTimeout(StepError):
 
     def __init__(self, timeout: float) -> None:
         super().__init__(f"timed out after {timeout:g}s", permanent=False)
+
+
+class EventError(RemediatorError):
+    """A message cannot become an event; `reason` labels the dead letter."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class TransportError(RemediatorError):

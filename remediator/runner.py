@@ -1,0 +1,170 @@
+"""Running a rule's steps: order, `when`, timeouts, retries, `on_failure`, dry runs.
+
+Retries are exponential with jitter, capped by `max_backoff`; a `Retry-After`
+from the target wins when it is shorter than the cap. Permanent errors
+(template errors, most 4xx, SSH authentication) are not retried. Every output
+and error is masked before it leaves this module, so no secret reaches a
+result event or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from remediator.actions.base import ActionSet, StepContext
+from remediator.errors import StepError, StepTimeout, TemplateError
+from remediator.metrics import Metrics
+from remediator.model import RetryPolicy, Rule, Step, StepResult
+from remediator.templating import Secrets
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, kw_only=True)
+class StepRunner:
+    actions: ActionSet
+    secrets: Secrets
+    metrics: Metrics | None = None
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    async def run_steps(
+        self, rule: Rule, context: dict[str, object], *, dry_run: bool
+    ) -> tuple[tuple[StepResult, ...], bool]:
+        """Run the steps in order; on a final failure run `on_failure` and stop."""
+        results: dict[str, object] = {}
+        context["results"] = _Pending("results") if dry_run else results
+        done: list[StepResult] = []
+        for step in rule.steps:
+            outcome = await self.run_step(rule, step, context, dry_run=dry_run)
+            done.append(outcome)
+            results[step.name] = outcome.output
+            if outcome.status == "failed" and not step.continue_on_failure:
+                context["error"] = outcome.error or ""
+                for handler in rule.on_failure:
+                    done.append(await self.run_step(rule, handler, context, dry_run=dry_run))
+                return tuple(done), False
+        return tuple(done), True
+
+    async def run_step(
+        self, rule: Rule, step: Step, context: Mapping[str, object], *, dry_run: bool
+    ) -> StepResult:
+        started = time.perf_counter()
+        try:
+            if step.when is not None and not step.when.render(context):
+                return self._record(rule, step, "skipped", 0, started)
+            request = step.request.render(context)
+        except TemplateError as exc:
+            return self._record(rule, step, "failed", 0, started, error=str(exc))
+        if dry_run:
+            return self._record(rule, step, "dry_run", 0, started, output=request)
+        assert isinstance(request, Mapping)  # the loader compiles a kind's mapping to a mapping
+        return await self._attempts(rule, step, request, context, started)
+
+    async def _attempts(
+        self,
+        rule: Rule,
+        step: Step,
+        request: Mapping[str, object],
+        context: Mapping[str, object],
+        started: float,
+    ) -> StepResult:
+        action = self.actions[step.kind]
+        step_context = StepContext(
+            event_id=str(context["event_id"]),
+            trace_id=str(context["trace_id"]),
+            rule=rule.name,
+            step=step.name,
+            timeout=step.timeout,
+        )
+        policy = step.retry
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                async with asyncio.timeout(step.timeout):
+                    output = await action.run(request, step_context)
+                return self._record(rule, step, "succeeded", attempt, started, output=output)
+            except TimeoutError:
+                error: StepError = StepTimeout(step.timeout)
+            except StepError as exc:
+                error = exc
+            except Exception as exc:  # an action bug must fail the step, not the daemon
+                log.exception("rule %s: step %s raised", rule.name, step.name)
+                error = StepError(f"{type(exc).__name__}: {exc}")
+            if error.permanent or attempt == policy.attempts:
+                return self._record(
+                    rule, step, "failed", attempt, started, output=error.output, error=error.message
+                )
+            if self.metrics is not None:
+                self.metrics.step_retries.labels(rule.name, step.name).inc()
+            await self.sleep(backoff(policy, attempt, error.retry_after, self.rng))
+        raise AssertionError("unreachable: attempts >= 1")  # pragma: no cover
+
+    def _record(
+        self,
+        rule: Rule,
+        step: Step,
+        status: str,
+        attempts: int,
+        started: float,
+        output: object = None,
+        error: str | None = None,
+    ) -> StepResult:
+        seconds = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.steps.labels(rule.name, step.name, step.kind, status).inc()
+            self.metrics.step_duration.labels(step.kind).observe(seconds)
+        masked_error = None if error is None else str(self.secrets.mask(error))
+        if masked_error:
+            log.warning(
+                "rule %s: step %s %s after %d attempt(s): %s",
+                rule.name,
+                step.name,
+                status,
+                attempts,
+                masked_error,
+                extra={"rule": rule.name},
+            )
+        return StepResult(
+            name=step.name,
+            kind=step.kind,
+            status=status,
+            attempts=attempts,
+            duration_ms=seconds * 1000,
+            output=self.secrets.mask(output),
+            error=masked_error,
+        )
+
+
+def backoff(
+    policy: RetryPolicy, attempt: int, retry_after: float | None, rng: random.Random
+) -> float:
+    """Delay before attempt `attempt + 1`: exponential, jittered to spread a herd."""
+    if retry_after is not None:
+        return min(retry_after, policy.max_backoff)
+    ceiling = min(policy.max_backoff, policy.backoff * 2.0 ** (attempt - 1))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class _Pending:
+    """Stands in for earlier steps' outputs in a dry run, where no step has run.
+
+    `results.scale.to` renders as `<results.scale.to>` instead of failing, so a
+    dry run still shows every later request.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def __getattr__(self, name: str) -> _Pending:
+        return _Pending(f"{self._path}.{name}")
+
+    def __getitem__(self, name: object) -> _Pending:
+        return _Pending(f"{self._path}.{name}")
+
+    def __str__(self) -> str:
+        return f"<{self._path}>"
