@@ -1,0 +1,560 @@
+"""Loading rules: YAML files in, compiled `Rule`s out, or every problem at once.
+
+This module owns the way from text to model. Each file is parsed keeping the
+line of every key and list item, checked against `schema.RULES_SCHEMA`, then
+compiled: subject patterns checked, `match` entries built into conditions,
+templates and `when` expressions compiled, durations parsed. Nothing is
+compiled later, per event. Every problem in every file is collected and
+raised together as `RuleErrors`, each naming file, line, rule and field
+(`rules/disk.yaml:14: rule disk-full: actions[0].http.url: ...`), so one
+`remediator validate` run reports them all.
+
+YAML is read with YAML 1.2 booleans (only true/false: `on`, `no` and `yes`
+stay strings, so `on:` is a key and `country: NO` is Norway) and without
+timestamps (dates stay strings, as in JSON). Duplicate keys are errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeGuard, TypeVar
+
+import jinja2
+import yaml
+
+from remediator import schema
+from remediator.durations import parse_duration
+from remediator.errors import RuleError, RuleErrors
+from remediator.matching import build_condition, subject_problem
+from remediator.model import (
+    Condition,
+    Renderable,
+    RetryPolicy,
+    Rule,
+    Source,
+    Step,
+    Throttle,
+    Verify,
+)
+from remediator.templating import Templates
+
+T = TypeVar("T")
+D = TypeVar("D")
+Where = tuple[str | int, ...]  # keys and list indexes from the document root
+Raw = Mapping[str, Any]  # a mapping the schema has already checked
+
+SUFFIXES = (".yaml", ".yml")
+DEFAULT_TIMEOUT = 30.0
+_NODE_BUDGET = 1_000_000  # YAML nodes per file after alias expansion ("billion laughs")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_DROPPED_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def load_rules(paths: Sequence[str | Path], templates: Templates) -> tuple[Rule, ...]:
+    """The rules in `paths` (files, or directories read recursively), in load order.
+
+    Raises RuleErrors listing every problem found in every file.
+    """
+    files, problems = rule_files(paths)
+    rules: list[Rule] = []
+    names: dict[str, Source] = {}
+    for path in files:
+        loaded, found = _load_file(path, templates, names)
+        rules.extend(loaded)
+        problems.extend(sorted(found, key=lambda error: error.line))
+    if problems:
+        raise RuleErrors(problems)
+    return tuple(rules)
+
+
+def rule_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[RuleError]]:
+    """Files to load, in a stable order; hidden files and directories are skipped."""
+    files: dict[Path, Path] = {}
+    problems: list[RuleError] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            found = [f for f in given.rglob("*") if _is_rule_file(f, given)]
+            for path in sorted(found, key=lambda f: f.relative_to(given).parts):
+                files.setdefault(path.resolve(), path)
+        elif given.is_file():
+            files.setdefault(given.resolve(), given)
+        else:
+            problems.append(RuleError("no such file or directory", file=str(given)))
+    return list(files.values()), problems
+
+
+def _is_rule_file(path: Path, root: Path) -> bool:
+    hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+    return path.suffix in SUFFIXES and not hidden and path.is_file()
+
+
+# --- YAML with lines --------------------------------------------------------------------
+
+
+def _resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    table = {
+        first: [(tag, pattern) for tag, pattern in entries if tag not in _DROPPED_TAGS]
+        for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    yaml_bool = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+    for first in "tTfF":
+        table.setdefault(first, []).insert(0, ("tag:yaml.org,2002:bool", yaml_bool))
+    return table
+
+
+class _YamlLoader(yaml.SafeLoader):
+    yaml_implicit_resolvers = _resolvers()
+
+
+class _YamlProblem(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+@dataclass(slots=True)
+class _Document:
+    """One parsed file: its data and where each key and item was written."""
+
+    file: str
+    data: object = None
+    lines: dict[Where, int] = field(default_factory=dict)
+    blocks: dict[Where, int] = field(default_factory=dict)  # first content line of `|`, `>`
+
+    def line(self, where: Where) -> int:
+        for end in range(len(where), -1, -1):
+            if (line := self.lines.get(where[:end])) is not None:
+                return line
+        return 1
+
+    def error(self, where: Where, message: str, line: int | None = None) -> RuleError:
+        rule, place = _place(self.data, where)
+        line = self.line(where) if line is None else line
+        return RuleError(message, file=self.file, line=line, rule=rule, field=place)
+
+
+def _place(data: object, where: Where) -> tuple[str, str]:
+    """The rule name (when known) and the field path `where` is at, as errors show them."""
+    if len(where) >= 2 and where[0] == "rules" and isinstance(where[1], int):
+        rules = data.get("rules") if isinstance(data, Mapping) else None
+        raw = rules[where[1]] if isinstance(rules, list) else None
+        name = raw.get("name") if isinstance(raw, Mapping) else None
+        if isinstance(name, str) and name:
+            return name, _field(where[2:])
+    return "", _field(where)
+
+
+def _field(where: Where) -> str:
+    text = ""
+    for part in where:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+class _Builder:
+    """Builds plain Python values from composed YAML nodes, recording lines by path."""
+
+    def __init__(self, loader: _YamlLoader, document: _Document) -> None:
+        self.loader = loader
+        self.document = document
+        self.duplicates: list[tuple[Where, str, int]] = []  # reported once names are known
+        self.active: set[int] = set()
+        self.budget = _NODE_BUDGET
+
+    def value(self, node: yaml.Node, where: Where) -> object:
+        self.budget -= 1
+        if self.budget < 0:
+            raise _YamlProblem(node.start_mark.line + 1, "too many nodes after alias expansion")
+        if isinstance(node, yaml.ScalarNode):
+            if node.style in ("|", ">"):
+                self.document.blocks[where] = node.start_mark.line + 2
+            return self.loader.construct_object(node)
+        if id(node) in self.active:
+            raise _YamlProblem(node.start_mark.line + 1, "an alias refers to itself")
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, where)
+            return self.sequence(node, where)
+        finally:
+            self.active.discard(id(node))
+
+    def sequence(self, node: yaml.Node, where: Where) -> list[object]:
+        items = []
+        for index, item in enumerate(node.value):
+            self.document.lines[(*where, index)] = item.start_mark.line + 1
+            items.append(self.value(item, (*where, index)))
+        return items
+
+    def mapping(self, node: yaml.MappingNode, where: Where) -> dict[str, object]:
+        merged: dict[str, object] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                self.merge(value_node, where, merged)
+        out: dict[str, object] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _YamlProblem(line, "mapping keys must be plain strings")
+            key = str(key_node.value)
+            if key in out:
+                message = (
+                    f"duplicate key {key!r} (first at line {self.document.line((*where, key))})"
+                )
+                self.duplicates.append(((*where, key), message, line))
+            self.document.lines[(*where, key)] = line
+            out[key] = self.value(value_node, (*where, key))
+        return merged | out
+
+    def merge(self, node: yaml.Node, where: Where, into: dict[str, object]) -> None:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                raise _YamlProblem(source.start_mark.line + 1, "'<<' merges only mappings")
+            for key, value in self.mapping(source, where).items():
+                into.setdefault(key, value)
+
+
+def _parse(text: str, file: str) -> tuple[_Document | None, list[RuleError]]:
+    document = _Document(file=file)
+    loader = _YamlLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, [RuleError("empty file; expected `rules:`, a list of rules", file=file)]
+        document.lines[()] = node.start_mark.line + 1
+        builder = _Builder(loader, document)
+        document.data = builder.value(node, ())
+        return document, [document.error(*duplicate) for duplicate in builder.duplicates]
+    except yaml.MarkedYAMLError as exc:
+        message = "; ".join(part for part in (exc.context, exc.problem) if part)
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else 0
+        line = min(line, len(text.splitlines()) or 1)  # not past the end of the file
+        return None, [RuleError(f"YAML syntax error: {message}", file=file, line=line)]
+    except yaml.YAMLError as exc:
+        return None, [RuleError(f"YAML error: {exc}", file=file)]
+    except _YamlProblem as exc:
+        return None, [RuleError(exc.message, file=file, line=exc.line)]
+    finally:
+        loader.dispose()
+
+
+# --- one file ---------------------------------------------------------------------------
+
+
+def _load_file(
+    path: Path, templates: Templates, names: dict[str, Source]
+) -> tuple[list[Rule], list[RuleError]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [RuleError(f"cannot read the file: {exc}", file=str(path))]
+    document, problems = _parse(text, str(path))
+    if document is None:
+        return [], problems
+    structural = schema.check(document.data)
+    problems.extend(document.error(p.where, p.message) for p in structural)
+    data = document.data
+    raw_rules = data.get("rules") if isinstance(data, Mapping) else None
+    rules: list[Rule] = []
+    for index, raw in enumerate(raw_rules if isinstance(raw_rules, list) else []):
+        if not isinstance(raw, Mapping):
+            continue
+        tainted = [p.where[2:] for p in structural if p.where[:2] == ("rules", index)]
+        compiler = _RuleCompiler(document, index, templates, problems, tainted)
+        compiler.claim_name(raw.get("name"), names)
+        rule = compiler.rule(raw)
+        if rule is not None:
+            rules.append(rule)
+    return rules, problems
+
+
+# --- one rule ---------------------------------------------------------------------------
+
+
+class _RuleCompiler:
+    """Compiles one schema-checked rule, reporting each problem at its own field.
+
+    Parts the schema already rejected are skipped (their problem is reported), so a
+    rule with a typo still has its templates, regexes and durations checked.
+    """
+
+    def __init__(
+        self,
+        document: _Document,
+        index: int,
+        templates: Templates,
+        problems: list[RuleError],
+        tainted: list[Where],
+    ) -> None:
+        self.document = document
+        self.index = index
+        self.templates = templates
+        self.problems = problems
+        self.tainted = tainted
+        self.failed = bool(tainted)
+        self.name, _ = _place(document.data, ("rules", index, "name"))
+
+    def report(self, where: Where, message: str, line: int | None = None) -> None:
+        self.failed = True
+        self.problems.append(self.document.error(("rules", self.index, *where), message, line))
+
+    def source(self, where: Where = ()) -> Source:
+        return Source(
+            file=self.document.file, line=self.document.line(("rules", self.index, *where))
+        )
+
+    def guard(self, where: Where, default: D, build: Callable[[], T]) -> T | D:
+        """`build()`, or `default` after reporting why it failed at `where`."""
+        if any(bad[: len(where)] == where for bad in self.tainted):
+            return default
+        try:
+            return build()
+        except jinja2.TemplateSyntaxError as exc:
+            self.template_error(where, exc)
+        except ValueError as exc:
+            self.report(where, str(exc))
+        return default
+
+    def template_error(self, where: Where, exc: jinja2.TemplateSyntaxError) -> None:
+        raw = _at(self.document.data, ("rules", self.index, *where))
+        leaf = _leaf_with(raw, where, exc.source or "") or where
+        absolute = ("rules", self.index, *leaf)
+        block = self.document.blocks.get(absolute)
+        line = block + (exc.lineno or 1) - 1 if block is not None else None
+        self.report(leaf, f"template syntax error: {exc.message}", line)
+
+    def claim_name(self, name: object, names: dict[str, Source]) -> None:
+        if not isinstance(name, str) or not name:
+            return
+        first = names.setdefault(name, self.source())
+        if first != self.source():
+            self.report(("name",), f"duplicate rule name {name!r} (first defined at {first})")
+
+    def rule(self, raw: Raw) -> Rule | None:
+        subjects = self.guard(("on",), (), lambda: self.subjects(raw.get("on", [])))
+        conditions = self.conditions(raw.get("match", {}))
+        when = self.guard(("when",), None, lambda: self.expression(raw, "when", ()))
+        throttle = self.guard(("throttle",), None, lambda: self.throttle(raw.get("throttle")))
+        variables = self.variables(raw.get("vars", {}))
+        steps = self.steps(raw.get("actions", []), "actions")
+        on_failure = self.steps(raw.get("on_failure", []), "on_failure")
+        verify = self.guard(("verify",), None, lambda: self.verify(raw.get("verify")))
+        if self.failed:
+            return None
+        return Rule(
+            name=self.name,
+            description=raw.get("description", ""),
+            subjects=subjects,
+            conditions=conditions,
+            when=when,
+            priority=raw.get("priority", 0),
+            stop=raw.get("stop", False),
+            dry_run=raw.get("dry_run", False),
+            throttle=throttle,
+            vars=variables,
+            steps=steps,
+            on_failure=on_failure,
+            verify=verify,
+            source=self.source(),
+        )
+
+    def subjects(self, raw: str | list[str]) -> tuple[str, ...]:
+        patterns = [raw] if isinstance(raw, str) else raw
+        for position, pattern in enumerate(patterns):
+            where: Where = ("on",) if isinstance(raw, str) else ("on", position)
+            if (problem := subject_problem(pattern)) is not None:
+                self.report(where, problem)
+        return tuple(dict.fromkeys(patterns))
+
+    def conditions(self, raw: object) -> tuple[Condition, ...]:
+        if not isinstance(raw, Mapping):
+            return ()
+        built: list[Condition | None] = []
+        for path, spec in raw.items():
+            if isinstance(spec, Mapping):
+                for op, operand in spec.items():
+                    build = functools.partial(build_condition, path, op, operand)
+                    built.append(self.guard(("match", path, op), None, build))
+            else:
+                build = functools.partial(build_condition, path, "eq", spec)
+                built.append(self.guard(("match", path), None, build))
+        return tuple(condition for condition in built if condition is not None)
+
+    def variables(self, raw: object) -> tuple[tuple[str, Renderable], ...]:
+        if not isinstance(raw, Mapping):
+            return ()
+        compiled = []
+        for name, value in raw.items():
+            build = functools.partial(self.compile, value, ("vars", name))
+            compiled.append((name, self.guard(("vars", name), None, build)))
+        return tuple((name, part) for name, part in compiled if part is not None)
+
+    def compile(self, value: object, where: Where) -> Renderable:
+        return self.templates.compile(value, rule=self.name, field=_field(where))
+
+    def expression(self, raw: Raw, key: str, base: Where) -> Renderable | None:
+        if key not in raw:
+            return None
+        where = (*base, key)
+        source = _unwrap(raw[key])
+        return self.templates.compile_expression(source, rule=self.name, field=_field(where))
+
+    def template(self, raw: Raw, key: str, base: Where) -> Renderable | None:
+        if key not in raw:
+            return None
+        where = (*base, key)
+        return self.guard(where, None, lambda: self.compile(raw[key], where))
+
+    def duration(
+        self, raw: Raw, key: str, base: Where, default: T, *, positive: bool = False
+    ) -> float | T:
+        if key not in raw:
+            return default
+        return self.guard((*base, key), default, lambda: _seconds(raw[key], positive))
+
+    def literal_subject(self, raw: Raw, key: str, base: Where) -> str | None:
+        subject = raw.get(key)
+        if isinstance(subject, str) and (problem := subject_problem(subject, wildcards=False)):
+            self.report((*base, key), problem)
+        return subject
+
+    def steps(self, raw: object, section: str) -> tuple[Step, ...]:
+        built: list[Step] = []
+        first: dict[object, int] = {}
+        for index, item in enumerate(raw if isinstance(raw, list) else []):
+            where: Where = (section, index)
+            kinds = [kind for kind in schema.STEP_KINDS if kind in item]
+            if not isinstance(item, Mapping) or len(kinds) != 1:
+                continue  # the schema has said why
+            name = item.get("name", f"{kinds[0]}-{index}")
+            if name in first:
+                message = f"duplicate step name {name!r} (first at line {first[name]})"
+                self.report((*where, "name"), message)
+            first.setdefault(name, self.source(where).line)
+            step = self.step(item, where, kinds[0], name)
+            if step is not None:
+                built.append(step)
+        return tuple(built)
+
+    def step(self, raw: Raw, where: Where, kind: str, name: str) -> Step | None:
+        if isinstance(raw[kind], Mapping):
+            for key, problem in _request_problems(kind, raw[kind]):
+                self.report((*where, kind, key), problem)
+        request = self.template(raw, kind, where)
+        when = self.guard((*where, "when"), None, lambda: self.expression(raw, "when", where))
+        timeout = self.duration(raw, "timeout", where, DEFAULT_TIMEOUT, positive=True)
+        retry = self.guard((*where, "retry"), None, lambda: self.retry(raw, (*where, "retry")))
+        if request is None or retry is None:
+            return None
+        return Step(
+            name=name,
+            kind=kind,
+            request=request,
+            timeout=timeout,
+            retry=retry,
+            when=when,
+            continue_on_failure=raw.get("continue_on_failure", False),
+            source=self.source(where),
+        )
+
+    def retry(self, step: Raw, where: Where) -> RetryPolicy:
+        raw = step.get("retry", {})
+        backoff = self.duration(raw, "backoff", where, 1.0)
+        longest = self.duration(raw, "max_backoff", where, 30.0)
+        if backoff > longest:
+            message = f"backoff {backoff:g}s is longer than max_backoff {longest:g}s"
+            self.report((*where, "backoff"), message)
+        return RetryPolicy(attempts=raw.get("attempts", 1), backoff=backoff, max_backoff=longest)
+
+    def throttle(self, raw: Raw | None) -> Throttle | None:
+        if raw is None:
+            return None
+        where: Where = ("throttle",)
+        return Throttle(
+            key=self.template(raw, "key", where),
+            cooldown=self.duration(raw, "cooldown", where, None),
+            max_runs=raw.get("max_runs"),
+            window=self.duration(raw, "window", where, None, positive=True),
+            escalate=self.literal_subject(raw, "escalate", where),
+        )
+
+    def verify(self, raw: Raw | None) -> Verify | None:
+        if raw is None:
+            return None
+        where: Where = ("verify",)
+        return Verify(
+            resolved_within=self.duration(raw, "resolved_within", where, 0.0, positive=True),
+            key=self.template(raw, "key", where),
+            escalate=self.literal_subject(raw, "escalate", where),
+        )
+
+
+def _seconds(value: object, positive: bool) -> float:
+    seconds = parse_duration(value)
+    if positive and seconds <= 0:
+        raise ValueError(f"must be longer than 0, got {value!r}")
+    return seconds
+
+
+def _request_problems(kind: str, raw: Raw) -> list[tuple[str, str]]:
+    """What the loader can tell about a request before any event: literal values only."""
+    found = []
+    method, url, subject = raw.get("method", "GET"), raw.get("url"), raw.get("subject")
+    if kind == "http" and _literal(method) and method.upper() not in _METHODS:
+        found.append(("method", f"unknown HTTP method {method!r} (known: {', '.join(_METHODS)})"))
+    if kind == "http" and _literal(url) and not url.startswith(("http://", "https://")):
+        found.append(("url", f"{url!r} is not an http:// or https:// URL"))
+    problem = subject_problem(subject, wildcards=False) if _literal(subject) else None
+    if kind == "publish" and problem is not None:
+        found.append(("subject", problem))
+    return found
+
+
+def _literal(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and "{{" not in value and "{%" not in value
+
+
+def _unwrap(source: str) -> str:
+    """`when: "{{ x > 1 }}"` means `when: "x > 1"`; a bare expression passes unchanged."""
+    text = source.strip()
+    inner = text[2:-2]
+    if text.startswith("{{") and text.endswith("}}") and "{{" not in inner and "}}" not in inner:
+        return inner.strip()
+    return source
+
+
+def _at(data: object, where: Where) -> object:
+    for part in where:
+        if isinstance(part, int) and isinstance(data, list) and part < len(data):
+            data = data[part]
+        elif isinstance(part, str) and isinstance(data, Mapping):
+            data = data.get(part)
+        else:
+            return None
+    return data
+
+
+def _leaf_with(value: object, where: Where, source: str) -> Where | None:
+    """The path of the first string under `value` that holds the template `source`."""
+    if isinstance(value, str):
+        return where if source in value else None
+    items = (
+        value.items()
+        if isinstance(value, Mapping)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        if (found := _leaf_with(item, (*where, key), source)) is not None:
+            return found
+    return None
