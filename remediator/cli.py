@@ -88,6 +88,8 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add("--tls-ca", dest="tls_ca")
     add("--tls-cert", dest="tls_cert")
     add("--tls-key", dest="tls_key")
+    add("--max-actions", dest="max_actions", metavar="N[/WINDOW]",
+        help="global budget: rules fired across the fleet per window (default window 5m)")
     add("--secrets-dir", dest="secrets_dir", help="directory of secret files")
     add("--webhook-subject", dest="webhook_subject", help="subject template for alerts")
     add("--webhook-token", dest="webhook_token", help="bearer token the webhook requires")

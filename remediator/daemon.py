@@ -23,20 +23,27 @@ from prometheus_client import CollectorRegistry
 from remediator.actions.base import Action, ActionSet
 from remediator.actions.http import HTTPAction
 from remediator.actions.publish import PublishAction
+from remediator.actions.scale import ScaleAction
 from remediator.embedded import EmbeddedServer
 from remediator.engine import Engine
 from remediator.errors import EventError, RemediatorError, TransportError
 from remediator.events import decode_event
+from remediator.guards import Budget, Guards
+from remediator.kube import KubeSettings
 from remediator.loader import load_rules
 from remediator.matching import RuleIndex
 from remediator.metrics import Metrics
 from remediator.model import Event, Rule
 from remediator.settings import Settings
+from remediator.state import STATE_BUCKET, VERIFY_BUCKET, KVStore, MemoryStore, StateStore
 from remediator.templating import Secrets, Templates
 from remediator.transport import Inbound, Transport, connect
 from remediator.web import Listener
 
 log = logging.getLogger(__name__)
+
+VERIFY_TICK = 1.0  # seconds between looks for expired verifications
+STATE_TTL = 7 * 24 * 3600.0  # completion records and throttle state outlive any sane window
 
 
 @dataclass(slots=True)
@@ -60,6 +67,7 @@ class Inflight:
 class Daemon:
     def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
         self.settings = settings
+        self.environ = environ
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
         secrets_dir = Path(settings.secrets_dir) if settings.secrets_dir else None
@@ -68,6 +76,7 @@ class Daemon:
         self.ruleset: Ruleset | None = None
         self.transport: Transport | None = None
         self.actions: dict[str, Action] = {}
+        self.guards: Guards | None = None
         self._stopping = asyncio.Event()
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._inflight: dict[int, Inflight] = {}
@@ -77,12 +86,15 @@ class Daemon:
         transport = self.transport
         return self.ruleset is not None and transport is not None and transport.nc.is_connected
 
-    def load(self) -> Ruleset:
-        rules = load_rules(self.settings.rules, self.templates)
+    def load(self, rules: tuple[Rule, ...] | None = None) -> Ruleset:
+        """Build the engine for `rules` (read from `--rules` when not given)."""
+        if rules is None:
+            rules = load_rules(self.settings.rules, self.templates)
         engine = Engine.build(
             RuleIndex(rules),
             self.actions,
             self.secrets,
+            guards=self.guards,
             metrics=self.metrics,
             dry_run=self.settings.dry_run,
         )
@@ -101,8 +113,10 @@ class Daemon:
         listener = Listener(self.registry, self.ready)
         try:
             self.transport = Transport(await connect(self.settings, url), self.settings)
-            self.actions.update(build_actions(self.transport))
+            self.actions.update(build_actions(self.transport, self.settings, self.environ))
             await self.transport.prepare(self.ruleset.subjects)
+            self.guards = await build_guards(self.transport, self.settings)
+            self.ruleset = self.load(self.ruleset.rules)
             await listener.start(*self.settings.http_host_port)
             self._install_signals()
             log.info(
@@ -121,12 +135,25 @@ class Daemon:
         assert self.transport is not None and self.ruleset is not None
         consume = asyncio.create_task(self._consume(self.ruleset.subjects))
         ticker = asyncio.create_task(self._tick_in_progress())
+        verifier = asyncio.create_task(self._expire_verifications())
         await self._stopping.wait()
         log.info("stopping: no new messages; draining %d in flight", len(self._inflight))
         await self.transport.stop_receiving()
         consume.cancel()
+        verifier.cancel()
         await self._drain()
         ticker.cancel()
+
+    async def _expire_verifications(self) -> None:
+        """Every replica looks; the store lets exactly one act on each expired record."""
+        while self.guards is not None and self.ruleset is not None:
+            await asyncio.sleep(VERIFY_TICK)
+            rules = {rule.name: rule for rule in self.ruleset.rules}
+            try:
+                for name in await self.guards.expire(rules):
+                    self.metrics.verifications.labels(name, "not_resolved").inc()
+            except TransportError as exc:
+                log.warning("verification check failed: %s", exc)
 
     async def _consume(self, subjects: set[str]) -> None:
         assert self.transport is not None
@@ -265,8 +292,28 @@ class Daemon:
             await embedded.stop()
 
 
-def build_actions(transport: Transport) -> ActionSet:
-    return {"http": HTTPAction(), "publish": PublishAction(transport)}
+def build_actions(
+    transport: Transport, settings: Settings, environ: Mapping[str, str]
+) -> ActionSet:
+    """One instance per kind; integrations read their own config section."""
+    kube = KubeSettings.from_config(settings.section("kubernetes"), environ)
+    return {
+        "http": HTTPAction(),
+        "publish": PublishAction(transport),
+        "scale": ScaleAction(kube),
+    }
+
+
+async def build_guards(transport: Transport, settings: Settings) -> Guards:
+    """Shared state in JetStream key-value buckets; in memory in core mode."""
+    budget = Budget(*settings.max_actions) if settings.max_actions else None
+    if settings.core:
+        state: StateStore = MemoryStore()
+        verifications: StateStore = MemoryStore()
+    else:
+        state = await KVStore.open(transport.js, STATE_BUCKET, ttl=STATE_TTL)
+        verifications = await KVStore.open(transport.js, VERIFY_BUCKET, ttl=STATE_TTL)
+    return Guards(store=state, verifications=verifications, publisher=transport, budget=budget)
 
 
 def new_trace_id() -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from remediator.actions.base import ActionSet
 from remediator.errors import TemplateError
+from remediator.guards import Guards
 from remediator.matching import RuleIndex
 from remediator.metrics import Metrics
 from remediator.model import Event, Result, Rule, StepResult
@@ -35,6 +36,7 @@ class Engine:
     index: RuleIndex
     runner: StepRunner
     secrets: Secrets
+    guards: Guards | None = None
     metrics: Metrics | None = None
     dry_run: bool = False
     now: Callable[[], dt.datetime] = utcnow
@@ -46,11 +48,19 @@ class Engine:
         actions: ActionSet,
         secrets: Secrets,
         *,
+        guards: Guards | None = None,
         metrics: Metrics | None = None,
         dry_run: bool = False,
     ) -> Engine:
         runner = StepRunner(actions=actions, secrets=secrets, metrics=metrics)
-        return cls(index=index, runner=runner, secrets=secrets, metrics=metrics, dry_run=dry_run)
+        return cls(
+            index=index,
+            runner=runner,
+            secrets=secrets,
+            guards=guards,
+            metrics=metrics,
+            dry_run=dry_run,
+        )
 
     def fired(self, event: Event) -> tuple[Rule, ...]:
         """The rules this event fires, highest priority first (pure)."""
@@ -68,10 +78,15 @@ class Engine:
                     verdict.error,
                     extra=_log_extra(event, rule),
                 )
+        if resolving(event):
+            # A resolving event closes verifications; it fires only rules that ask for it.
+            return tuple(r for r in matches.fired if _asks_for_resolved(r))
         return matches.fired
 
     async def process(self, event: Event) -> list[Result]:
         """Fire every matching rule, each independently and concurrently."""
+        if self.guards is not None and resolving(event):
+            await self._close_verifications(event)
         rules = self.fired(event)
         if not rules:
             return []
@@ -90,16 +105,70 @@ class Engine:
         }
 
     async def run_rule(self, rule: Rule, event: Event) -> Result:
+        guards = self.guards
+        if guards is not None and (stored := await guards.completed(rule, event)) is not None:
+            # Redelivered after it finished: report the same result again, run nothing.
+            if self.metrics is not None:
+                self.metrics.rule_results.labels(rule.name, "deduplicated").inc()
+            return Result.from_json(stored)
+        result = await self._guarded_run(rule, event)
+        if guards is not None:
+            await guards.record(rule, event, result.to_json())
+        return result
+
+    async def _guarded_run(self, rule: Rule, event: Event) -> Result:
         started = self.now()
         context = self.context(event) | {"rule": rule.name, "results": {}}
         dry_run = self.dry_run or rule.dry_run
         try:
             context["vars"] = render_vars(rule, context)
+            bucket = throttle_bucket(rule, context)
         except TemplateError as exc:
             return self._finish(rule, event, started, "failed", (), reason=self._mask(exc))
+        if self.guards is None:
+            return await self._run_steps(rule, event, context, started, dry_run)
+        admission = await self.guards.admit(rule, event, bucket, spend=not dry_run)
+        if admission.status != "run":
+            return self._finish(rule, event, started, admission.status, (), admission.reason)
+        try:
+            result = await self._run_steps(rule, event, context, started, dry_run)
+        finally:
+            await self.guards.release(admission)
+        if rule.verify is not None and result.status == "succeeded":
+            await self.guards.expect(rule, event, verify_key(rule, context), bucket)
+        return result
+
+    async def _run_steps(
+        self,
+        rule: Rule,
+        event: Event,
+        context: dict[str, object],
+        started: dt.datetime,
+        dry_run: bool,
+    ) -> Result:
         steps, ok = await self.runner.run_steps(rule, context, dry_run=dry_run)
         status = "dry_run" if dry_run else "succeeded" if ok else "failed"
         return self._finish(rule, event, started, status, steps)
+
+    async def _close_verifications(self, event: Event) -> None:
+        assert self.guards is not None
+        for rule in self.index.candidates(event.subject):
+            if rule.verify is None:
+                continue
+            context = self.context(event) | {"rule": rule.name}
+            try:
+                context["vars"] = render_vars(rule, context)
+                key = verify_key(rule, context)
+            except TemplateError as exc:
+                log.warning(
+                    "rule %s: verify key: %s",
+                    rule.name,
+                    self._mask(exc),
+                    extra=_log_extra(event, rule),
+                )
+                continue
+            if await self.guards.resolve(rule, event, key) and self.metrics is not None:
+                self.metrics.verifications.labels(rule.name, "resolved").inc()
 
     def _finish(
         self,
@@ -145,6 +214,27 @@ def render_vars(rule: Rule, context: Mapping[str, object]) -> dict[str, object]:
     for name, template in rule.vars:
         values[name] = template.render(scope)
     return values
+
+
+def throttle_bucket(rule: Rule, context: Mapping[str, object]) -> str:
+    """The throttle key for this event; one bucket per rule when the rule gives none."""
+    if rule.throttle is None or rule.throttle.key is None:
+        return ""
+    return str(rule.throttle.key.render(context))
+
+
+def verify_key(rule: Rule, context: Mapping[str, object]) -> str:
+    if rule.verify is None or rule.verify.key is None:
+        return str(context["event_id"])
+    return str(rule.verify.key.render(context))
+
+
+def resolving(event: Event) -> bool:
+    return event.payload.get("status") == "resolved"
+
+
+def _asks_for_resolved(rule: Rule) -> bool:
+    return any(c.path == ("status",) for c in rule.conditions)
 
 
 def _log_extra(event: Event, rule: Rule) -> dict[str, object]:

@@ -144,11 +144,27 @@ class StepResult:
     output: object = None
     error: str | None = None
 
+    @classmethod
+    def from_json(cls, body: Mapping[str, object]) -> StepResult:
+        return cls(
+            name=str(body["name"]),
+            kind=str(body["kind"]),
+            status=str(body["status"]),
+            attempts=int(str(body.get("attempts", 0))),
+            duration_ms=float(str(body.get("duration_ms", 0.0))),
+            output=body.get("output"),
+            error=_optional_text(body.get("error")),
+        )
+
     def to_json(self) -> dict[str, object]:
         return {
-            "name": self.name, "kind": self.kind, "status": self.status,
-            "attempts": self.attempts, "duration_ms": round(self.duration_ms, 3),
-            "output": self.output, "error": self.error,
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "attempts": self.attempts,
+            "duration_ms": round(self.duration_ms, 3),
+            "output": self.output,
+            "error": self.error,
         }
 
 
@@ -171,15 +187,42 @@ class Result:
     def duration_ms(self) -> float:
         return (self.finished_at - self.started_at).total_seconds() * 1000
 
+    @classmethod
+    def from_json(cls, body: Mapping[str, object]) -> Result:
+        """Read back a stored result (a completion record) to publish it again."""
+        steps = body.get("steps")
+        return cls(
+            event_id=str(body["event_id"]),
+            trace_id=str(body["trace_id"]),
+            rule=str(body["rule"]),
+            subject=str(body["subject"]),
+            status=str(body["status"]),
+            started_at=dt.datetime.fromisoformat(str(body["started_at"])),
+            finished_at=dt.datetime.fromisoformat(str(body["finished_at"])),
+            redelivered=bool(body.get("redelivered")),
+            steps=tuple(StepResult.from_json(s) for s in steps if isinstance(s, Mapping))
+            if isinstance(steps, list)
+            else (),
+            reason=_optional_text(body.get("reason")),
+        )
+
     def to_json(self) -> dict[str, object]:
         body: dict[str, object] = {
-            "event_id": self.event_id, "trace_id": self.trace_id, "rule": self.rule,
-            "subject": self.subject, "status": self.status,
+            "event_id": self.event_id,
+            "trace_id": self.trace_id,
+            "rule": self.rule,
+            "subject": self.subject,
+            "status": self.status,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat(),
-            "duration_ms": round(self.duration_ms, 3), "redelivered": self.redelivered,
+            "duration_ms": round(self.duration_ms, 3),
+            "redelivered": self.redelivered,
             "steps": [s.to_json() for s in self.steps],
         }
         if self.reason is not None:
             body["reason"] = self.reason
         return body
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -53,6 +53,15 @@ def _paths(value: object) -> tuple[str, ...]:
     return tuple(p for p in str(value).split(",") if p)
 
 
+def _budget(value: object) -> tuple[int, float]:
+    """`N`, `N/WINDOW` (flag or variable) or `{max_runs, window}` (file); window default 5m."""
+    if isinstance(value, Mapping):
+        runs, window = value.get("max_runs"), value.get("window", "5m")
+    else:
+        runs, _, window = str(value).partition("/")
+    return _positive(runs), parse_duration(window or "5m")
+
+
 def _address(value: object) -> str:
     text = str(value)
     _, sep, port = text.rpartition(":")
@@ -88,6 +97,7 @@ class Settings:
     secrets_dir: str | None = None
     webhook_subject: str = "alerts.{{ alert.labels.alertname }}"
     webhook_token: str | None = None
+    max_actions: tuple[int, float] | None = None
     sections: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     @classmethod
@@ -143,6 +153,8 @@ def _read_file(path: str) -> dict[str, object]:
 def _flatten(document: Mapping[str, object]) -> dict[str, object]:
     """Map the file's layout onto setting names: `nats: {url, tls: {ca}}` -> nats_url, tls_ca."""
     flat = {k: v for k, v in document.items() if not isinstance(v, Mapping)}
+    if isinstance(document.get("budget"), Mapping):
+        flat["max_actions"] = document["budget"]
     nats = document.get("nats")
     if isinstance(nats, Mapping):
         for key, target in _NATS_KEYS.items():
@@ -188,6 +200,7 @@ FIELDS: dict[str, Callable[[object], object]] = {
     "nkey_seed": _text,
     "secrets_dir": _text,
     "webhook_subject": _text,
+    "max_actions": _budget,
     "webhook_token": _text,
 }
 assert set(FIELDS) == {f.name for f in fields(Settings)} - {"sections"}

@@ -1,0 +1,367 @@
+"""Guards: what may run. Completion records, throttles, the global budget, verification.
+
+All state goes through a `StateStore` with compare-and-set, so N replicas
+decide as one: a throttle decision and its reservation are one write, and
+whoever loses the race reads again. The throttle entry also carries a
+lease (`busy_until`), so two events with the same throttle key never run
+their steps at the same time anywhere in the fleet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from remediator.actions.publish import Publisher
+from remediator.errors import TransportError
+from remediator.model import Event, Rule, Throttle
+from remediator.state import Conflict, Entry, StateStore, write
+
+log = logging.getLogger(__name__)
+
+ESCALATIONS = "remediator.escalations"
+_MAX_LEASE = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    max_runs: int
+    window: float
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """May the rule run? `status` is `run`, `throttled` or `suppressed`."""
+
+    status: str
+    reason: str | None = None
+    key: str | None = None  # the throttle state key holding our lease
+    token: str | None = None
+
+
+@dataclass(slots=True)
+class _Throttled:
+    """One throttle bucket as stored: run times in the window, circuit, lease."""
+
+    last: float | None = None
+    runs: list[float] = field(default_factory=list)
+    opened: float | None = None  # when the circuit opened (escalated once)
+    open_until: float | None = None  # set when a verification failed
+    busy_until: float | None = None
+    token: str | None = None
+    event: str | None = None  # the event whose run holds the latest reservation
+
+    @classmethod
+    def decode(cls, entry: Entry | None) -> _Throttled:
+        return cls() if entry is None else cls(**json.loads(entry.value))
+
+    def encode(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self)).encode()
+
+
+@dataclass(slots=True, kw_only=True)
+class Guards:
+    store: StateStore
+    verifications: StateStore
+    publisher: Publisher
+    budget: Budget | None = None
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    # -- completion records: a redelivered event never re-runs a finished rule
+
+    async def completed(self, rule: Rule, event: Event) -> dict[str, object] | None:
+        entry = await self.store.get(_done_key(rule, event))
+        return None if entry is None else dict(json.loads(entry.value))
+
+    async def record(self, rule: Rule, event: Event, result: Mapping[str, object]) -> None:
+        key = _done_key(rule, event)
+        value = json.dumps(result, default=str).encode()
+        try:
+            await self.store.create(key, value)
+        except Conflict:
+            log.info("rule %s: event %s was completed twice", rule.name, event.event_id)
+
+    # -- throttle and budget
+
+    async def admit(self, rule: Rule, event: Event, bucket: str, *, spend: bool) -> Admission:
+        """Decide and reserve in one compare-and-set; wait while another run holds the lease."""
+        throttle = rule.throttle
+        key = _throttle_key(rule, bucket) if throttle is not None else None
+        token = uuid.uuid4().hex
+        if throttle is not None and key is not None:
+            refused = await self._reserve(rule, event, throttle, key, bucket, token)
+            if refused is not None:
+                return refused
+        if spend and self.budget is not None and not await self._spend(rule, event):
+            if key is not None:
+                await self._undo(key, token)
+            return Admission("suppressed", "global budget spent for this window")
+        return Admission("run", key=key, token=token)
+
+    async def release(self, admission: Admission) -> None:
+        if admission.key is not None:
+            await self._update(admission.key, lambda s: _clear_lease(s, admission.token))
+
+    async def _reserve(
+        self, rule: Rule, event: Event, throttle: Throttle, key: str, bucket: str, token: str
+    ) -> Admission | None:
+        while True:
+            entry = await self.store.get(key)
+            state, now = _Throttled.decode(entry), self.clock()
+            if state.event == event.event_id:
+                # Our own reservation, left by a run cut off by a crash: run again.
+                state.busy_until, state.token = now + _lease(rule), token
+                try:
+                    await write(self.store, key, state.encode(), entry)
+                    return None
+                except Conflict:
+                    continue
+            reason = _refusal(throttle, state, now)
+            if reason is not None:
+                if _opens_circuit(throttle, state, now):
+                    await self._open_circuit(rule, event, key, bucket, reason, entry)
+                return Admission("throttled", reason)
+            if state.busy_until is not None and state.busy_until > now:
+                await self.sleep(self.rng.uniform(0.05, 0.25))
+                continue
+            window = throttle.window or 0.0
+            state.runs = [t for t in state.runs if t > now - window] + [now]
+            state.last, state.opened, state.event = now, None, event.event_id
+            state.busy_until, state.token = now + _lease(rule), token
+            try:
+                await write(self.store, key, state.encode(), entry)
+                return None
+            except Conflict:
+                continue
+
+    async def _open_circuit(
+        self, rule: Rule, event: Event, key: str, bucket: str, reason: str, entry: Entry | None
+    ) -> None:
+        state = _Throttled.decode(entry)
+        state.opened = self.clock()
+        try:
+            await write(self.store, key, state.encode(), entry)
+        except Conflict:
+            return  # another event saw it first and escalates
+        escalate = (rule.throttle.escalate if rule.throttle else None) or ESCALATIONS
+        await self.escalate(escalate, "circuit_open", rule, event, reason, key=bucket)
+
+    async def _spend(self, rule: Rule, event: Event) -> bool:
+        assert self.budget is not None
+        budget = self.budget
+        while True:
+            entry = await self.store.get("budget")
+            now = self.clock()
+            state = json.loads(entry.value) if entry else {}
+            if not state or now >= state["start"] + budget.window:
+                state = {"start": now, "count": 0, "escalated": False}
+            spent = state["count"] >= budget.max_runs
+            if spent and state["escalated"]:
+                return False
+            state["escalated"] = state["escalated"] or spent
+            state["count"] += 0 if spent else 1
+            try:
+                await write(self.store, "budget", json.dumps(state).encode(), entry)
+            except Conflict:
+                continue
+            if spent:
+                detail = f"{budget.max_runs} runs per {budget.window:g}s across the fleet"
+                await self.escalate(ESCALATIONS, "budget_exhausted", rule, event, detail)
+            return not spent
+
+    async def _undo(self, key: str, token: str) -> None:
+        def undo(state: _Throttled) -> _Throttled:
+            if state.token == token and state.runs:
+                state.runs.pop()
+                state.last = state.runs[-1] if state.runs else None
+                state.event = None
+            return _clear_lease(state, token)
+
+        await self._update(key, undo)
+
+    async def _update(self, key: str, change: Callable[[_Throttled], _Throttled]) -> None:
+        while True:
+            entry = await self.store.get(key)
+            if entry is None:
+                return
+            try:
+                await self.store.update(
+                    key, change(_Throttled.decode(entry)).encode(), entry.revision
+                )
+                return
+            except Conflict:
+                continue
+
+    # -- verification: did the fix work?
+
+    async def expect(self, rule: Rule, event: Event, key: str, bucket: str) -> None:
+        assert rule.verify is not None
+        record = {
+            "rule": rule.name,
+            "key": key,
+            "deadline": self.clock() + rule.verify.resolved_within,
+            "event_id": event.event_id,
+            "trace_id": event.trace_id,
+            "subject": event.subject,
+            "throttle": _throttle_key(rule, bucket) if rule.throttle else None,
+            "escalate": rule.verify.escalate or ESCALATIONS,
+        }
+        name = _verify_key(rule.name, key)
+        while True:
+            entry = await self.verifications.get(name)
+            try:
+                await write(self.verifications, name, json.dumps(record).encode(), entry)
+                return
+            except Conflict:
+                continue
+
+    async def resolve(self, rule: Rule, event: Event, key: str) -> bool:
+        """A resolving event arrived: the one replica that deletes the record reports it."""
+        name = _verify_key(rule.name, key)
+        entry = await self.verifications.get(name)
+        if entry is None:
+            return False
+        try:
+            await self.verifications.delete(name, entry.revision)
+        except Conflict:
+            return False
+        record = json.loads(entry.value)
+        body = {**record, "resolved_by": event.event_id, "resolved_at": self.clock()}
+        await self._publish(
+            f"remediator.verified.{rule.name}",
+            body,
+            f"verified:{rule.name}:{key}:{record['event_id']}",
+        )
+        return True
+
+    async def expire(self, rules: Mapping[str, Rule]) -> list[str]:
+        """Escalate every verification past its deadline; returns the rules that failed."""
+        failed = []
+        now = self.clock()
+        for name in await self.verifications.keys():
+            entry = await self.verifications.get(name)
+            if entry is None:
+                continue
+            record = json.loads(entry.value)
+            if record["deadline"] > now:
+                continue
+            try:
+                await self.verifications.delete(name, entry.revision)
+            except Conflict:
+                continue  # another replica took it
+            await self._not_resolved(record, rules.get(record["rule"]), now)
+            failed.append(str(record["rule"]))
+        return failed
+
+    async def _not_resolved(self, record: dict[str, object], rule: Rule | None, now: float) -> None:
+        throttle_key = record.get("throttle")
+        if isinstance(throttle_key, str) and rule is not None and rule.throttle is not None:
+            hold = rule.throttle.window or rule.throttle.cooldown or 3600.0
+            await self._update(
+                throttle_key, lambda s: dataclasses.replace(s, open_until=now + hold)
+            )
+        body = {
+            "reason": "not_resolved",
+            "rule": record["rule"],
+            "key": record["key"],
+            "event_id": record["event_id"],
+            "trace_id": record["trace_id"],
+            "detail": "no resolving event arrived in time",
+        }
+        await self._publish(
+            str(record["escalate"]), body, f"not_resolved:{record['rule']}:{record['event_id']}"
+        )
+
+    async def escalate(
+        self,
+        subject: str,
+        reason: str,
+        rule: Rule,
+        event: Event,
+        detail: str,
+        key: str | None = None,
+    ) -> None:
+        body = {
+            "reason": reason,
+            "rule": rule.name,
+            "key": key,
+            "detail": detail,
+            "event_id": event.event_id,
+            "trace_id": event.trace_id,
+            "subject": event.subject,
+        }
+        await self._publish(subject, body, f"{reason}:{rule.name}:{key}:{event.event_id}")
+
+    async def _publish(self, subject: str, body: Mapping[str, object], msg_id: str) -> None:
+        headers = {"Nats-Msg-Id": msg_id}
+        trace = body.get("trace_id")
+        if isinstance(trace, str):
+            headers["trace-id"] = trace
+        try:
+            await self.publisher.publish(subject, json.dumps(body, default=str).encode(), headers)
+        except TransportError as exc:
+            log.error("cannot publish %s to %s: %s", body.get("reason", "event"), subject, exc)
+
+
+def _refusal(throttle: Throttle, state: _Throttled, now: float) -> str | None:
+    if state.open_until is not None and state.open_until > now:
+        left = state.open_until - now
+        return f"circuit open: the last run was not verified as resolved; closes in {left:.0f}s"
+    if throttle.cooldown and state.last is not None and now - state.last < throttle.cooldown:
+        return f"cooldown: ran {now - state.last:.1f}s ago, cooldown {throttle.cooldown:g}s"
+    if _circuit_full(throttle, state, now):
+        return f"circuit open: {throttle.max_runs} runs within {throttle.window:g}s"
+    return None
+
+
+def _circuit_full(throttle: Throttle, state: _Throttled, now: float) -> bool:
+    if not throttle.max_runs or not throttle.window:
+        return False
+    recent = [t for t in state.runs if t > now - throttle.window]
+    return len(recent) >= throttle.max_runs
+
+
+def _opens_circuit(throttle: Throttle, state: _Throttled, now: float) -> bool:
+    """The first refusal of a full circuit escalates; later ones only report."""
+    return _circuit_full(throttle, state, now) and state.opened is None
+
+
+def _clear_lease(state: _Throttled, token: str | None) -> _Throttled:
+    if state.token == token:
+        state.busy_until, state.token = None, None
+    return state
+
+
+def _lease(rule: Rule) -> float:
+    """Longest a run can take, so a crashed holder's lease runs out on its own."""
+    total = sum(
+        s.timeout * s.retry.attempts + s.retry.max_backoff * (s.retry.attempts - 1)
+        for s in (*rule.steps, *rule.on_failure)
+    )
+    return min(_MAX_LEASE, total + 10.0)
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def _done_key(rule: Rule, event: Event) -> str:
+    return f"done.{rule.name}.{_digest(event.event_id)}"
+
+
+def _throttle_key(rule: Rule, bucket: str) -> str:
+    return f"throttle.{rule.name}.{_digest(bucket)}"
+
+
+def _verify_key(rule: str, key: str) -> str:
+    return f"{rule}.{_digest(key)}"
