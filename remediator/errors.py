@@ -52,8 +52,9 @@ class RuleErrors(RuleError):
     def __init__(self, errors: Sequence[RuleError]) -> None:
         self.errors = tuple(errors)
         first = self.errors[0]
-        super().__init__(first.message, file=first.file, line=first.line, rule=first.rule,
-                         field=first.field)
+        super().__init__(
+            first.message, file=first.file, line=first.line, rule=first.rule, field=first.field
+        )
 
     def __str__(self) -> str:
         return "\n".join(RuleError.__str__(e) for e in self.errors)
@@ -81,7 +82,11 @@ class StepError(RemediatorError):
     """An action failed. `permanent` errors are not retried; `retry_after` overrides backoff."""
 
     def __init__(
-        self, message: str, *, permanent: bool = False, retry_after: float | None = None,
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
         output: dict[str, object] | None = None,
     ) -> None:
         self.message = message

@@ -95,17 +95,17 @@ class Templates:
             }
             return _Tree(source=str(value), items=items)
         if isinstance(value, list):
-            parts = [
-                self.compile(v, rule=rule, field=f"{field}[{i}]") for i, v in enumerate(value)
-            ]
+            parts = [self.compile(v, rule=rule, field=f"{field}[{i}]") for i, v in enumerate(value)]
             return _List(source=str(value), parts=parts)
         return _Constant(source=str(value), value=value)
 
     def compile_expression(self, source: str, *, rule: str = "", field: str = "") -> Renderable:
         """A bare Jinja expression, as `when:` takes it."""
         return _Expression(
-            source=source, call=self.env.compile_expression(source, undefined_to_none=False),
-            rule=rule, field=field,
+            source=source,
+            call=self.env.compile_expression(source, undefined_to_none=False),
+            rule=rule,
+            field=field,
         )
 
     def _compile_string(self, source: str, rule: str, field: str) -> Renderable:

@@ -65,8 +65,9 @@ def optional(
     """One rendered field, type-checked: rendered values are only known at run time."""
     value = request.get(name)
     if value is not None and not isinstance(value, kind):
-        raise StepError(f"{name}: expected {_kind_name(kind)}, got {type(value).__name__}",
-                        permanent=True)
+        raise StepError(
+            f"{name}: expected {_kind_name(kind)}, got {type(value).__name__}", permanent=True
+        )
     return value  # type: ignore[return-value]
 
 

@@ -43,8 +43,17 @@ def write_rule(workdir: Path, unique: str, target: HttpTarget, timeout: str = "3
 
 
 def daemon(workdir: Path, server: NatsServer, unique: str, *extra: str) -> DaemonProcess:
-    args = ["--rules", "rules", "--nats", server.url, "--stream", f"S{unique}",
-            "--durable", f"D{unique}", *extra]
+    args = [
+        "--rules",
+        "rules",
+        "--nats",
+        server.url,
+        "--stream",
+        f"S{unique}",
+        "--durable",
+        f"D{unique}",
+        *extra,
+    ]
     return DaemonProcess(args, workdir, env={"CHAT_TOKEN": f"tok-{unique}-s3cret"})
 
 
@@ -54,8 +63,11 @@ async def publish(nc: Client, subject: str, event: object, **headers: str) -> No
 
 
 def alert(severity: str = "critical", value: str = "97.5", service: str = "web-1") -> dict:
-    return {"labels": {"severity": severity, "service": service}, "value": value,
-            "note": "{{ 7*7 }}"}
+    return {
+        "labels": {"severity": severity, "service": service},
+        "value": value,
+        "note": "{{ 7*7 }}",
+    }
 
 
 async def test_matching_alert_calls_target_and_publishes_result(

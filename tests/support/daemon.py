@@ -37,21 +37,30 @@ class DaemonProcess:
 
     def start(self, wait_ready: bool = True, timeout: float = 30.0) -> DaemonProcess:
         self.log_path = self.workdir / f"daemon-{time.monotonic_ns()}.log"
-        command = [sys.executable, "-m", "remediator", "run", *self.args,
-                   "--http", f"127.0.0.1:{self.http_port}"]
+        command = [
+            sys.executable,
+            "-m",
+            "remediator",
+            "run",
+            *self.args,
+            "--http",
+            f"127.0.0.1:{self.http_port}",
+        ]
         env = {**os.environ, **self.env}
         env.pop("REMEDIATOR_NATS_URL", None) if "REMEDIATOR_NATS_URL" not in self.env else None
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(command, cwd=self.workdir, env=env,
-                                            stdout=log, stderr=log)
+            self.process = subprocess.Popen(
+                command, cwd=self.workdir, env=env, stdout=log, stderr=log
+            )
         if wait_ready:
             self.wait_ready(timeout)
         return self
 
     def get(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}",
-                                        timeout=5) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.http_port}{path}", timeout=5
+            ) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()

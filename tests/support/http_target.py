@@ -75,8 +75,9 @@ class HttpTarget:
         self.concurrent += 1
         self.max_concurrent = max(self.max_concurrent, self.concurrent)
         try:
-            received = Received(request.method, request.path_qs, dict(request.headers),
-                                await request.read())
+            received = Received(
+                request.method, request.path_qs, dict(request.headers), await request.read()
+            )
             async with self._arrived:
                 self.received.append(received)
                 self._arrived.notify_all()

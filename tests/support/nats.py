@@ -33,10 +33,20 @@ class NatsServer:
     def start(self, timeout: float = 20.0) -> NatsServer:
         self.store.mkdir(parents=True, exist_ok=True)
         self.log_path = self.store / f"server-{time.monotonic_ns()}.log"
-        args = [str(server_binary()), "-a", "127.0.0.1", "-p", str(self.port), "-js",
-                "-sd", str(self.store / "js"), "-l", str(self.log_path), *self.extra_args]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        args = [
+            str(server_binary()),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.store / "js"),
+            "-l",
+            str(self.log_path),
+            *self.extra_args,
+        ]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log_path.read_text() if self.log_path.exists() else ""
