@@ -12,9 +12,9 @@ import nats
 from nats.aio.client import Client
 from nats.js.errors import NoKeysError
 
-from tests.support.collect import Collector
+from tests.support.collect import Collector, stored_until
 from tests.support.daemon import DaemonProcess
-from tests.support.http_target import HttpTarget
+from tests.support.http_target import Answer, HttpTarget
 from tests.support.nats import NatsServer
 
 
@@ -23,8 +23,17 @@ def rules(workdir: Path, text: str) -> None:
 
 
 def replica(workdir: Path, url: str, unique: str, *extra: str) -> DaemonProcess:
-    args = ["--rules", "rules", "--nats", url, "--stream", f"S{unique}",
-            "--durable", f"D{unique}", *extra]
+    args = [
+        "--rules",
+        "rules",
+        "--nats",
+        url,
+        "--stream",
+        f"S{unique}",
+        "--durable",
+        f"D{unique}",
+        *extra,
+    ]
     return DaemonProcess(args, workdir)
 
 
@@ -136,7 +145,9 @@ async def test_global_budget_suppresses_and_escalates_once(
 async def test_verify_resolved_and_not_resolved_with_two_replicas(
     nc: Client, nats_server: NatsServer, workdir: Path, unique: str, http_target: HttpTarget
 ) -> None:
-    rules(workdir, f"""
+    rules(
+        workdir,
+        f"""
 rules:
   - name: heal-{unique}
     on: [{unique}.alerts.*]
@@ -147,7 +158,8 @@ rules:
       escalate: {unique}.escalations
     actions:
       - http: {{url: "{http_target.url}/{{{{ event.fingerprint }}}}"}}
-""")
+""",
+    )
     verified = await Collector.on(nc, f"remediator.verified.heal-{unique}")
     escalations = await Collector.on(nc, f"{unique}.escalations")
     results = await Collector.on(nc, f"remediator.results.heal-{unique}")
@@ -179,3 +191,80 @@ async def _verify_keys(nc: Client, prefix: str) -> list[str]:
         return [k for k in await kv.keys() if k.startswith(prefix)]
     except NoKeysError:
         return []
+
+
+async def test_three_replicas_and_a_kill_lose_nothing_and_rerun_little(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str
+) -> None:
+    target = await HttpTarget(Answer(delay=0.05)).start()
+    rules(
+        workdir,
+        f"""
+rules:
+  - name: load-{unique}
+    on: [{unique}.load.*]
+    actions:
+      - http: {{url: "{target.url}/{{{{ event.n }}}}"}}
+""",
+    )
+    flags = ("--concurrency", "16", "--ack-wait", "2s")
+    replicas = [replica(workdir, nats_server.url, unique, *flags).start() for _ in range(3)]
+    try:
+        for n in range(1000):
+            await publish(nc, f"{unique}.load.s{n % 50}", {"n": n})
+        await target.wait_for(300, timeout=60)
+        info = await nc.jetstream().consumer_info(f"S{unique}", f"D{unique}")
+        replicas[0].kill()
+        in_flight_at_kill = info.num_ack_pending
+        results = await stored_until(
+            nc,
+            f"remediator.results.load-{unique}",
+            lambda bodies: len({b["event_id"] for b in bodies}) >= 1000,
+            timeout=120,
+        )
+    finally:
+        for proc in replicas:
+            if proc.process is not None and proc.process.poll() is None:
+                proc.stop()
+        await target.stop()
+    calls = Counter(r.headers["Idempotency-Key"] for r in target.received)
+    duplicates = sum(count - 1 for count in calls.values())
+    print(
+        f"\nduplicate target calls: {duplicates}; events in flight at the kill: {in_flight_at_kill}"
+    )
+    assert len(calls) == 1000
+    assert all(b["status"] == "succeeded" for b in results)
+    assert duplicates <= in_flight_at_kill
+
+
+async def test_nats_restart_loses_nothing_and_keeps_cooldowns(
+    workdir: Path, unique: str, http_target: HttpTarget
+) -> None:
+    server = NatsServer(store=workdir / "nats").start()
+    own = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    rules(workdir, throttled_rule(unique, http_target.url, "cooldown: 1h"))
+    subject = f"remediator.results.fix-{unique}"
+    proc = replica(workdir, server.url, unique, "--ack-wait", "3s").start()
+    try:
+        await publish(own, f"{unique}.disk.a", {"host": "a"})
+        await stored_until(own, subject, lambda b: len(b) == 1)
+        http_target.default = Answer(delay=1.0)
+        for i in range(5):
+            await publish(own, f"{unique}.disk.h{i}", {"host": f"h{i}"})
+        await http_target.wait_for(2)
+        server.stop()  # mid-run: five steps in flight
+        server.start()  # same store, same port
+        proc.wait_ready(timeout=60)
+        done = await stored_until(own, subject, lambda b: len({x["event_id"] for x in b}) == 6)
+        http_target.default = Answer()
+        await publish(own, f"{unique}.disk.a", {"host": "a"})
+        after = await stored_until(own, subject, lambda b: len({x["event_id"] for x in b}) == 7)
+    finally:
+        proc.stop()
+        await own.drain()
+        server.stop()
+    hosts = {r.path for r in http_target.received}
+    assert hosts == {"/a", "/h0", "/h1", "/h2", "/h3", "/h4"}
+    assert all(x["status"] == "succeeded" for x in done)
+    last = [x for x in after if x["event_id"] == f"S{unique}:7"]
+    assert last and last[-1]["status"] == "throttled"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 
 
 @dataclass
@@ -34,3 +36,43 @@ class Collector:
 
     def bodies(self) -> list[dict[str, object]]:
         return [json.loads(m.data) for m in self.messages]
+
+
+async def stored(
+    nc: Client, subject: str, stream: str = "REMEDIATOR_RESULTS"
+) -> list[dict[str, object]]:
+    """Every message the stream holds on `subject`, read with an ephemeral pull consumer."""
+    js = nc.jetstream()
+    sub = await js.pull_subscribe(subject, stream=stream)
+    bodies: list[dict[str, object]] = []
+    try:
+        while True:
+            info = await sub.consumer_info()
+            if info.num_pending == 0:
+                return bodies
+            for msg in await sub.fetch(min(info.num_pending, 500), timeout=5):
+                bodies.append(json.loads(msg.data))
+                await msg.ack()
+    finally:
+        await sub.unsubscribe()
+
+
+async def stored_until(
+    nc: Client,
+    subject: str,
+    done: Callable[[list[dict[str, object]]], bool],
+    timeout: float = 60.0,
+) -> list[dict[str, object]]:
+    """Poll the stream (with a deadline) until `done` holds for what it stores.
+
+    Errors while a restarted server recovers its streams count as "not yet".
+    """
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                bodies = await stored(nc, subject)
+                if done(bodies):
+                    return bodies
+            except (NatsError, TimeoutError):
+                pass
+            await asyncio.sleep(0.2)
