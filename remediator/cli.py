@@ -77,6 +77,12 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     add("--config", metavar="FILE", help="YAML config file")
     add("--data-dir", dest="data_dir", help="embedded server data (default .remediator/)")
+    add(
+        "--embedded-port",
+        dest="embedded_port",
+        metavar="PORT",
+        help="port of the embedded nats-server on 127.0.0.1 (default 4222)",
+    )
     add("--drain-timeout", dest="drain_timeout", metavar="DURATION", help="default 30s")
     add("--log-format", dest="log_format", choices=["json", "text"])
     add("--log-level", dest="log_level")
@@ -88,8 +94,12 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add("--tls-ca", dest="tls_ca")
     add("--tls-cert", dest="tls_cert")
     add("--tls-key", dest="tls_key")
-    add("--max-actions", dest="max_actions", metavar="N[/WINDOW]",
-        help="global budget: rules fired across the fleet per window (default window 5m)")
+    add(
+        "--max-actions",
+        dest="max_actions",
+        metavar="N[/WINDOW]",
+        help="global budget: rules fired across the fleet per window (default window 5m)",
+    )
     add("--secrets-dir", dest="secrets_dir", help="directory of secret files")
     add("--webhook-subject", dest="webhook_subject", help="subject template for alerts")
     add("--webhook-token", dest="webhook_token", help="bearer token the webhook requires")

@@ -83,6 +83,7 @@ class Settings:
     http: str = "127.0.0.1:9464"
     dry_run: bool = False
     data_dir: str = ".remediator"
+    embedded_port: int = 4222
     drain_timeout: float = 30.0
     log_format: str = "json"
     log_level: str = "INFO"
@@ -201,6 +202,7 @@ FIELDS: dict[str, Callable[[object], object]] = {
     "secrets_dir": _text,
     "webhook_subject": _text,
     "max_actions": _budget,
+    "embedded_port": _positive,
     "webhook_token": _text,
 }
 assert set(FIELDS) == {f.name for f in fields(Settings)} - {"sections"}

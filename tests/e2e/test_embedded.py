@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -23,7 +24,8 @@ async def test_embedded_server_runs_the_example_rule(tmp_path: Path) -> None:
     url = f"nats://127.0.0.1:{port}"
     try:
         alert = {"labels": {"severity": "critical", "service": "web"}, "value": "97.5"}
-        published = subprocess.run(
+        published = await asyncio.to_thread(
+            subprocess.run,
             [
                 sys.executable,
                 "-m",
