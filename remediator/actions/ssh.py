@@ -1,0 +1,564 @@
+"""The `ssh` action: run a command, or a script with arguments, on a remote host.
+
+This module owns everything SSH: the daemon config's `ssh:` section (`SSHSettings`), a
+pool of connections per (host, port, user) with a cap on concurrent sessions per host
+and idle expiry, host-key verification against known_hosts (always on, no opt-out), and
+the life of the remote process: its output, its exit status, and, when the engine's
+timeout cancels the step, killing the process group it started on the remote host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+
+from remediator.actions.base import OUTPUT_CAP, StepContext, cap_text, optional, required
+from remediator.durations import parse_duration
+from remediator.errors import ConfigError, StepError
+
+_log = logging.getLogger(__name__)
+
+_CONFIG_KEYS = (
+    "known_hosts",
+    "client_keys",
+    "user",
+    "connect_timeout",
+    "max_sessions_per_host",
+    "idle_timeout",
+)
+_REQUEST_KEYS = frozenset({"host", "port", "user", "command", "script", "args", "expect_exit"})
+# Each run can briefly hold two sessions (its own and the one that kills it); 5 per
+# connection keeps that within OpenSSH's default MaxSessions of 10.
+_SESSIONS_PER_CONNECTION = 5
+_KEEPALIVE_INTERVAL = 30.0
+_KILL_WAIT = 5.0  # bound on each clean-up wait after a cancellation
+# The login shell announces its pid, which is its process group (sshd calls setsid for
+# every session), on stderr before the step's command runs; a timeout kills that group.
+_PGID_MARK = b"remediator-pgid="
+_ANNOUNCE = "printf 'remediator-pgid=%s\\n' \"$$\" >&2"
+_KILL_GROUP = (
+    "kill -TERM -- -{0} 2>/dev/null || exit 0; for i in 1 2 3 4 5 6 7 8 9 10; do "
+    "kill -0 -- -{0} 2>/dev/null || exit 0; sleep 0.2 2>/dev/null || sleep 1; done; "
+    "kill -KILL -- -{0} 2>/dev/null; exit 0"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SSHSettings:
+    """The daemon's SSH settings: where trust and keys come from, and how connections live."""
+
+    known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
+    client_keys: tuple[Path, ...] = ()  # empty: ~/.ssh/id_* as OpenSSH would; the agent always
+    user: str | None = None
+    connect_timeout: float = 10.0
+    max_sessions_per_host: int = 4
+    idle_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.connect_timeout <= 0:
+            raise ConfigError(f"ssh.connect_timeout: must be positive, got {self.connect_timeout}")
+        if self.max_sessions_per_host < 1:
+            raise ConfigError(
+                f"ssh.max_sessions_per_host: must be at least 1, got {self.max_sessions_per_host}"
+            )
+        if self.idle_timeout < 0:
+            raise ConfigError(f"ssh.idle_timeout: must not be negative, got {self.idle_timeout}")
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, object]) -> SSHSettings:
+        """Settings from the config file's `ssh:` section; ConfigError names the bad key."""
+        unknown = sorted(set(section) - set(_CONFIG_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"ssh: unknown key(s) {', '.join(unknown)}; expected {', '.join(_CONFIG_KEYS)}"
+            )
+        default = cls()
+        return cls(
+            known_hosts=_config_path(section, "known_hosts", default.known_hosts),
+            client_keys=_config_paths(section, "client_keys"),
+            user=_config_user(section),
+            connect_timeout=_config_duration(section, "connect_timeout", default.connect_timeout),
+            max_sessions_per_host=_config_count(
+                section, "max_sessions_per_host", default.max_sessions_per_host
+            ),
+            idle_timeout=_config_duration(section, "idle_timeout", default.idle_timeout),
+        )
+
+
+def _config_path(section: Mapping[str, object], key: str, default: Path) -> Path:
+    value = section.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"ssh.{key}: expected a file path, got {value!r}")
+    return Path(value).expanduser()
+
+
+def _config_paths(section: Mapping[str, object], key: str) -> tuple[Path, ...]:
+    value = section.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"ssh.{key}: expected a list of file paths, got {value!r}")
+    return tuple(Path(v).expanduser() for v in value)
+
+
+def _config_user(section: Mapping[str, object]) -> str | None:
+    value = section.get("user")
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"ssh.user: expected a user name, got {value!r}")
+    return value
+
+
+def _config_duration(section: Mapping[str, object], key: str, default: float) -> float:
+    value = section.get(key)
+    if value is None:
+        return default
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"ssh.{key}: {exc}") from None
+
+
+def _config_count(section: Mapping[str, object], key: str, default: int) -> int:
+    value = section.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"ssh.{key}: expected a whole number, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Request:
+    """One rendered `ssh` step, checked."""
+
+    host: str
+    port: int
+    user: str
+    command: str  # what the remote login shell runs
+    stdin: bytes
+    expect_exit: frozenset[int]
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return (self.host, self.port, self.user)
+
+    @property
+    def where(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.user}@{host}:{self.port}"
+
+
+def _parse_request(request: Mapping[str, object], settings: SSHSettings) -> _Request:
+    unknown = sorted(set(request) - _REQUEST_KEYS)
+    if unknown:
+        raise StepError(f"unknown field(s) {', '.join(unknown)}", permanent=True)
+    host = required(request, "host", str)
+    port = _whole("port", request.get("port", 22))
+    if not 0 < port < 65536:
+        raise StepError(f"port: expected 1-65535, got {port}", permanent=True)
+    user = optional(request, "user", str) or settings.user
+    if not host or not user:
+        raise StepError(
+            "host and user: required (user may come from the daemon's ssh.user)", permanent=True
+        )
+    command, stdin = _remote_command(request)
+    return _Request(
+        host=host,
+        port=port,
+        user=user,
+        command=command,
+        stdin=stdin,
+        expect_exit=_expect_exit(request),
+    )
+
+
+def _remote_command(request: Mapping[str, object]) -> tuple[str, bytes]:
+    """The exec string and stdin: a `command` as given, or `sh -s -- ARGS` fed the script."""
+    command = optional(request, "command", str)
+    script = optional(request, "script", str)
+    if (command is None) == (script is None):
+        raise StepError("exactly one of command or script is required", permanent=True)
+    if command is not None:
+        if "args" in request:
+            raise StepError("args: only with script", permanent=True)
+        return f"{_ANNOUNCE}\n{command}", b""
+    args = [_arg_text(i, v) for i, v in enumerate(optional(request, "args", list) or [])]
+    quoted = "".join(f" {shlex.quote(a)}" for a in args)
+    return f"{_ANNOUNCE}; exec sh -s --{quoted}", (script or "").encode()
+
+
+def _arg_text(index: int, value: object) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str | int | float):
+        text = str(value)
+    else:
+        raise StepError(
+            f"args[{index}]: expected a string, number or boolean, got {type(value).__name__}",
+            permanent=True,
+        )
+    if "\0" in text:
+        raise StepError(f"args[{index}]: contains a NUL character", permanent=True)
+    return text
+
+
+def _expect_exit(request: Mapping[str, object]) -> frozenset[int]:
+    statuses = request.get("expect_exit", [0])
+    if not isinstance(statuses, list):
+        statuses = [statuses]
+    if not statuses:
+        raise StepError("expect_exit: must list at least one status", permanent=True)
+    return frozenset(_whole("expect_exit", s) for s in statuses)
+
+
+def _whole(name: str, value: object) -> int:
+    """An integer field; rendered templates may hand it over as a string of digits."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise StepError(f"{name}: expected an integer, got {value!r}", permanent=True)
+
+
+class _HostKeyWitness(asyncssh.SSHClient):
+    """Notes the key a server offered when known_hosts rejects it; never accepts it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offered: str | None = None
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        self.offered = f"{key.get_algorithm()} {key.get_fingerprint()}"
+        return False
+
+    def validate_host_ca_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        self.offered = f"certificate signed by {key.get_algorithm()} {key.get_fingerprint()}"
+        return False
+
+
+def _load_credentials(
+    settings: SSHSettings,
+) -> tuple[asyncssh.SSHKnownHosts, Sequence[asyncssh.SSHKeyPair]]:
+    """Read known_hosts and the client keys afresh, so rotating either needs no restart."""
+    try:
+        known_hosts = asyncssh.read_known_hosts(str(settings.known_hosts))
+    except (OSError, ValueError) as exc:
+        raise StepError(
+            f"cannot read known_hosts {settings.known_hosts}: {exc}", permanent=True
+        ) from None
+    try:
+        keys = asyncssh.load_keypairs([str(p) for p in settings.client_keys])
+    except (OSError, ValueError) as exc:  # missing, unreadable, encrypted, not a key
+        paths = ", ".join(str(p) for p in settings.client_keys)
+        raise StepError(f"cannot load ssh.client_keys ({paths}): {exc}", permanent=True) from None
+    return known_hosts, keys
+
+
+async def _connect(req: _Request, settings: SSHSettings) -> asyncssh.SSHClientConnection:
+    """A connection whose host key known_hosts vouches for; StepError says why not."""
+    known_hosts, keys = await asyncio.to_thread(_load_credentials, settings)
+    witness = _HostKeyWitness()
+    try:
+        return await asyncssh.connect(
+            req.host,
+            req.port,
+            username=req.user,
+            known_hosts=known_hosts,
+            client_keys=keys or (),
+            client_factory=lambda: witness,
+            config=None,  # the daemon's settings, not whatever ~/.ssh/config says
+            connect_timeout=settings.connect_timeout,
+            keepalive_interval=_KEEPALIVE_INTERVAL,
+            preferred_auth="publickey",
+            gss_kex=False,
+            gss_auth=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            request_pty=False,
+        )
+    except (OSError, asyncssh.Error) as exc:
+        raise _connect_error(req, settings, known_hosts, witness, exc) from None
+
+
+def _connect_error(
+    req: _Request,
+    settings: SSHSettings,
+    known_hosts: asyncssh.SSHKnownHosts,
+    witness: _HostKeyWitness,
+    exc: Exception,
+) -> StepError:
+    """Trust and credential failures are permanent; the network's are worth a retry."""
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return StepError(
+            f"ssh {req.where}: authentication failed ({exc.reason}); "
+            "is the client key in the remote authorized_keys?",
+            permanent=True,
+        )
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return _host_key_error(req, settings.known_hosts, known_hosts, witness, exc)
+    if isinstance(exc, asyncssh.KeyExchangeFailed):  # no common algorithm
+        return StepError(f"ssh {req.where}: key exchange failed: {exc}", permanent=True)
+    if isinstance(exc, TimeoutError):
+        return StepError(f"ssh {req.where}: connect timed out after {settings.connect_timeout:g}s")
+    return StepError(f"ssh {req.where}: cannot connect: {exc}{_listed_hint(req, known_hosts)}")
+
+
+def _listed_hint(req: _Request, known_hosts: asyncssh.SSHKnownHosts) -> str:
+    # A server with none of the listed key types hangs up during key exchange.
+    listed = known_hosts.match(req.host, "", req.port)[0]
+    types = sorted({key.get_algorithm() for key in listed})
+    return f" (known_hosts lists {', '.join(types)} for this host)" if types else ""
+
+
+def _host_key_error(
+    req: _Request,
+    path: Path,
+    known_hosts: asyncssh.SSHKnownHosts,
+    witness: _HostKeyWitness,
+    exc: Exception,
+) -> StepError:
+    listed, ca_keys, *_ = known_hosts.match(req.host, "", req.port)
+    if not listed and not ca_keys:
+        problem = f"{path} has no key for {req.host}:{req.port}"
+    else:
+        problem = f"the host key does not match {path}"
+    offered = f"; server offered {witness.offered}" if witness.offered else ""
+    return StepError(
+        f"ssh {req.where}: host key not verified: {problem}{offered} ({exc}); "
+        "check the key out of band before updating known_hosts",
+        permanent=True,
+    )
+
+
+@dataclass(eq=False, slots=True)
+class _Pooled:
+    conn: asyncssh.SSHClientConnection
+    sessions: int = 0
+    idle: asyncio.TimerHandle | None = None
+
+
+class _Pool:
+    """Connections per (host, port, user), sessions capped per host, closed when idle."""
+
+    def __init__(self, settings: SSHSettings) -> None:
+        self._settings = settings
+        self._conns: dict[tuple[str, int, str], list[_Pooled]] = {}
+        self._connecting: dict[tuple[str, int, str], asyncio.Lock] = {}
+        self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+
+    @contextlib.asynccontextmanager
+    async def session(self, req: _Request) -> AsyncIterator[asyncssh.SSHClientConnection]:
+        slots = self._slots.setdefault(
+            (req.host, req.port), asyncio.Semaphore(self._settings.max_sessions_per_host)
+        )
+        async with slots:
+            pooled = await self._checkout(req)
+            try:
+                yield pooled.conn
+            finally:
+                self._checkin(req.key, pooled)
+
+    async def _checkout(self, req: _Request) -> _Pooled:
+        # One connect at a time per key: concurrent steps share it instead of racing.
+        async with self._connecting.setdefault(req.key, asyncio.Lock()):
+            pooled = self._reusable(req.key)
+            if pooled is None:
+                pooled = _Pooled(conn=await _connect(req, self._settings))
+                self._conns.setdefault(req.key, []).append(pooled)
+            pooled.sessions += 1
+            if pooled.idle is not None:
+                pooled.idle.cancel()
+                pooled.idle = None
+            return pooled
+
+    def _reusable(self, key: tuple[str, int, str]) -> _Pooled | None:
+        for pooled in list(self._conns.get(key, ())):
+            if pooled.conn.is_closed():
+                self._drop(key, pooled)
+            elif pooled.sessions < _SESSIONS_PER_CONNECTION:
+                return pooled
+        return None
+
+    def _checkin(self, key: tuple[str, int, str], pooled: _Pooled) -> None:
+        pooled.sessions -= 1
+        if pooled.sessions == 0 and pooled.conn.is_closed():
+            self._drop(key, pooled)
+        elif pooled.sessions == 0:
+            pooled.idle = asyncio.get_running_loop().call_later(
+                self._settings.idle_timeout, self._drop, key, pooled
+            )
+
+    def _drop(self, key: tuple[str, int, str], pooled: _Pooled) -> None:
+        if pooled.idle is not None:
+            pooled.idle.cancel()
+        conns = self._conns.get(key, [])
+        if pooled in conns:
+            conns.remove(pooled)
+        if not conns:
+            self._conns.pop(key, None)
+        pooled.conn.close()
+
+    async def close(self) -> None:
+        closing = [(key, p) for key, conns in self._conns.items() for p in conns]
+        for key, pooled in closing:
+            self._drop(key, pooled)
+        # Locks and semaphores bind to the loop that first used them.
+        self._connecting.clear()
+        self._slots.clear()
+        await asyncio.gather(*(p.conn.wait_closed() for _, p in closing), return_exceptions=True)
+
+
+@dataclass(slots=True)
+class _Finished:
+    status: int | None
+    stdout: bytes
+    stderr: bytes
+
+
+class _RemoteProcess:
+    """One remote command: feeds stdin, collects capped output, kills its group on cancel."""
+
+    def __init__(
+        self, conn: asyncssh.SSHClientConnection, process: asyncssh.SSHClientProcess[bytes]
+    ) -> None:
+        self._conn = conn
+        self._process = process
+        self._pgid: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._stdout = asyncio.create_task(_read_capped(process.stdout))
+        self._stderr = asyncio.create_task(self._read_stderr())
+
+    async def finish(self, stdin: bytes) -> _Finished:
+        self._process.stdin.write(stdin)
+        self._process.stdin.write_eof()
+        # wait(), not gather(): a cancellation must leave the readers running for kill().
+        await asyncio.wait({self._stdout, self._stderr})
+        await self._process.wait_closed()
+        return _Finished(
+            status=self._process.returncode,
+            stdout=self._stdout.result(),
+            stderr=self._stderr.result(),
+        )
+
+    async def _read_stderr(self) -> bytes:
+        """Stderr without the pid announcement, which resolves `_pgid`."""
+        head = b""
+        try:
+            while line := await self._process.stderr.readline():
+                if line.startswith(_PGID_MARK) and line[len(_PGID_MARK) :].strip().isdigit():
+                    self._pgid.set_result(int(line[len(_PGID_MARK) :]))
+                    break
+                head += line[: max(0, OUTPUT_CAP - len(head))]
+        finally:
+            if not self._pgid.done():
+                self._pgid.set_result(None)
+        return await _read_capped(self._process.stderr, head)
+
+    async def kill(self, label: str) -> None:
+        """Stop the remote process group (TERM, then KILL) unless it has already exited."""
+        try:
+            if self._process.returncode is None:
+                await asyncio.wait({self._pgid}, timeout=_KILL_WAIT)
+                pgid = self._pgid.result() if self._pgid.done() else None
+                await self._kill_group(pgid, label)
+        finally:
+            self._process.close()
+            for task in (self._stdout, self._stderr):
+                if not task.done():
+                    task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # the caller's error says it already
+
+    async def _kill_group(self, pgid: int | None, label: str) -> None:
+        if pgid is None:
+            _log.warning("%s: the remote process did not announce its pid; it may still run", label)
+            return
+        killing = asyncio.ensure_future(self._conn.run(_KILL_GROUP.format(pgid), check=False))
+        done, _ = await asyncio.wait({killing}, timeout=_KILL_WAIT)
+        if not done or killing.exception() is not None:
+            killing.cancel()
+            _log.warning("%s: could not kill remote process group %d", label, pgid)
+
+
+async def _read_capped(reader: asyncssh.SSHReader[bytes], head: bytes = b"") -> bytes:
+    """Everything `reader` yields, keeping at most OUTPUT_CAP bytes (the rest is drained)."""
+    kept = bytearray(head)
+    while chunk := await reader.read(65536):
+        kept += chunk[: max(0, OUTPUT_CAP - len(kept))]
+    return bytes(kept)
+
+
+async def _start(conn: asyncssh.SSHClientConnection, req: _Request, label: str) -> _RemoteProcess:
+    """Open the session; a cancellation mid-open still kills whatever the open started."""
+    opening = asyncio.ensure_future(conn.create_process(req.command, encoding=None))
+    try:
+        process: asyncssh.SSHClientProcess[bytes] = await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        await asyncio.wait({opening}, timeout=_KILL_WAIT)
+        if opening.done() and not opening.cancelled() and opening.exception() is None:
+            await _RemoteProcess(conn, opening.result()).kill(label)
+        else:
+            opening.cancel()
+        raise
+    except (OSError, asyncssh.Error) as exc:
+        raise StepError(f"ssh {req.where}: cannot start a session: {exc}") from None
+    return _RemoteProcess(conn, process)
+
+
+async def _execute(conn: asyncssh.SSHClientConnection, req: _Request, label: str) -> _Finished:
+    remote = await _start(conn, req, label)
+    try:
+        return await remote.finish(req.stdin)
+    except BaseException:
+        _log.info("%s: stopping the remote process", label)
+        await remote.kill(label)
+        raise
+
+
+class SSHAction:
+    """The `ssh` action kind: one instance per daemon, holding the connection pool."""
+
+    def __init__(self, settings: SSHSettings) -> None:
+        self._settings = settings
+        self._pool = _Pool(settings)
+
+    async def run(self, request: Mapping[str, object], context: StepContext) -> dict[str, object]:
+        req = _parse_request(request, self._settings)
+        label = f"rule {context.rule} event {context.event_id} step {context.step}: ssh {req.where}"
+        try:
+            async with self._pool.session(req) as conn:
+                finished = await _execute(conn, req, label)
+        except (OSError, asyncssh.Error) as exc:
+            raise StepError(f"ssh {req.where}: connection failed: {exc}") from None
+        _log.debug("%s: exit status %s", label, finished.status)
+        output: dict[str, object] = {
+            "exit_status": finished.status,
+            "stdout": cap_text(finished.stdout.decode(errors="replace")),
+            "stderr": cap_text(finished.stderr.decode(errors="replace")),
+        }
+        if finished.status is None:
+            raise StepError(
+                f"ssh {req.where}: the connection closed before the command "
+                "reported an exit status",
+                output=output,
+            )
+        if finished.status not in req.expect_exit:
+            expected = ", ".join(str(s) for s in sorted(req.expect_exit))
+            raise StepError(
+                f"ssh {req.where}: exit status {finished.status} (expected {expected})",
+                output=output,
+            )
+        return output
+
+    async def close(self) -> None:
+        await self._pool.close()
