@@ -1,25 +1,28 @@
 """The `ssh` action: run a command, or a script with arguments, on a remote host.
 
-This module owns everything SSH: the daemon config's `ssh:` section (`SSHSettings`), a
-pool of connections per (host, port, user) with a cap on concurrent sessions per host
-and idle expiry, host-key verification against known_hosts (always on, no opt-out), and
-the life of the remote process: its output, its exit status, and, when the engine's
-timeout cancels the step, killing the process group it started on the remote host.
+This module owns what the `ssh` action means: the daemon config's `ssh:` section
+(`SSHSettings`), a step's request (a `command`, or a `script` with `args`, checked into
+`_Request`), whom to trust when connecting (host keys verified against known_hosts, always
+on, no opt-out; keys and known_hosts read afresh at each connect) and what a finished
+command means for the step (its exit status against `expect_exit`). Pooling connections
+and the life of the remote process, including killing it when the engine's timeout
+cancels the step, belong to `remediator.actions.sshsession`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import shlex
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
 
-from remediator.actions.base import OUTPUT_CAP, StepContext, cap_text, optional, required
+from remediator.actions.base import StepContext, cap_text, optional, required
+from remediator.actions.sshsession import ANNOUNCE_PGID, SessionPool, execute
 from remediator.durations import parse_duration
 from remediator.errors import ConfigError, StepError
 
@@ -34,20 +37,7 @@ _CONFIG_KEYS = (
     "idle_timeout",
 )
 _REQUEST_KEYS = frozenset({"host", "port", "user", "command", "script", "args", "expect_exit"})
-# Each run can briefly hold two sessions (its own and the one that kills it); 5 per
-# connection keeps that within OpenSSH's default MaxSessions of 10.
-_SESSIONS_PER_CONNECTION = 5
 _KEEPALIVE_INTERVAL = 30.0
-_KILL_WAIT = 5.0  # bound on each clean-up wait after a cancellation
-# The login shell announces its pid, which is its process group (sshd calls setsid for
-# every session), on stderr before the step's command runs; a timeout kills that group.
-_PGID_MARK = b"remediator-pgid="
-_ANNOUNCE = "printf 'remediator-pgid=%s\\n' \"$$\" >&2"
-_KILL_GROUP = (
-    "kill -TERM -- -{0} 2>/dev/null || exit 0; for i in 1 2 3 4 5 6 7 8 9 10; do "
-    "kill -0 -- -{0} 2>/dev/null || exit 0; sleep 0.2 2>/dev/null || sleep 1; done; "
-    "kill -KILL -- -{0} 2>/dev/null; exit 0"
-)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,10 +180,10 @@ def _remote_command(request: Mapping[str, object]) -> tuple[str, bytes]:
     if command is not None:
         if "args" in request:
             raise StepError("args: only with script", permanent=True)
-        return f"{_ANNOUNCE}\n{command}", b""
+        return f"{ANNOUNCE_PGID}\n{command}", b""
     args = [_arg_text(i, v) for i, v in enumerate(optional(request, "args", list) or [])]
     quoted = "".join(f" {shlex.quote(a)}" for a in args)
-    return f"{_ANNOUNCE}; exec sh -s --{quoted}", (script or "").encode()
+    return f"{ANNOUNCE_PGID}; exec sh -s --{quoted}", (script or "").encode()
 
 
 def _arg_text(index: int, value: object) -> str:
@@ -341,203 +331,23 @@ def _host_key_error(
     )
 
 
-@dataclass(eq=False, slots=True)
-class _Pooled:
-    conn: asyncssh.SSHClientConnection
-    sessions: int = 0
-    idle: asyncio.TimerHandle | None = None
-
-
-class _Pool:
-    """Connections per (host, port, user), sessions capped per host, closed when idle."""
-
-    def __init__(self, settings: SSHSettings) -> None:
-        self._settings = settings
-        self._conns: dict[tuple[str, int, str], list[_Pooled]] = {}
-        self._connecting: dict[tuple[str, int, str], asyncio.Lock] = {}
-        self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
-
-    @contextlib.asynccontextmanager
-    async def session(self, req: _Request) -> AsyncIterator[asyncssh.SSHClientConnection]:
-        slots = self._slots.setdefault(
-            (req.host, req.port), asyncio.Semaphore(self._settings.max_sessions_per_host)
-        )
-        async with slots:
-            pooled = await self._checkout(req)
-            try:
-                yield pooled.conn
-            finally:
-                self._checkin(req.key, pooled)
-
-    async def _checkout(self, req: _Request) -> _Pooled:
-        # One connect at a time per key: concurrent steps share it instead of racing.
-        async with self._connecting.setdefault(req.key, asyncio.Lock()):
-            pooled = self._reusable(req.key)
-            if pooled is None:
-                pooled = _Pooled(conn=await _connect(req, self._settings))
-                self._conns.setdefault(req.key, []).append(pooled)
-            pooled.sessions += 1
-            if pooled.idle is not None:
-                pooled.idle.cancel()
-                pooled.idle = None
-            return pooled
-
-    def _reusable(self, key: tuple[str, int, str]) -> _Pooled | None:
-        for pooled in list(self._conns.get(key, ())):
-            if pooled.conn.is_closed():
-                self._drop(key, pooled)
-            elif pooled.sessions < _SESSIONS_PER_CONNECTION:
-                return pooled
-        return None
-
-    def _checkin(self, key: tuple[str, int, str], pooled: _Pooled) -> None:
-        pooled.sessions -= 1
-        if pooled.sessions == 0 and pooled.conn.is_closed():
-            self._drop(key, pooled)
-        elif pooled.sessions == 0:
-            pooled.idle = asyncio.get_running_loop().call_later(
-                self._settings.idle_timeout, self._drop, key, pooled
-            )
-
-    def _drop(self, key: tuple[str, int, str], pooled: _Pooled) -> None:
-        if pooled.idle is not None:
-            pooled.idle.cancel()
-        conns = self._conns.get(key, [])
-        if pooled in conns:
-            conns.remove(pooled)
-        if not conns:
-            self._conns.pop(key, None)
-        pooled.conn.close()
-
-    async def close(self) -> None:
-        closing = [(key, p) for key, conns in self._conns.items() for p in conns]
-        for key, pooled in closing:
-            self._drop(key, pooled)
-        # Locks and semaphores bind to the loop that first used them.
-        self._connecting.clear()
-        self._slots.clear()
-        await asyncio.gather(*(p.conn.wait_closed() for _, p in closing), return_exceptions=True)
-
-
-@dataclass(slots=True)
-class _Finished:
-    status: int | None
-    stdout: bytes
-    stderr: bytes
-
-
-class _RemoteProcess:
-    """One remote command: feeds stdin, collects capped output, kills its group on cancel."""
-
-    def __init__(
-        self, conn: asyncssh.SSHClientConnection, process: asyncssh.SSHClientProcess[bytes]
-    ) -> None:
-        self._conn = conn
-        self._process = process
-        self._pgid: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self._stdout = asyncio.create_task(_read_capped(process.stdout))
-        self._stderr = asyncio.create_task(self._read_stderr())
-
-    async def finish(self, stdin: bytes) -> _Finished:
-        self._process.stdin.write(stdin)
-        self._process.stdin.write_eof()
-        # wait(), not gather(): a cancellation must leave the readers running for kill().
-        await asyncio.wait({self._stdout, self._stderr})
-        await self._process.wait_closed()
-        return _Finished(
-            status=self._process.returncode,
-            stdout=self._stdout.result(),
-            stderr=self._stderr.result(),
-        )
-
-    async def _read_stderr(self) -> bytes:
-        """Stderr without the pid announcement, which resolves `_pgid`."""
-        head = b""
-        try:
-            while line := await self._process.stderr.readline():
-                if line.startswith(_PGID_MARK) and line[len(_PGID_MARK) :].strip().isdigit():
-                    self._pgid.set_result(int(line[len(_PGID_MARK) :]))
-                    break
-                head += line[: max(0, OUTPUT_CAP - len(head))]
-        finally:
-            if not self._pgid.done():
-                self._pgid.set_result(None)
-        return await _read_capped(self._process.stderr, head)
-
-    async def kill(self, label: str) -> None:
-        """Stop the remote process group (TERM, then KILL) unless it has already exited."""
-        try:
-            if self._process.returncode is None:
-                await asyncio.wait({self._pgid}, timeout=_KILL_WAIT)
-                pgid = self._pgid.result() if self._pgid.done() else None
-                await self._kill_group(pgid, label)
-        finally:
-            self._process.close()
-            for task in (self._stdout, self._stderr):
-                if not task.done():
-                    task.cancel()
-                elif not task.cancelled():
-                    task.exception()  # the caller's error says it already
-
-    async def _kill_group(self, pgid: int | None, label: str) -> None:
-        if pgid is None:
-            _log.warning("%s: the remote process did not announce its pid; it may still run", label)
-            return
-        killing = asyncio.ensure_future(self._conn.run(_KILL_GROUP.format(pgid), check=False))
-        done, _ = await asyncio.wait({killing}, timeout=_KILL_WAIT)
-        if not done or killing.exception() is not None:
-            killing.cancel()
-            _log.warning("%s: could not kill remote process group %d", label, pgid)
-
-
-async def _read_capped(reader: asyncssh.SSHReader[bytes], head: bytes = b"") -> bytes:
-    """Everything `reader` yields, keeping at most OUTPUT_CAP bytes (the rest is drained)."""
-    kept = bytearray(head)
-    while chunk := await reader.read(65536):
-        kept += chunk[: max(0, OUTPUT_CAP - len(kept))]
-    return bytes(kept)
-
-
-async def _start(conn: asyncssh.SSHClientConnection, req: _Request, label: str) -> _RemoteProcess:
-    """Open the session; a cancellation mid-open still kills whatever the open started."""
-    opening = asyncio.ensure_future(conn.create_process(req.command, encoding=None))
-    try:
-        process: asyncssh.SSHClientProcess[bytes] = await asyncio.shield(opening)
-    except asyncio.CancelledError:
-        await asyncio.wait({opening}, timeout=_KILL_WAIT)
-        if opening.done() and not opening.cancelled() and opening.exception() is None:
-            await _RemoteProcess(conn, opening.result()).kill(label)
-        else:
-            opening.cancel()
-        raise
-    except (OSError, asyncssh.Error) as exc:
-        raise StepError(f"ssh {req.where}: cannot start a session: {exc}") from None
-    return _RemoteProcess(conn, process)
-
-
-async def _execute(conn: asyncssh.SSHClientConnection, req: _Request, label: str) -> _Finished:
-    remote = await _start(conn, req, label)
-    try:
-        return await remote.finish(req.stdin)
-    except BaseException:
-        _log.info("%s: stopping the remote process", label)
-        await remote.kill(label)
-        raise
-
-
 class SSHAction:
     """The `ssh` action kind: one instance per daemon, holding the connection pool."""
 
     def __init__(self, settings: SSHSettings) -> None:
         self._settings = settings
-        self._pool = _Pool(settings)
+        self._pool = SessionPool(
+            max_sessions_per_host=settings.max_sessions_per_host,
+            idle_timeout=settings.idle_timeout,
+        )
 
     async def run(self, request: Mapping[str, object], context: StepContext) -> dict[str, object]:
         req = _parse_request(request, self._settings)
         label = f"rule {context.rule} event {context.event_id} step {context.step}: ssh {req.where}"
+        connect = functools.partial(_connect, req, self._settings)
         try:
-            async with self._pool.session(req) as conn:
-                finished = await _execute(conn, req, label)
+            async with self._pool.session(req.key, connect) as conn:
+                finished = await execute(conn, req.command, req.stdin, where=req.where, label=label)
         except (OSError, asyncssh.Error) as exc:
             raise StepError(f"ssh {req.where}: connection failed: {exc}") from None
         _log.debug("%s: exit status %s", label, finished.status)
