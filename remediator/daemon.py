@@ -4,7 +4,9 @@ The loop reads like the guarantee it keeps: receive a message, process it
 in order with the others of its subject, publish one result per fired rule,
 and only then ack. While steps run, one ticker tells the server every
 in-flight message is still in progress, so a long script is not redelivered.
-SIGTERM stops receiving and drains; SIGHUP reloads the rules.
+SIGTERM stops receiving and drains; SIGHUP or a change to a rule file
+(`watch`) reloads the rules. Each event is handled in its own task, which
+binds the event's ids for every log line written while it runs.
 """
 
 from __future__ import annotations
@@ -24,25 +26,30 @@ from remediator.actions.base import Action, ActionSet
 from remediator.actions.http import HTTPAction
 from remediator.actions.publish import PublishAction
 from remediator.actions.scale import ScaleAction
+from remediator.actions.ssh import SSHAction, SSHSettings
 from remediator.embedded import EmbeddedServer
 from remediator.engine import Engine
 from remediator.errors import EventError, RemediatorError, TransportError
-from remediator.events import decode_event
+from remediator.events import decode_event, event_id, trace_id
 from remediator.guards import Budget, Guards
 from remediator.kube import KubeSettings
 from remediator.loader import load_rules
+from remediator.logs import bind_event
 from remediator.matching import RuleIndex
 from remediator.metrics import Metrics
 from remediator.model import Event, Rule
 from remediator.settings import Settings
 from remediator.state import STATE_BUCKET, VERIFY_BUCKET, KVStore, MemoryStore, StateStore
 from remediator.templating import Secrets, Templates
-from remediator.transport import Inbound, Transport, connect
+from remediator.transport import Inbound, Transport, connect, connection_secrets
+from remediator.watch import RuleWatcher
 from remediator.web import Listener
+from remediator.webhook import AlertmanagerBridge, compile_subject
 
 log = logging.getLogger(__name__)
 
 VERIFY_TICK = 1.0  # seconds between looks for expired verifications
+BACKLOG_TICK = 5.0  # seconds between refreshes of the consumer backlog gauges
 STATE_TTL = 7 * 24 * 3600.0  # completion records and throttle state outlive any sane window
 
 
@@ -73,6 +80,9 @@ class Daemon:
         secrets_dir = Path(settings.secrets_dir) if settings.secrets_dir else None
         self.secrets = Secrets(environ, secrets_dir)
         self.templates = Templates(self.secrets)
+        self.webhook_subject = compile_subject(self.templates, settings.webhook_subject)
+        if settings.webhook_token:
+            self.secrets.known.add(settings.webhook_token)
         self.ruleset: Ruleset | None = None
         self.transport: Transport | None = None
         self.actions: dict[str, Action] = {}
@@ -81,6 +91,8 @@ class Daemon:
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._inflight: dict[int, Inflight] = {}
         self._slots = asyncio.Semaphore(settings.concurrency)
+        self._reloading = asyncio.Lock()
+        self._watcher: RuleWatcher | None = None
 
     def ready(self) -> bool:
         transport = self.transport
@@ -103,13 +115,17 @@ class Daemon:
 
     async def run(self) -> int:
         """Start everything, consume until asked to stop, drain, and exit 0."""
+        self._watcher = RuleWatcher(self.settings.rules, self.reload)
         self.ruleset = self.load()
         embedded = None
         url = self.settings.nats_url
         if url is None:
-            embedded = EmbeddedServer(Path(self.settings.data_dir))
+            embedded = EmbeddedServer(
+                Path(self.settings.data_dir), port=self.settings.embedded_port
+            )
             url = await embedded.start()
             log.info("no NATS URL given: using the embedded server at %s", url)
+        self.secrets.known.update(connection_secrets(self.settings, url))
         listener = Listener(self.registry, self.ready)
         try:
             self.transport = Transport(await connect(self.settings, url), self.settings)
@@ -117,6 +133,11 @@ class Daemon:
             await self.transport.prepare(self.ruleset.subjects)
             self.guards = await build_guards(self.transport, self.settings)
             self.ruleset = self.load(self.ruleset.rules)
+            listener.add_webhook(
+                AlertmanagerBridge(
+                    self.transport, self.webhook_subject, self.settings.webhook_token, new_trace_id
+                )
+            )
             await listener.start(*self.settings.http_host_port)
             self._install_signals()
             log.info(
@@ -136,11 +157,16 @@ class Daemon:
         consume = asyncio.create_task(self._consume(self.ruleset.subjects))
         ticker = asyncio.create_task(self._tick_in_progress())
         verifier = asyncio.create_task(self._expire_verifications())
+        backlog = asyncio.create_task(self._track_backlog())
+        watcher = asyncio.create_task(self._watcher.run()) if self._watcher else None
         await self._stopping.wait()
         log.info("stopping: no new messages; draining %d in flight", len(self._inflight))
         await self.transport.stop_receiving()
         consume.cancel()
         verifier.cancel()
+        backlog.cancel()
+        if watcher is not None:
+            watcher.cancel()
         await self._drain()
         ticker.cancel()
 
@@ -154,6 +180,20 @@ class Daemon:
                     self.metrics.verifications.labels(name, "not_resolved").inc()
             except TransportError as exc:
                 log.warning("verification check failed: %s", exc)
+
+    async def _track_backlog(self) -> None:
+        """The consumer backlog gauges, from the server: at once, then every BACKLOG_TICK."""
+        if self.settings.core or self.transport is None:
+            return
+        labels = (self.settings.stream, self.settings.durable)
+        while True:
+            try:
+                pending, ack_pending = await self.transport.pending()
+                self.metrics.consumer_pending.labels(*labels).set(pending)
+                self.metrics.consumer_ack_pending.labels(*labels).set(ack_pending)
+            except TransportError as exc:
+                log.debug("consumer info failed: %s", exc)
+            await asyncio.sleep(BACKLOG_TICK)
 
     async def _consume(self, subjects: set[str]) -> None:
         assert self.transport is not None
@@ -197,19 +237,25 @@ class Daemon:
                 inbound.subject, inbound.headers, inbound.data, inbound.delivery, new_trace_id
             )
         except EventError as exc:
-            await self._dead_letter(inbound, exc.reason, str(exc), "")
+            poison_id = event_id(inbound.subject, inbound.headers, inbound.data, inbound.delivery)
+            bind_event(trace_id(inbound.headers, {}) or new_trace_id(), poison_id)
+            await self._dead_letter(inbound, exc.reason, str(exc), poison_id)
             return
+        bind_event(event.trace_id, event.event_id)
         if event.redelivered:
             self.metrics.redeliveries.inc()
-        results = await engine.process(event)
         assert self.transport is not None
         try:
-            for result in results:
+            # Guards and results both need NATS: if it is away, nothing is acked.
+            for result in await engine.process(event):
                 await self.transport.publish_result(result)
             await inbound.ack()
         except TransportError as exc:
             log.warning(
-                "event %s: cannot store results: %s", event.event_id, exc, extra=_event_extra(event)
+                "event %s: NATS trouble, will retry: %s",
+                event.event_id,
+                exc,
+                extra=_event_extra(event),
             )
             await self._retry_later(inbound, event.event_id, str(exc))
 
@@ -269,19 +315,28 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
 
     async def reload(self) -> bool:
-        """Replace the rules if the new set validates; keep the old set otherwise."""
-        try:
-            ruleset = self.load()
-            if self.transport is not None:
-                await self.transport.prepare(ruleset.subjects)
-        except RemediatorError as exc:
-            self.metrics.rules_reloads.labels("error").inc()
-            log.error("reload failed; the old rules stay in force:\n%s", exc)
-            return False
-        self.ruleset = ruleset
-        self.metrics.rules_reloads.labels("ok").inc()
-        log.info("reloaded %d rules", len(ruleset.rules))
-        return True
+        """Replace the rules if the new set validates; keep the old set otherwise.
+
+        Reloads run one at a time; each marks the files it reads as seen, so the
+        watcher does not reload again what a SIGHUP already did.
+        """
+        async with self._reloading:
+            if self._watcher is not None:
+                self._watcher.mark()
+            try:
+                ruleset = self.load()
+                if self.transport is not None:
+                    await self.transport.prepare(ruleset.subjects)
+            except RemediatorError as exc:
+                self.metrics.rules_reloads.labels("error").inc()
+                if self.ruleset is not None:
+                    self.metrics.rules_loaded.set(len(self.ruleset.rules))
+                log.error("reload failed; the old rules stay in force:\n%s", exc)
+                return False
+            self.ruleset = ruleset
+            self.metrics.rules_reloads.labels("ok").inc()
+            log.info("reloaded %d rules", len(ruleset.rules))
+            return True
 
     async def _close(self, embedded: EmbeddedServer | None) -> None:
         for action in self.actions.values():
@@ -301,6 +356,7 @@ def build_actions(
         "http": HTTPAction(),
         "publish": PublishAction(transport),
         "scale": ScaleAction(kube),
+        "ssh": SSHAction(SSHSettings.from_config(settings.section("ssh"))),
     }
 
 

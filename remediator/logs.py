@@ -2,6 +2,12 @@
 
 `configure` is called by the CLI only. Modules log with `%` arguments and
 pass `trace_id`, `event_id` and `rule` as `extra`, which land as fields.
+
+The daemon also binds the ids of the event a task is processing
+(`bind_event`), so every line logged while that event is handled carries
+them, including lines from code that knows nothing of the event (a step
+runner's retry warning, an action's connection trouble). Explicit `extra`
+fields win over the binding.
 """
 
 from __future__ import annotations
@@ -10,10 +16,29 @@ import datetime as dt
 import json
 import logging
 import sys
+from contextvars import ContextVar
 
 from remediator.templating import Secrets
 
 _FIELDS = ("trace_id", "event_id", "rule")
+
+# Per asyncio task (each event is handled in its own task), not process-wide state.
+_EVENT: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("remediator_event", default=())
+
+
+def bind_event(trace_id: str, event_id: str) -> None:
+    """Tag every later log line of the current task (and tasks it starts) with these ids."""
+    _EVENT.set((("trace_id", trace_id), ("event_id", event_id)))
+
+
+class EventFields(logging.Filter):
+    """Adds the bound event's ids to a record that does not carry its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _EVENT.get():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -61,7 +86,10 @@ def configure(fmt: str, level: str, secrets: Secrets | None = None) -> None:
     if secrets is not None:
         formatter = MaskSecrets(formatter, secrets)
     handler.setFormatter(formatter)
+    handler.addFilter(EventFields())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # asyncssh logs every command line it runs at INFO: arguments may carry event data.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)

@@ -6,6 +6,10 @@ group, so N daemons share one consumer and fail over, and the client hands
 messages over without a task per message (nats-py's pull `fetch` is ~4x
 slower). Acks are explicit; `Inbound` wraps a message with the acks the
 daemon may send. Core mode subscribes plainly: at-most-once, nothing to ack.
+
+`prepare` runs at start-up and on every reload: in JetStream mode it extends
+the stream and the consumer's filter; in core mode it subscribes to the
+patterns the rules now listen on and leaves the ones they no longer do.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import nats
 from nats.aio.client import Client
@@ -46,6 +51,7 @@ DEAD_LETTER_SUBJECT = "remediator.deadletter"
 MANAGED = "managed by remediator"
 _WEEK = 7 * 24 * 3600.0
 _STREAM_CACHE_SECONDS = 30.0
+_FIRST_CONNECT_ATTEMPTS = 5  # about 3 s at 0.5 s apart before start-up gives up
 
 
 @dataclass(slots=True)
@@ -76,13 +82,24 @@ class Inbound:
 
 
 async def connect(settings: Settings, url: str) -> Client:
-    """Connect with every security option the settings carry; reconnect forever."""
+    """Connect with every security option the settings carry.
+
+    The first connection gets a few attempts, then start-up fails with the
+    server's reason (a wrong password must not look like a hang); once
+    connected, the client reconnects forever.
+    """
+    last_error: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        last_error[:] = [exc]
+        await _on_error(exc)
+
     options: dict[str, object] = {
         "servers": [url],
-        "max_reconnect_attempts": -1,
+        "max_reconnect_attempts": _FIRST_CONNECT_ATTEMPTS,
         "reconnect_time_wait": 0.5,
         "connect_timeout": 5,
-        "error_cb": _on_error,
+        "error_cb": on_error,
         "disconnected_cb": _on_disconnect,
         "reconnected_cb": _on_reconnect,
         "name": "remediator",
@@ -90,7 +107,9 @@ async def connect(settings: Settings, url: str) -> Client:
     if settings.creds:
         options["user_credentials"] = settings.creds
     if settings.nkey_seed:
-        options["nkeys_seed_str"] = settings.nkey_seed
+        seed = settings.nkey_seed.strip()
+        # A user seed itself (SU...), or the path of a file holding it (kept out of `ps`).
+        options["nkeys_seed_str" if seed.startswith("SU") else "nkeys_seed"] = seed
     if settings.nats_user:
         options["user"] = settings.nats_user
         options["password"] = settings.nats_password or ""
@@ -100,16 +119,41 @@ async def connect(settings: Settings, url: str) -> Client:
         options["tls"] = _tls_context(settings)
         options["tls_hostname"] = None
     try:
-        return await nats.connect(**options)  # type: ignore[arg-type]
+        nc = await nats.connect(**options)  # type: ignore[arg-type]
     except (OSError, NatsError, TimeoutError) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise TransportError(f"cannot connect to NATS at {url}: {reason}") from exc
+        cause = last_error[0] if last_error else exc
+        reason = str(cause) or type(cause).__name__
+        raise TransportError(
+            f"cannot connect to NATS at {_without_password(url)}: {reason}"
+        ) from exc
+    nc.options["max_reconnect_attempts"] = -1  # read at each reconnect: from now on, forever
+    return nc
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
+def connection_secrets(settings: Settings, url: str) -> set[str]:
+    """Every secret the connection uses, for the log masker: never in a log line."""
+    found = {settings.nats_password, settings.nats_token}
+    if settings.nkey_seed and settings.nkey_seed.strip().startswith("SU"):
+        found.add(settings.nkey_seed.strip())
+    parts = urlsplit(url)
+    found.add(parts.password if parts.password else parts.username)  # a bare user is a token
+    return {secret for secret in found if secret}
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=settings.tls_ca)
-    if settings.tls_cert:
-        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    try:
+        context = ssl.create_default_context(cafile=settings.tls_ca)
+        if settings.tls_cert:
+            context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except OSError as exc:  # ssl.SSLError is one too
+        raise ConfigError(f"NATS TLS (tls_ca, tls_cert, tls_key): {exc}") from exc
     return context
 
 
@@ -134,10 +178,16 @@ class Transport:
         self.settings = settings
         self._streams: dict[str, tuple[str | None, float]] = {}
         self._subscriptions: list[Subscription] = []
+        self._core_subs: dict[str, Subscription] = {}
+        self._core_queue: asyncio.Queue[Msg | None] | None = None
 
     @property
     def core(self) -> bool:
         return self.settings.core
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
 
     @property
     def deliver_subject(self) -> str:
@@ -145,33 +195,57 @@ class Transport:
 
     async def prepare(self, subjects: Iterable[str]) -> None:
         """Make sure streams and the consumer capture every subject the rules listen on."""
-        if self.core:
-            return
         cover = minimal_cover(subjects)
-        await self._ensure_stream(RESULTS_STREAM, RESULTS_SUBJECTS, max_age=_WEEK)
-        await self._ensure_stream(self.settings.stream, cover)
-        await self._ensure_consumer(cover)
+        self._streams.clear()  # which stream captures a subject may have just changed
+        try:
+            if self.core:
+                if self._core_queue is not None:  # receiving: follow the new rules at once
+                    await self._follow(cover)
+                return
+            await self._ensure_stream(RESULTS_STREAM, RESULTS_SUBJECTS, max_age=_WEEK)
+            await self._ensure_stream(self.settings.stream, cover)
+            await self._ensure_consumer(cover)
+        except (NatsError, TimeoutError, OSError) as exc:
+            raise TransportError(f"preparing streams: {exc or type(exc).__name__}") from exc
 
     async def messages(self, subjects: Iterable[str]) -> AsyncIterator[Inbound]:
         """Yield messages until `stop_receiving` is called."""
-        group = self.settings.durable
         if self.core:
-            subs = [await self.nc.subscribe(s, queue=group) for s in minimal_cover(subjects)]
-        else:
-            subs = [await self.nc.subscribe(self.deliver_subject, queue=group)]
-        self._subscriptions = list(subs)
-        if len(subs) == 1:
-            async for msg in subs[0].messages:
+            queue: asyncio.Queue[Msg | None] = asyncio.Queue()
+            self._core_queue = queue
+            await self._follow(minimal_cover(subjects))
+            while (msg := await queue.get()) is not None:
                 yield self._inbound(msg)
             return
-        async for msg in _merge(subs):
+        sub = await self.nc.subscribe(self.deliver_subject, queue=self.settings.durable)
+        self._subscriptions = [sub]
+        async for msg in sub.messages:
             yield self._inbound(msg)
+
+    async def _follow(self, cover: list[str]) -> None:
+        """Core mode: subscribe to new patterns first, then leave old ones (no gap)."""
+        for pattern in cover:
+            if pattern not in self._core_subs:
+                self._core_subs[pattern] = await self.nc.subscribe(
+                    pattern, queue=self.settings.durable, cb=self._enqueue
+                )
+        for pattern in [p for p in self._core_subs if p not in cover]:
+            await self._core_subs.pop(pattern).unsubscribe()
+        await self.nc.flush()  # the server has the subscriptions once prepare returns
+
+    async def _enqueue(self, msg: Msg) -> None:
+        if self._core_queue is not None:
+            self._core_queue.put_nowait(msg)
 
     async def stop_receiving(self) -> None:
         """Stop deliveries to this replica; what was buffered is redelivered to another."""
-        for sub in self._subscriptions:
+        for sub in [*self._subscriptions, *self._core_subs.values()]:
             await sub.unsubscribe()
         self._subscriptions = []
+        self._core_subs = {}
+        if self._core_queue is not None:
+            self._core_queue.put_nowait(None)
+            self._core_queue = None
 
     def _inbound(self, msg: Msg) -> Inbound:
         delivery = None
@@ -243,8 +317,18 @@ class Transport:
 
     async def pending(self) -> tuple[int, int]:
         """(pending, ack pending) of the durable consumer, for the backlog gauges."""
-        info = await self.js.consumer_info(self.settings.stream, self.settings.durable)
+        try:
+            info = await self.js.consumer_info(self.settings.stream, self.settings.durable)
+        except (NatsError, TimeoutError, OSError) as exc:
+            raise TransportError(f"consumer info: {exc or type(exc).__name__}") from exc
         return int(info.num_pending or 0), int(info.num_ack_pending or 0)
+
+    async def flush(self) -> None:
+        """Wait until the server has every message published so far (core NATS has no ack)."""
+        try:
+            await self.nc.flush(timeout=5)
+        except (NatsError, TimeoutError, OSError) as exc:
+            raise TransportError(f"flush: {exc or type(exc).__name__}") from exc
 
     async def close(self) -> None:
         if not self.nc.is_closed:
@@ -296,20 +380,3 @@ class Transport:
             await self.js.add_consumer(s.stream, config)
         except NatsError as exc:
             raise ConfigError(f"consumer {s.durable} on stream {s.stream}: {exc}") from exc
-
-
-async def _merge(subs: list[Subscription]) -> AsyncIterator[Msg]:
-    """Core mode with several subjects: one iterator over all their subscriptions."""
-    queue: asyncio.Queue[Msg] = asyncio.Queue()
-
-    async def pump(sub: Subscription) -> None:
-        async for msg in sub.messages:
-            await queue.put(msg)
-
-    tasks = [asyncio.create_task(pump(sub)) for sub in subs]
-    try:
-        while True:
-            yield await queue.get()
-    finally:
-        for task in tasks:
-            task.cancel()

@@ -1,8 +1,9 @@
-"""The HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+"""The HTTP listener: `/metrics`, `/healthz`, `/readyz`, and the Alertmanager webhook.
 
 One small aiohttp application. Liveness answers while the process runs;
 readiness asks the daemon (connected to NATS and rules loaded), so a
-Kubernetes Service only routes to replicas that can do work.
+Kubernetes Service only routes to replicas that can do work. The webhook
+(`remediator.webhook`) is mounted once the daemon has a transport.
 """
 
 from __future__ import annotations
@@ -12,16 +13,22 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from remediator.webhook import MAX_BODY, PATH, AlertmanagerBridge
+
 
 class Listener:
     def __init__(self, registry: CollectorRegistry, ready: Callable[[], bool]) -> None:
         self.registry = registry
         self.ready = ready
-        self.app = web.Application(client_max_size=1024 * 1024)
+        self.app = web.Application(client_max_size=MAX_BODY)
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/metrics", self._metrics)
         self._runner: web.AppRunner | None = None
+
+    def add_webhook(self, bridge: AlertmanagerBridge) -> None:
+        """Mount `POST /webhook/alertmanager`; before `start`."""
+        self.app.router.add_post(PATH, bridge.handle)
 
     async def start(self, host: str, port: int) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)

@@ -49,15 +49,23 @@ class Clock:
         return self.now
 
 
-def build(tmp_path: Path, text: str, budget: Budget | None = None) -> tuple[Engine, Recorder, Clock]:
+def build(
+    tmp_path: Path, text: str, budget: Budget | None = None
+) -> tuple[Engine, Recorder, Clock]:
     (tmp_path / "r.yaml").write_text(text)
     secrets = Secrets({})
     rules = load_rules([tmp_path / "r.yaml"], Templates(secrets))
     recorder, clock = Recorder(), Clock()
-    guards = Guards(store=MemoryStore(), verifications=MemoryStore(), publisher=recorder,
-                    budget=budget, clock=clock)
-    engine = Engine.build(RuleIndex(rules), {"http": recorder, "publish": recorder}, secrets,
-                          guards=guards)
+    guards = Guards(
+        store=MemoryStore(),
+        verifications=MemoryStore(),
+        publisher=recorder,
+        budget=budget,
+        clock=clock,
+    )
+    engine = Engine.build(
+        RuleIndex(rules), {"http": recorder, "publish": recorder}, secrets, guards=guards
+    )
     return engine, recorder, clock
 
 
@@ -139,8 +147,9 @@ async def test_verification_resolved_in_time(tmp_path: Path) -> None:
     engine, recorder, clock = build(tmp_path, VERIFY)
     await engine.process(event({"fingerprint": "f1", "status": "firing"}, "1", "alerts.X"))
     clock.now += 60
-    fired = await engine.process(event({"fingerprint": "f1", "status": "resolved"}, "2",
-                                       "alerts.X"))
+    fired = await engine.process(
+        event({"fingerprint": "f1", "status": "resolved"}, "2", "alerts.X")
+    )
     clock.now += 3600
     assert await engine.guards.expire({}) == []  # type: ignore[union-attr]
     assert fired == []  # a resolving event fires nothing unless a rule asks for it

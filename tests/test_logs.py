@@ -1,0 +1,75 @@
+"""Log lines: the ids bound to the task handling an event, both formats, and masking."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from remediator.logs import EventFields, JsonFormatter, MaskSecrets, TextFormatter, bind_event
+from remediator.templating import Secrets
+
+
+@pytest.fixture
+def captured() -> Iterator[tuple[logging.Logger, logging.StreamHandler[io.StringIO]]]:
+    handler = logging.StreamHandler(io.StringIO())
+    handler.addFilter(EventFields())
+    logger = logging.getLogger("tests.logs")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    yield logger, handler
+    logger.removeHandler(handler)
+
+
+def lines(handler: logging.StreamHandler[io.StringIO]) -> list[dict[str, object]]:
+    return [json.loads(line) for line in handler.stream.getvalue().splitlines()]
+
+
+async def test_ids_bound_in_a_task_reach_its_lines_and_no_other_tasks(
+    captured: tuple[logging.Logger, logging.StreamHandler[io.StringIO]],
+) -> None:
+    logger, handler = captured
+    handler.setFormatter(JsonFormatter())
+
+    async def handle(n: int) -> None:
+        bind_event(f"trace-{n}", f"evt-{n}")
+        await asyncio.sleep(0)  # interleave the two tasks
+        logger.info("step failed", extra={"rule": "r"})
+        await asyncio.gather(asyncio.create_task(child()))  # tasks it starts inherit the ids
+
+    async def child() -> None:
+        logger.warning("from a child task")
+
+    await asyncio.gather(handle(1), handle(2))
+    logger.info("not about an event")
+
+    by_message = lines(handler)
+    assert {(r["trace_id"], r["event_id"]) for r in by_message if "trace_id" in r} == {
+        ("trace-1", "evt-1"),
+        ("trace-2", "evt-2"),
+    }
+    assert [r["message"] for r in by_message if "trace_id" not in r] == ["not about an event"]
+    assert sum(r["message"] == "from a child task" for r in by_message) == 2
+    assert all(r["rule"] == "r" for r in by_message if r["message"] == "step failed")
+
+
+async def test_explicit_fields_win_and_text_format_shows_the_ids(
+    captured: tuple[logging.Logger, logging.StreamHandler[io.StringIO]],
+) -> None:
+    logger, handler = captured
+    handler.setFormatter(MaskSecrets(TextFormatter(), Secrets({}, known={"hunter2"})))
+
+    async def handle() -> None:
+        bind_event("trace-1", "evt-1")
+        logger.info("connect nats://bob:hunter2@nats:4222", extra={"event_id": "explicit"})
+
+    await asyncio.create_task(handle())
+
+    text = handler.stream.getvalue()
+    assert "trace_id=trace-1 event_id=explicit" in text
+    assert "hunter2" not in text and "bob:***@nats" in text
