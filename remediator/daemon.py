@@ -91,12 +91,18 @@ class Daemon:
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._inflight: dict[int, Inflight] = {}
         self._slots = asyncio.Semaphore(settings.concurrency)
+        self._background: set[asyncio.Task[bool]] = set()
         self._reloading = asyncio.Lock()
         self._watcher: RuleWatcher | None = None
 
     def ready(self) -> bool:
         transport = self.transport
-        return self.ruleset is not None and transport is not None and transport.nc.is_connected
+        return (
+            self.ruleset is not None
+            and transport is not None
+            and transport.receiving
+            and transport.nc.is_connected
+        )
 
     def load(self, rules: tuple[Rule, ...] | None = None) -> Ruleset:
         """Build the engine for `rules` (read from `--rules` when not given)."""
@@ -312,7 +318,13 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
+
+    def _reload_in_background(self) -> None:
+        # The loop keeps only weak references to tasks: hold it until it is done.
+        task = asyncio.create_task(self.reload())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def reload(self) -> bool:
         """Replace the rules if the new set validates; keep the old set otherwise.

@@ -177,6 +177,7 @@ class Transport:
         self.js: JetStreamContext = nc.jetstream()
         self.settings = settings
         self._streams: dict[str, tuple[str | None, float]] = {}
+        self.receiving = False  # subscribed: /readyz must not say ready before this
         self._subscriptions: list[Subscription] = []
         self._core_subs: dict[str, Subscription] = {}
         self._core_queue: asyncio.Queue[Msg | None] | None = None
@@ -214,11 +215,13 @@ class Transport:
             queue: asyncio.Queue[Msg | None] = asyncio.Queue()
             self._core_queue = queue
             await self._follow(minimal_cover(subjects))
+            self.receiving = True
             while (msg := await queue.get()) is not None:
                 yield self._inbound(msg)
             return
         sub = await self.nc.subscribe(self.deliver_subject, queue=self.settings.durable)
         self._subscriptions = [sub]
+        self.receiving = True
         async for msg in sub.messages:
             yield self._inbound(msg)
 
@@ -239,6 +242,7 @@ class Transport:
 
     async def stop_receiving(self) -> None:
         """Stop deliveries to this replica; what was buffered is redelivered to another."""
+        self.receiving = False
         for sub in [*self._subscriptions, *self._core_subs.values()]:
             await sub.unsubscribe()
         self._subscriptions = []

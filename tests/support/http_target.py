@@ -54,7 +54,8 @@ class HttpTarget:
     async def start(self) -> HttpTarget:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A test may leave a deliberately slow answer pending: do not wait for it at stop.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
