@@ -204,8 +204,9 @@ class Transport:
                     await self._follow(cover)
                 return
             await self._ensure_stream(RESULTS_STREAM, RESULTS_SUBJECTS, max_age=_WEEK)
-            await self._ensure_stream(self.settings.stream, cover)
-            await self._ensure_consumer(cover)
+            # Alerts are kept a week by default: long enough for `replay`, not forever.
+            fresh = await self._ensure_stream(self.settings.stream, cover, max_age=_WEEK)
+            await self._ensure_consumer(cover, fresh_stream=fresh)
         except (NatsError, TimeoutError, OSError) as exc:
             raise TransportError(f"preparing streams: {exc or type(exc).__name__}") from exc
 
@@ -340,7 +341,8 @@ class Transport:
 
     async def _ensure_stream(
         self, name: str, subjects: list[str], max_age: float | None = None
-    ) -> None:
+    ) -> bool:
+        """True when the stream was created just now."""
         try:
             info = await self.js.stream_info(name)
         except NotFoundError:
@@ -353,11 +355,11 @@ class Transport:
             )
             await self.js.add_stream(config)
             log.info("created stream %s for %s", name, ", ".join(subjects))
-            return
+            return True
         captured = info.config.subjects or []
         missing = [s for s in subjects if not any(covers(c, s) for c in captured)]
         if not missing:
-            return
+            return False
         if info.config.description != MANAGED:
             raise ConfigError(
                 f"stream {name} was not created by remediator and does not capture "
@@ -366,21 +368,39 @@ class Transport:
         info.config.subjects = minimal_cover([*captured, *missing])
         await self.js.update_stream(info.config)
         log.info("stream %s now also captures %s", name, ", ".join(missing))
+        return False
 
-    async def _ensure_consumer(self, subjects: list[str]) -> None:
+    async def _ensure_consumer(self, subjects: list[str], *, fresh_stream: bool) -> None:
+        """Create or update the durable; replicas starting together converge on one config."""
+        for _ in range(3):
+            policy = await self._deliver_policy(fresh_stream)
+            try:
+                await self.js.add_consumer(self.settings.stream, self._consumer(subjects, policy))
+                return
+            except NatsError as exc:
+                error = exc  # another replica may have created it a moment ago: look again
         s = self.settings
-        config = ConsumerConfig(
+        raise ConfigError(f"consumer {s.durable} on stream {s.stream}: {error}")
+
+    async def _deliver_policy(self, fresh_stream: bool) -> DeliverPolicy:
+        """Keep an existing consumer's; a new one reads a stream it did not just create from
+        now on, so a new `--durable` on old history does not fire on weeks-old alerts."""
+        try:
+            info = await self.js.consumer_info(self.settings.stream, self.settings.durable)
+        except NotFoundError:
+            return DeliverPolicy.ALL if fresh_stream else DeliverPolicy.NEW
+        return info.config.deliver_policy or DeliverPolicy.ALL
+
+    def _consumer(self, subjects: list[str], policy: DeliverPolicy) -> ConsumerConfig:
+        s = self.settings
+        return ConsumerConfig(
             durable_name=s.durable,
             deliver_subject=self.deliver_subject,
             deliver_group=s.durable,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=policy,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=s.ack_wait,
             max_deliver=s.max_deliver,
             max_ack_pending=s.concurrency,
             filter_subjects=subjects,
         )
-        try:
-            await self.js.add_consumer(s.stream, config)
-        except NatsError as exc:
-            raise ConfigError(f"consumer {s.durable} on stream {s.stream}: {exc}") from exc
