@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from remediator import __version__
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_validate(commands)
     _add_publish(commands)
     _add_schema(commands)
+    _add_test(commands)
+    _add_explain(commands)
+    _add_replay(commands)
     return parser
 
 
@@ -67,7 +71,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add("--concurrency", help="events processed at once (default 64)")
     add("--ack-wait", dest="ack_wait", metavar="DURATION", help="default 30s")
     add("--max-deliver", dest="max_deliver", help="deliveries before dead letter (default 5)")
-    add("--http", metavar="HOST:PORT", help="metrics and health listener (127.0.0.1:9464)")
+    add("--http", metavar="HOST:PORT", help="metrics, health, webhook listener (127.0.0.1:9464)")
     add(
         "--dry-run",
         dest="dry_run",
@@ -87,7 +91,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add("--log-format", dest="log_format", choices=["json", "text"])
     add("--log-level", dest="log_level")
     add("--creds", help="NATS credentials file")
-    add("--nkey-seed", dest="nkey_seed", help="NATS NKey seed")
+    add("--nkey-seed", dest="nkey_seed", help="NATS NKey user seed (SU...) or a file holding it")
     add("--user", dest="nats_user", help="NATS user")
     add("--password", dest="nats_password", help="NATS password")
     add("--token", dest="nats_token", help="NATS token")
@@ -179,13 +183,142 @@ async def _publish(
 
 def _add_schema(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     schema = commands.add_parser("schema", help="print the JSON Schema of rule files")
+    schema.add_argument("--cases", action="store_true", help="of rule test case files instead")
+    schema.add_argument(
+        "--draft",
+        choices=["2020-12", "07"],
+        default="2020-12",
+        help="JSON Schema draft (07 for editors whose YAML language server stops there)",
+    )
     schema.set_defaults(command=cmd_schema)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from remediator.schema import schema_json
+    from remediator.rulecases import CASES_SCHEMA
+    from remediator.schema import RULES_SCHEMA, as_draft_07
 
-    print(schema_json())
+    document = CASES_SCHEMA if args.cases else RULES_SCHEMA
+    print(json.dumps(as_draft_07(document) if args.draft == "07" else document, indent=2))
+    return 0
+
+
+# --- rules as code: test, explain, replay -----------------------------------------------
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _duration(text: str) -> float:
+    from remediator.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_secret_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        type=_assignment,
+        metavar="NAME=VALUE",
+        help="a value for secret(NAME); else the environment; else a placeholder",
+    )
+
+
+def _add_test(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    test = commands.add_parser("test", help="run rule test cases (dry run, no network)")
+    test.add_argument("paths", nargs="+", metavar="PATH", help="rule files or directories")
+    test.add_argument(
+        "--cases",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="case files (default: *.cases.yaml beside the rules)",
+    )
+    _add_secret_option(test)
+    test.set_defaults(command=cmd_test)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from remediator.offline import offline_secrets
+    from remediator.rulecases import run_cases
+
+    secrets = offline_secrets(dict(args.secret), os.environ)
+    report = asyncio.run(run_cases(args.paths, args.cases, secrets))
+    print(report.text())
+    return 0 if report.passed else 1
+
+
+def _add_explain(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    explain = commands.add_parser("explain", help="why an event fires, or not, each rule")
+    explain.add_argument("path", metavar="PATH", help="rule file or directory")
+    explain.add_argument("subject", metavar="SUBJECT")
+    explain.add_argument("payload", metavar="JSON", help="the event's payload, or - for stdin")
+    explain.add_argument("--header", action="append", default=[], type=_assignment, metavar="K=V")
+    _add_secret_option(explain)
+    explain.set_defaults(command=cmd_explain)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from remediator import logs
+    from remediator.errors import EventError
+    from remediator.explain import explain_event
+    from remediator.offline import offline_secrets
+
+    data = sys.stdin.read() if args.payload == "-" else args.payload
+    secrets = offline_secrets(dict(args.secret), os.environ)
+    logs.configure("text", "ERROR", secrets)  # a failing `when` is in the output already
+    try:
+        print(explain_event([args.path], args.subject, dict(args.header), data.encode(), secrets))
+    except EventError as exc:
+        print(f"remediator: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    replay = commands.add_parser("replay", help="dry-run the rules over events stored in a stream")
+    add = replay.add_argument
+    add("--rules", action="append", help="rule file or directory (repeatable; default rules/)")
+    span = replay.add_mutually_exclusive_group(required=True)
+    span.add_argument("--since", type=_duration, metavar="DURATION", help="events of the last 24h")
+    span.add_argument("--from-seq", dest="from_seq", type=int, metavar="N", help="first sequence")
+    add("--to-seq", dest="to_seq", type=int, metavar="M", help="last sequence (default: the end)")
+    add("--against", action="append", metavar="OLD_RULES", help="rules to compare with")
+    add("--stream", help="stream of alerts (default ALERTS)")
+    add("--nats", dest="nats_url", metavar="URL", help="NATS URL (env REMEDIATOR_NATS_URL)")
+    add("--max-actions", dest="max_actions", metavar="N[/WINDOW]", help="a global budget")
+    add("--config", metavar="FILE", help="YAML config file (NATS access, budget)")
+    add("--json", action="store_true", help="machine-readable output")
+    _add_secret_option(replay)
+    replay.set_defaults(command=cmd_replay)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from remediator import logs
+    from remediator.history import Span
+    from remediator.offline import offline_rules, offline_secrets
+    from remediator.replay import replay_stream, text
+
+    flags = {"rules": args.rules, "nats_url": args.nats_url, "stream": args.stream}
+    flags |= {"max_actions": args.max_actions, "config": args.config}
+    settings = Settings.load({k: v for k, v in flags.items() if v is not None}, os.environ)
+    secrets = offline_secrets(dict(args.secret), os.environ)
+    logs.configure("text", "ERROR", secrets)  # the report is the output, not per-event lines
+    rules = offline_rules(settings.rules, secrets)
+    against = offline_rules(args.against, secrets) if args.against else None
+    since = None if args.since is None else time.time() - args.since
+    span = Span(since=since, first=args.from_seq, last=args.to_seq)
+    report = asyncio.run(replay_stream(settings, span, rules, against, secrets))
+    print(json.dumps(report.to_json(), indent=2) if args.json else text(report))
     return 0
 
 

@@ -39,6 +39,10 @@ class Engine:
     guards: Guards | None = None
     metrics: Metrics | None = None
     dry_run: bool = False
+    # Replay's what-if: steps render instead of running, but throttles, the global budget
+    # and verification treat the run as real (a rule's own `dry_run: true` still spends
+    # nothing), so counts come out as the daemon's did.
+    simulate: bool = False
     now: Callable[[], dt.datetime] = utcnow
 
     @classmethod
@@ -119,7 +123,8 @@ class Engine:
     async def _guarded_run(self, rule: Rule, event: Event) -> Result:
         started = self.now()
         context = self.context(event) | {"rule": rule.name, "results": {}}
-        dry_run = self.dry_run or rule.dry_run
+        acts = not (self.dry_run or rule.dry_run)  # a real run: spends budget, awaits verify
+        dry_run = self.simulate or not acts
         try:
             context["vars"] = render_vars(rule, context)
             bucket = throttle_bucket(rule, context)
@@ -127,14 +132,14 @@ class Engine:
             return self._finish(rule, event, started, "failed", (), reason=self._mask(exc))
         if self.guards is None:
             return await self._run_steps(rule, event, context, started, dry_run)
-        admission = await self.guards.admit(rule, event, bucket, spend=not dry_run)
+        admission = await self.guards.admit(rule, event, bucket, spend=acts)
         if admission.status != "run":
             return self._finish(rule, event, started, admission.status, (), admission.reason)
         try:
             result = await self._run_steps(rule, event, context, started, dry_run)
         finally:
             await self.guards.release(admission)
-        if rule.verify is not None and result.status == "succeeded":
+        if rule.verify is not None and acts and result.status in ("succeeded", "dry_run"):
             await self.guards.expect(rule, event, verify_key(rule, context), bucket)
         return result
 

@@ -48,6 +48,7 @@ Where = tuple[str | int, ...]  # keys and list indexes from the document root
 Raw = Mapping[str, Any]  # a mapping the schema has already checked
 
 SUFFIXES = (".yaml", ".yml")
+CASES_SUFFIX = ".cases"  # `name.cases.yaml`: test cases, never rules
 DEFAULT_TIMEOUT = 30.0
 _NODE_BUDGET = 1_000_000  # YAML nodes per file after alias expansion ("billion laughs")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -73,7 +74,7 @@ def load_rules(paths: Sequence[str | Path], templates: Templates) -> tuple[Rule,
 
 
 def rule_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[RuleError]]:
-    """Files to load, in a stable order; hidden files and directories are skipped."""
+    """Files to load, in a stable order; hidden files, directories and case files are skipped."""
     files: dict[Path, Path] = {}
     problems: list[RuleError] = []
     for given in map(Path, paths):
@@ -90,7 +91,12 @@ def rule_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[RuleError]
 
 def _is_rule_file(path: Path, root: Path) -> bool:
     hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-    return path.suffix in SUFFIXES and not hidden and path.is_file()
+    return path.suffix in SUFFIXES and not hidden and not is_case_file(path) and path.is_file()
+
+
+def is_case_file(path: Path) -> bool:
+    """`x.cases.yaml` holds test cases for `remediator test`, kept beside the rules."""
+    return path.suffix in SUFFIXES and path.stem.endswith(CASES_SUFFIX)
 
 
 # --- YAML with lines --------------------------------------------------------------------
@@ -245,6 +251,12 @@ def _parse(text: str, file: str) -> tuple[_Document | None, list[RuleError]]:
         return None, [RuleError(exc.message, file=file, line=exc.line)]
     finally:
         loader.dispose()
+
+
+def parse_document(text: str, file: str) -> tuple[_Document | None, list[RuleError]]:
+    """YAML read the way rule files are (YAML 1.2 booleans, lines kept, duplicate keys
+    refused); `remediator test` reads its case files with it."""
+    return _parse(text, file)
 
 
 # --- one file ---------------------------------------------------------------------------

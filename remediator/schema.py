@@ -268,6 +268,35 @@ def schema_json() -> str:
     return json.dumps(RULES_SCHEMA, indent=2)
 
 
+DRAFT_07 = "http://json-schema.org/draft-07/schema#"
+
+
+def as_draft_07(schema: Mapping[str, object]) -> dict[str, object]:
+    """`schema` in draft-07 terms, for editors whose validator stops at draft 7 (the YAML
+    language server of VS Code and others): `$defs` becomes `definitions` and
+    `dependentRequired` becomes `dependencies`; nothing else here is newer than draft 7."""
+    converted = _draft_07(schema)
+    assert isinstance(converted, dict)
+    return converted
+
+
+def _draft_07(value: object) -> object:
+    if isinstance(value, list):
+        return [_draft_07(item) for item in value]
+    if not isinstance(value, Mapping):
+        return value
+    renamed = {"$defs": "definitions", "dependentRequired": "dependencies"}
+    out: dict[str, object] = {}
+    for key, item in value.items():
+        if key == "$schema":
+            out[key] = DRAFT_07
+        elif key == "$ref" and isinstance(item, str):
+            out[key] = item.replace("#/$defs/", "#/definitions/")
+        else:
+            out[renamed.get(str(key), str(key))] = _draft_07(item)
+    return out
+
+
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(RULES_SCHEMA)

@@ -1,0 +1,93 @@
+"""Explain: why an event fires the rules it fires, and why every other rule stays quiet.
+
+Every rule gets one verdict. Rules whose `on` takes the subject are evaluated
+in priority order, even those a `stop: true` rule cut off, and a rule that does
+not match names the first condition that failed and the value it saw there
+(`match value gt 90: saw '42'`), or its `when` and what that gave. A rule that
+matches but does not fire says why (a `stop` rule above it; a resolving event,
+which fires only rules that match `status`). The rest are listed briefly as
+`subject does not match`. Nothing runs: this is matching only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from remediator.engine import Engine, resolving
+from remediator.events import decode_event
+from remediator.matching import Matches, Verdict
+from remediator.model import Event, Rule
+from remediator.offline import offline_engine, offline_rules
+from remediator.templating import Secrets
+
+TRACE_ID = "0" * 32
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    rule: str
+    fires: bool
+    why: str
+
+    @property
+    def verdict(self) -> str:
+        return "fires" if self.fires else "quiet"
+
+
+def explain_event(
+    rule_paths: Sequence[str | Path],
+    subject: str,
+    headers: Mapping[str, str],
+    data: bytes,
+    secrets: Secrets,
+) -> str:
+    """`remediator explain` as text; EventError when `data` is not a JSON object."""
+    rules = offline_rules(rule_paths, secrets)
+    event = decode_event(subject, headers, data, None, lambda: TRACE_ID)
+    return text(event, explain(offline_engine(rules, secrets), rules, event))
+
+
+def explain(engine: Engine, rules: Sequence[Rule], event: Event) -> list[Explanation]:
+    """One explanation per rule: the candidates in priority order, then the others."""
+    matches = engine.index.explain(event.subject, event.payload, engine.context(event))
+    fired = {rule.name for rule in engine.fired(event)}
+    explained = [
+        _candidate(rule, verdict, rule.name in fired, matches)
+        for rule, verdict in matches.evaluations
+    ]
+    seen = {e.rule for e in explained}
+    for rule in rules:
+        if rule.name not in seen:
+            on = ", ".join(rule.subjects)
+            explained.append(Explanation(rule.name, False, f"subject does not match (on: {on})"))
+    return explained
+
+
+def _candidate(rule: Rule, verdict: Verdict, fires: bool, matches: Matches) -> Explanation:
+    if fires:
+        return Explanation(rule.name, True, f"matches (priority {rule.priority})")
+    if not verdict.matched:
+        return Explanation(rule.name, False, f"no match: {verdict.failed}")
+    stopper = matches.stopped_by
+    if stopper is not None and rule.priority < stopper.priority:
+        why = f"matches, but {stopper.name} (stop: true, priority {stopper.priority}) fired first"
+        return Explanation(rule.name, False, why)
+    return Explanation(
+        rule.name,
+        False,
+        "matches, but this is a resolving event (status: resolved), which fires only "
+        "rules whose `match` names `status`",
+    )
+
+
+def text(event: Event, explained: Sequence[Explanation]) -> str:
+    width = max((len(e.rule) for e in explained), default=4)
+    lines = [f"event on {event.subject} (event_id {event.event_id})"]
+    if resolving(event):
+        lines.append("a resolving event: it closes pending verifications")
+    lines += [f"  {e.verdict:<5}  {e.rule:<{width}}  {e.why}" for e in explained]
+    count = sum(e.fires for e in explained)
+    lines.append(f"{count} of {len(explained)} rule(s) fire")
+    return "\n".join(lines)

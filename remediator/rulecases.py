@@ -1,0 +1,298 @@
+"""Rule test cases: `remediator test`, the unit tests of a rule set, kept beside the rules.
+
+A case file (`name.cases.yaml`) holds `cases:`, each an event (`subject`,
+optional `headers`, `event`) and what it must do: `expect.fired`, exactly the
+rules that fire (in any order; `[]` for none), and optionally `expect.steps`,
+partial rendered requests by rule and step (see `expectations`), or the word
+`skipped` for a step whose `when` is false.
+
+Each case runs through the real engine in dry run: matching, `stop` and
+priorities, vars and every step's templates are exactly the daemon's, but no
+action runs and nothing connects anywhere (see `offline`). Throttles do not
+apply; each case stands alone. A fired rule whose vars or step templates fail
+to render fails its case, since it would fail in production. Case files are
+checked against `CASES_SCHEMA` first; their problems are `RuleError`s naming
+file and line, like rule files'.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+
+from remediator.engine import Engine
+from remediator.errors import RuleError, RuleErrors
+from remediator.events import decode_event
+from remediator.expectations import compare, diff
+from remediator.loader import CASES_SUFFIX, SUFFIXES, is_case_file, parse_document
+from remediator.matching import subject_problem
+from remediator.model import Result, StepResult
+from remediator.offline import offline_engine, offline_rules
+from remediator.templating import Secrets
+
+TRACE_ID = "0" * 32  # the trace id of a case's event, unless its headers or payload give one
+SKIPPED = "skipped"
+
+_SCALAR_HEADER = {"type": ["string", "number", "boolean"]}
+_STEP_EXPECTATION = {
+    "description": "the step's rendered request (partial), or `skipped`",
+    "anyOf": [{"type": "object"}, {"const": SKIPPED}],
+}
+_EXPECT = {
+    "type": "object",
+    "description": "what the event must do",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "fired": {
+            "type": "array",
+            "description": "exactly the rules that fire, in any order ([] = none)",
+            "items": {"type": "string"},
+        },
+        "steps": {
+            "type": "object",
+            "description": "rule -> step -> partial rendered request",
+            "additionalProperties": {"type": "object", "additionalProperties": _STEP_EXPECTATION},
+        },
+    },
+}
+_CASE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "subject", "event", "expect"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "description": "what the case shows"},
+        "subject": {"type": "string", "minLength": 1, "description": "the event's subject"},
+        "headers": {"type": "object", "additionalProperties": _SCALAR_HEADER},
+        "event": {"type": "object", "description": "the event's JSON payload"},
+        "expect": _EXPECT,
+    },
+}
+CASES_SCHEMA: dict[str, object] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "remediator rule test cases",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["cases"],
+    "properties": {"cases": {"type": "array", "items": _CASE}},
+    "patternProperties": {"^x-": {"description": "free-form, e.g. YAML anchors to reuse"}},
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Case:
+    name: str
+    subject: str
+    headers: Mapping[str, str]
+    event: Mapping[str, object]
+    fired: frozenset[str] | None
+    steps: Mapping[str, Mapping[str, object]]
+    file: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One case's verdict: the problems found, each a line, with indented detail lines."""
+
+    case: Case
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        head = f"{'PASS' if self.passed else 'FAIL'} {self.case.where}: {self.case.name}"
+        return [head, *(f"    {line}" for line in self.problems)]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.outcomes) and all(o.passed for o in self.outcomes)
+
+    def text(self) -> str:
+        lines = [line for outcome in self.outcomes for line in outcome.lines()]
+        failed = sum(not o.passed for o in self.outcomes)
+        total = len(self.outcomes)
+        if not total:
+            lines.append("no test cases found (write NAME.cases.yaml beside the rules)")
+        else:
+            lines.append(f"{total} case(s): {total - failed} passed, {failed} failed")
+        return "\n".join(lines)
+
+
+async def run_cases(
+    rule_paths: Sequence[str | Path], case_paths: Sequence[str | Path], secrets: Secrets
+) -> Report:
+    """Load the rules and the cases (found beside the rules when none are named), run each."""
+    rules = offline_rules(rule_paths, secrets)
+    files = [Path(p) for p in case_paths] or case_files(rule_paths)
+    cases = load_cases(files)
+    engine = offline_engine(rules, secrets)
+    return Report(tuple([await run_case(engine, case) for case in cases]))
+
+
+# --- finding and reading case files -----------------------------------------------------
+
+
+def case_files(rule_paths: Sequence[str | Path]) -> list[Path]:
+    """Case files beside the rules: `*.cases.yaml` under a directory, `x.cases.yaml` by `x.yaml`."""
+    found: dict[Path, Path] = {}
+    for given in map(Path, rule_paths):
+        if given.is_dir():
+            candidates = sorted(f for f in given.rglob("*") if _visible_case(f, given))
+        else:
+            stem = given.with_suffix("")
+            candidates = [stem.with_name(stem.name + CASES_SUFFIX + s) for s in SUFFIXES]
+        for path in candidates:
+            if path.is_file():
+                found.setdefault(path.resolve(), path)
+    return list(found.values())
+
+
+def _visible_case(path: Path, root: Path) -> bool:
+    hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+    return is_case_file(path) and not hidden
+
+
+def load_cases(files: Sequence[Path]) -> list[Case]:
+    """Every case in `files`; RuleErrors lists every problem in every file."""
+    cases: list[Case] = []
+    problems: list[RuleError] = []
+    for path in files:
+        loaded, found = _load_file(path)
+        cases += loaded
+        problems += found
+    if problems:
+        raise RuleErrors(problems)
+    return cases
+
+
+def _load_file(path: Path) -> tuple[list[Case], list[RuleError]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [RuleError(f"cannot read the case file: {exc}", file=str(path))]
+    document, problems = parse_document(text, str(path))
+    if document is None:
+        return [], problems
+    for error in _validator().iter_errors(document.data):
+        where = tuple(error.absolute_path)
+        problems.append(document.error(where, error.message))
+    data = document.data
+    raw_cases = data.get("cases") if isinstance(data, Mapping) else None
+    if problems or not isinstance(raw_cases, list):
+        return [], problems
+    cases = []
+    for index, raw in enumerate(raw_cases):
+        line = document.line(("cases", index))
+        problem = subject_problem(raw["subject"], wildcards=False)
+        if problem is not None:
+            problems.append(document.error(("cases", index, "subject"), problem))
+            continue
+        cases.append(_case(raw, str(path), line))
+    return cases, problems
+
+
+def _case(raw: Mapping[str, object], file: str, line: int) -> Case:
+    expect, event, headers = raw["expect"], raw["event"], raw.get("headers") or {}
+    assert isinstance(expect, Mapping) and isinstance(event, Mapping)  # the schema said so
+    assert isinstance(headers, Mapping)
+    fired = expect.get("fired")
+    return Case(
+        name=str(raw["name"]),
+        subject=str(raw["subject"]),
+        headers={str(k): str(v) for k, v in headers.items()},
+        event=dict(event),
+        fired=frozenset(map(str, fired)) if isinstance(fired, list) else None,
+        steps=dict(expect.get("steps") or {}),
+        file=file,
+        line=line,
+    )
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(CASES_SCHEMA)
+
+
+# --- running a case ---------------------------------------------------------------------
+
+
+async def run_case(engine: Engine, case: Case) -> Outcome:
+    data = json.dumps(case.event).encode()
+    event = decode_event(case.subject, case.headers, data, None, lambda: TRACE_ID)
+    results = {result.rule: result for result in await engine.process(event)}
+    outcome = Outcome(case)
+    if case.fired is not None and set(results) != case.fired:
+        outcome.problems.append(_fired_problem(case.fired, list(results)))
+    for result in results.values():
+        outcome.problems += _render_errors(result)
+    for rule, steps in case.steps.items():
+        outcome.problems += _step_problems(rule, steps, results.get(rule))
+    return outcome
+
+
+def _fired_problem(expected: frozenset[str], fired: list[str]) -> str:
+    text = f"fired: expected {_names(expected)}, got {_names(fired)}"
+    missing, extra = expected - set(fired), set(fired) - expected
+    notes = [f"did not fire: {', '.join(sorted(missing))}"] if missing else []
+    notes += [f"also fired: {', '.join(sorted(extra))}"] if extra else []
+    return f"{text} ({'; '.join(notes)})"
+
+
+def _names(names: frozenset[str] | list[str]) -> str:
+    return "[" + ", ".join(sorted(names)) + "]"
+
+
+def _render_errors(result: Result) -> list[str]:
+    """Template errors: the rule would fail in production, so the case fails."""
+    problems = [f"rule {result.rule}: {result.reason}"] if result.status == "failed" else []
+    for step in result.steps:
+        if step.status == "failed":
+            problems.append(f"rule {result.rule}: step {step.name}: {step.error}")
+    return problems
+
+
+def _step_problems(rule: str, expected: Mapping[str, object], result: Result | None) -> list[str]:
+    if result is None:
+        return [f"steps.{rule}: the rule did not fire, so it has no steps to compare"]
+    steps = {step.name: step for step in result.steps}
+    problems: list[str] = []
+    for name, wanted in expected.items():
+        step = steps.get(name)
+        path = f"steps.{rule}.{name}"
+        if step is None:
+            problems.append(f"{path}: no such step (the rule's steps: {', '.join(steps)})")
+        else:
+            problems += _compare_step(path, wanted, step)
+    return problems
+
+
+def _compare_step(path: str, wanted: object, step: StepResult) -> list[str]:
+    if wanted == SKIPPED or step.status == "skipped":
+        if (wanted == SKIPPED) == (step.status == "skipped"):
+            return []
+        expected = "to be skipped" if wanted == SKIPPED else "to run"
+        return [f"{path}: expected the step {expected}, but it was {step.status}"]
+    # Compared as the result event carries it: `<results.scale.to>` is then a string.
+    actual = json.loads(json.dumps(step.output, default=str))
+    mismatches = compare(wanted, actual, path)
+    if not mismatches:
+        return []
+    detail = [str(m) for m in mismatches]
+    return [*detail, *(f"  {line}" for line in diff(wanted, actual))]
