@@ -357,8 +357,10 @@ class _RuleCompiler:
         when = self.guard(("when",), None, lambda: self.expression(raw, "when", ()))
         throttle = self.guard(("throttle",), None, lambda: self.throttle(raw.get("throttle")))
         variables = self.variables(raw.get("vars", {}))
-        steps = self.steps(raw.get("actions", []), "actions")
-        on_failure = self.steps(raw.get("on_failure", []), "on_failure")
+        # Step names are unique across both lists: results and `results.<name>` name one step.
+        names: dict[object, int] = {}
+        steps = self.steps(raw.get("actions", []), "actions", names)
+        on_failure = self.steps(raw.get("on_failure", []), "on_failure", names)
         verify = self.guard(("verify",), None, lambda: self.verify(raw.get("verify")))
         if self.failed:
             return None
@@ -439,15 +441,15 @@ class _RuleCompiler:
             self.report((*base, key), problem)
         return subject
 
-    def steps(self, raw: object, section: str) -> tuple[Step, ...]:
+    def steps(self, raw: object, section: str, first: dict[object, int]) -> tuple[Step, ...]:
         built: list[Step] = []
-        first: dict[object, int] = {}
+        prefix = "" if section == "actions" else f"{section}-"
         for index, item in enumerate(raw if isinstance(raw, list) else []):
             where: Where = (section, index)
             kinds = [kind for kind in schema.STEP_KINDS if kind in item]
             if not isinstance(item, Mapping) or len(kinds) != 1:
                 continue  # the schema has said why
-            name = item.get("name", f"{kinds[0]}-{index}")
+            name = item.get("name", f"{prefix}{kinds[0]}-{index}")
             if name in first:
                 message = f"duplicate step name {name!r} (first at line {first[name]})"
                 self.report((*where, "name"), message)

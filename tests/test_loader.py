@@ -429,7 +429,10 @@ def test_steps_get_their_fields_and_defaults(templates: Templates) -> None:
     assert isinstance(rendered, dict) and rendered["json"] == {"text": "scaled web to 4"}
     assert rendered["headers"] == {"Authorization": "Bearer t"}
     (failure,) = rule.on_failure
-    assert isinstance(failure, Step) and (failure.name, failure.kind) == ("publish-0", "publish")
+    assert isinstance(failure, Step) and (failure.name, failure.kind) == (
+        "on_failure-publish-0",
+        "publish",
+    )
 
 
 def test_when_may_be_written_as_a_template(tmp_path: Path, templates: Templates) -> None:
