@@ -1,35 +1,29 @@
 """Loading rules: YAML files in, compiled `Rule`s out, or every problem at once.
 
-This module owns the way from text to model. Each file is parsed keeping the
-line of every key and list item, checked against `schema.RULES_SCHEMA`, then
-compiled: subject patterns checked, `match` entries built into conditions,
-templates and `when` expressions compiled, durations parsed. Nothing is
-compiled later, per event. Every problem in every file is collected and
-raised together as `RuleErrors`, each naming file, line, rule and field
-(`rules/disk.yaml:14: rule disk-full: actions[0].http.url: ...`), so one
+This module owns the way from rule files to the model. It finds the files, reads
+each with `yamlsource.parse_document` (which keeps the line of every key and item),
+checks it with `schemacheck.check`, then compiles it: subject patterns checked,
+`match` entries built into conditions, templates and `when` expressions compiled,
+durations parsed. Nothing is compiled later, per event. Every problem in every file
+is collected and raised together as `RuleErrors`, each naming file, line, rule and
+field (`rules/disk.yaml:14: rule disk-full: actions[0].http.url: ...`), so one
 `remediator validate` run reports them all.
-
-YAML is read with YAML 1.2 booleans (only true/false: `on`, `no` and `yes`
-stay strings, so `on:` is a key and `country: NO` is Norway) and without
-timestamps (dates stay strings, as in JSON). Duplicate keys are errors.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard, TypeVar
 
 import jinja2
-import yaml
 
-from remediator import schema
+from remediator import schema, schemacheck
+from remediator.conditions import build_condition
 from remediator.durations import parse_duration
 from remediator.errors import RuleError, RuleErrors
-from remediator.matching import build_condition, subject_problem
+from remediator.matching import subject_problem
 from remediator.model import (
     Condition,
     Renderable,
@@ -41,18 +35,15 @@ from remediator.model import (
     Verify,
 )
 from remediator.templating import Templates
+from remediator.yamlsource import Document, Where, field_path, parse_document, rule_and_field
 
 T = TypeVar("T")
 D = TypeVar("D")
-Where = tuple[str | int, ...]  # keys and list indexes from the document root
 Raw = Mapping[str, Any]  # a mapping the schema has already checked
 
 SUFFIXES = (".yaml", ".yml")
 CASES_SUFFIX = ".cases"  # `name.cases.yaml`: test cases, never rules
 DEFAULT_TIMEOUT = 30.0
-_NODE_BUDGET = 1_000_000  # YAML nodes per file after alias expansion ("billion laughs")
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-_DROPPED_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -99,166 +90,6 @@ def is_case_file(path: Path) -> bool:
     return path.suffix in SUFFIXES and path.stem.endswith(CASES_SUFFIX)
 
 
-# --- YAML with lines --------------------------------------------------------------------
-
-
-def _resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
-    table = {
-        first: [(tag, pattern) for tag, pattern in entries if tag not in _DROPPED_TAGS]
-        for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    yaml_bool = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
-    for first in "tTfF":
-        table.setdefault(first, []).insert(0, ("tag:yaml.org,2002:bool", yaml_bool))
-    return table
-
-
-class _YamlLoader(yaml.SafeLoader):
-    yaml_implicit_resolvers = _resolvers()
-
-
-class _YamlProblem(Exception):
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-        self.message = message
-
-
-@dataclass(slots=True)
-class _Document:
-    """One parsed file: its data and where each key and item was written."""
-
-    file: str
-    data: object = None
-    lines: dict[Where, int] = field(default_factory=dict)
-    blocks: dict[Where, int] = field(default_factory=dict)  # first content line of `|`, `>`
-
-    def line(self, where: Where) -> int:
-        for end in range(len(where), -1, -1):
-            if (line := self.lines.get(where[:end])) is not None:
-                return line
-        return 1
-
-    def error(self, where: Where, message: str, line: int | None = None) -> RuleError:
-        rule, place = _place(self.data, where)
-        line = self.line(where) if line is None else line
-        return RuleError(message, file=self.file, line=line, rule=rule, field=place)
-
-
-def _place(data: object, where: Where) -> tuple[str, str]:
-    """The rule name (when known) and the field path `where` is at, as errors show them."""
-    if len(where) >= 2 and where[0] == "rules" and isinstance(where[1], int):
-        rules = data.get("rules") if isinstance(data, Mapping) else None
-        raw = rules[where[1]] if isinstance(rules, list) else None
-        name = raw.get("name") if isinstance(raw, Mapping) else None
-        if isinstance(name, str) and name:
-            return name, _field(where[2:])
-    return "", _field(where)
-
-
-def _field(where: Where) -> str:
-    text = ""
-    for part in where:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
-    return text
-
-
-class _Builder:
-    """Builds plain Python values from composed YAML nodes, recording lines by path."""
-
-    def __init__(self, loader: _YamlLoader, document: _Document) -> None:
-        self.loader = loader
-        self.document = document
-        self.duplicates: list[tuple[Where, str, int]] = []  # reported once names are known
-        self.active: set[int] = set()
-        self.budget = _NODE_BUDGET
-
-    def value(self, node: yaml.Node, where: Where) -> object:
-        self.budget -= 1
-        if self.budget < 0:
-            raise _YamlProblem(node.start_mark.line + 1, "too many nodes after alias expansion")
-        if isinstance(node, yaml.ScalarNode):
-            if node.style in ("|", ">"):
-                self.document.blocks[where] = node.start_mark.line + 2
-            return self.loader.construct_object(node)
-        if id(node) in self.active:
-            raise _YamlProblem(node.start_mark.line + 1, "an alias refers to itself")
-        self.active.add(id(node))
-        try:
-            if isinstance(node, yaml.MappingNode):
-                return self.mapping(node, where)
-            return self.sequence(node, where)
-        finally:
-            self.active.discard(id(node))
-
-    def sequence(self, node: yaml.Node, where: Where) -> list[object]:
-        items = []
-        for index, item in enumerate(node.value):
-            self.document.lines[(*where, index)] = item.start_mark.line + 1
-            items.append(self.value(item, (*where, index)))
-        return items
-
-    def mapping(self, node: yaml.MappingNode, where: Where) -> dict[str, object]:
-        merged: dict[str, object] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
-                self.merge(value_node, where, merged)
-        out: dict[str, object] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue
-            line = key_node.start_mark.line + 1
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise _YamlProblem(line, "mapping keys must be plain strings")
-            key = str(key_node.value)
-            if key in out:
-                message = (
-                    f"duplicate key {key!r} (first at line {self.document.line((*where, key))})"
-                )
-                self.duplicates.append(((*where, key), message, line))
-            self.document.lines[(*where, key)] = line
-            out[key] = self.value(value_node, (*where, key))
-        return merged | out
-
-    def merge(self, node: yaml.Node, where: Where, into: dict[str, object]) -> None:
-        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
-        for source in sources:
-            if not isinstance(source, yaml.MappingNode):
-                raise _YamlProblem(source.start_mark.line + 1, "'<<' merges only mappings")
-            for key, value in self.mapping(source, where).items():
-                into.setdefault(key, value)
-
-
-def _parse(text: str, file: str) -> tuple[_Document | None, list[RuleError]]:
-    document = _Document(file=file)
-    loader = _YamlLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, [RuleError("empty file; expected `rules:`, a list of rules", file=file)]
-        document.lines[()] = node.start_mark.line + 1
-        builder = _Builder(loader, document)
-        document.data = builder.value(node, ())
-        return document, [document.error(*duplicate) for duplicate in builder.duplicates]
-    except yaml.MarkedYAMLError as exc:
-        message = "; ".join(part for part in (exc.context, exc.problem) if part)
-        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else 0
-        line = min(line, len(text.splitlines()) or 1)  # not past the end of the file
-        return None, [RuleError(f"YAML syntax error: {message}", file=file, line=line)]
-    except yaml.YAMLError as exc:
-        return None, [RuleError(f"YAML error: {exc}", file=file)]
-    except _YamlProblem as exc:
-        return None, [RuleError(exc.message, file=file, line=exc.line)]
-    finally:
-        loader.dispose()
-
-
-def parse_document(text: str, file: str) -> tuple[_Document | None, list[RuleError]]:
-    """YAML read the way rule files are (YAML 1.2 booleans, lines kept, duplicate keys
-    refused); `remediator test` reads its case files with it."""
-    return _parse(text, file)
-
-
 # --- one file ---------------------------------------------------------------------------
 
 
@@ -269,10 +100,10 @@ def _load_file(
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return [], [RuleError(f"cannot read the file: {exc}", file=str(path))]
-    document, problems = _parse(text, str(path))
+    document, problems = parse_document(text, str(path))
     if document is None:
         return [], problems
-    structural = schema.check(document.data)
+    structural = schemacheck.check(document.data)
     problems.extend(document.error(p.where, p.message) for p in structural)
     data = document.data
     raw_rules = data.get("rules") if isinstance(data, Mapping) else None
@@ -301,7 +132,7 @@ class _RuleCompiler:
 
     def __init__(
         self,
-        document: _Document,
+        document: Document,
         index: int,
         templates: Templates,
         problems: list[RuleError],
@@ -313,7 +144,7 @@ class _RuleCompiler:
         self.problems = problems
         self.tainted = tainted
         self.failed = bool(tainted)
-        self.name, _ = _place(document.data, ("rules", index, "name"))
+        self.name, _ = rule_and_field(document.data, ("rules", index, "name"))
 
     def report(self, where: Where, message: str, line: int | None = None) -> None:
         self.failed = True
@@ -413,14 +244,14 @@ class _RuleCompiler:
         return tuple((name, part) for name, part in compiled if part is not None)
 
     def compile(self, value: object, where: Where) -> Renderable:
-        return self.templates.compile(value, rule=self.name, field=_field(where))
+        return self.templates.compile(value, rule=self.name, field=field_path(where))
 
     def expression(self, raw: Raw, key: str, base: Where) -> Renderable | None:
         if key not in raw:
             return None
         where = (*base, key)
         source = _unwrap(raw[key])
-        return self.templates.compile_expression(source, rule=self.name, field=_field(where))
+        return self.templates.compile_expression(source, rule=self.name, field=field_path(where))
 
     def template(self, raw: Raw, key: str, base: Where) -> Renderable | None:
         if key not in raw:

@@ -29,11 +29,12 @@ from remediator.engine import Engine
 from remediator.errors import RuleError, RuleErrors
 from remediator.events import decode_event
 from remediator.expectations import compare, diff
-from remediator.loader import CASES_SUFFIX, SUFFIXES, is_case_file, parse_document
+from remediator.loader import CASES_SUFFIX, SUFFIXES, is_case_file
 from remediator.matching import subject_problem
 from remediator.model import Result, StepResult
 from remediator.offline import offline_engine, offline_rules
 from remediator.templating import Secrets
+from remediator.yamlsource import parse_document
 
 TRACE_ID = "0" * 32  # the trace id of a case's event, unless its headers or payload give one
 SKIPPED = "skipped"

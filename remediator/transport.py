@@ -205,8 +205,8 @@ class Transport:
                 return
             await self._ensure_stream(RESULTS_STREAM, RESULTS_SUBJECTS, max_age=_WEEK)
             # Alerts are kept a week by default: long enough for `replay`, not forever.
-            fresh = await self._ensure_stream(self.settings.stream, cover, max_age=_WEEK)
-            await self._ensure_consumer(cover, fresh_stream=fresh)
+            await self._ensure_stream(self.settings.stream, cover, max_age=_WEEK)
+            await self._ensure_consumer(cover)
         except (NatsError, TimeoutError, OSError) as exc:
             raise TransportError(f"preparing streams: {exc or type(exc).__name__}") from exc
 
@@ -341,8 +341,7 @@ class Transport:
 
     async def _ensure_stream(
         self, name: str, subjects: list[str], max_age: float | None = None
-    ) -> bool:
-        """True when the stream was created just now."""
+    ) -> None:
         try:
             info = await self.js.stream_info(name)
         except NotFoundError:
@@ -355,11 +354,11 @@ class Transport:
             )
             await self.js.add_stream(config)
             log.info("created stream %s for %s", name, ", ".join(subjects))
-            return True
+            return
         captured = info.config.subjects or []
         missing = [s for s in subjects if not any(covers(c, s) for c in captured)]
         if not missing:
-            return False
+            return
         if info.config.description != MANAGED:
             raise ConfigError(
                 f"stream {name} was not created by remediator and does not capture "
@@ -368,36 +367,30 @@ class Transport:
         info.config.subjects = minimal_cover([*captured, *missing])
         await self.js.update_stream(info.config)
         log.info("stream %s now also captures %s", name, ", ".join(missing))
-        return False
 
-    async def _ensure_consumer(self, subjects: list[str], *, fresh_stream: bool) -> None:
-        """Create or update the durable; replicas starting together converge on one config."""
+    async def _ensure_consumer(self, subjects: list[str]) -> None:
+        """Create or update the durable; replicas starting together converge on one config.
+
+        A new durable reads the stream from its start: no alert published before the
+        first daemon came up is lost, and completion records (shared by every durable)
+        keep events that already ran from running again.
+        """
         for _ in range(3):
-            policy = await self._deliver_policy(fresh_stream)
             try:
-                await self.js.add_consumer(self.settings.stream, self._consumer(subjects, policy))
+                await self.js.add_consumer(self.settings.stream, self._consumer(subjects))
                 return
             except NatsError as exc:
-                error = exc  # another replica may have created it a moment ago: look again
+                error = exc  # another replica may have created it a moment ago: try again
         s = self.settings
         raise ConfigError(f"consumer {s.durable} on stream {s.stream}: {error}")
 
-    async def _deliver_policy(self, fresh_stream: bool) -> DeliverPolicy:
-        """Keep an existing consumer's; a new one reads a stream it did not just create from
-        now on, so a new `--durable` on old history does not fire on weeks-old alerts."""
-        try:
-            info = await self.js.consumer_info(self.settings.stream, self.settings.durable)
-        except NotFoundError:
-            return DeliverPolicy.ALL if fresh_stream else DeliverPolicy.NEW
-        return info.config.deliver_policy or DeliverPolicy.ALL
-
-    def _consumer(self, subjects: list[str], policy: DeliverPolicy) -> ConsumerConfig:
+    def _consumer(self, subjects: list[str]) -> ConsumerConfig:
         s = self.settings
         return ConsumerConfig(
             durable_name=s.durable,
             deliver_subject=self.deliver_subject,
             deliver_group=s.durable,
-            deliver_policy=policy,
+            deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=s.ack_wait,
             max_deliver=s.max_deliver,

@@ -6,15 +6,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from remediator.matching import (
-    MISSING,
-    RuleIndex,
-    build_condition,
-    evaluate,
-    resolve,
-    subject_matches,
-    subject_problem,
-)
+from remediator.conditions import MISSING, build_condition, resolve
+from remediator.matching import RuleIndex, evaluate, subject_matches, subject_problem
 from remediator.model import Condition, Rule, Source
 from remediator.templating import Secrets, Templates
 

@@ -10,7 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
-from remediator.schema import RULES_SCHEMA, STEP_KINDS, Problem, check, schema_json
+from remediator.schema import RULES_SCHEMA, STEP_KINDS, schema_json
+from remediator.schemacheck import Problem, check
 
 OK = Path(__file__).parent / "data" / "rules_ok"
 

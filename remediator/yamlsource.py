@@ -1,0 +1,182 @@
+"""YAML with lines: a rule or case file parsed into plain data that remembers where it was written.
+
+This module owns reading YAML the way remediator's files are written and anchoring
+problems in them. `parse_document` reads YAML 1.2 booleans (only true/false: `on`,
+`no` and `yes` stay strings, so `on:` is a key and `country: NO` is Norway), no
+timestamps (dates stay strings, as in JSON), refuses duplicate keys, self-referring
+aliases and alias bombs, and resolves `<<` merges; the `Document` it returns keeps
+the line of every key and list item (and the first content line of `|` and `>`
+blocks), so `Document.error` turns a path into a `RuleError` naming file, line,
+rule and field. What the data means is for its readers (`loader`, `rulecases`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from remediator.errors import RuleError
+
+Where = tuple[str | int, ...]  # keys and list indexes from the document root
+
+_NODE_BUDGET = 1_000_000  # YAML nodes per file after alias expansion ("billion laughs")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_DROPPED_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
+
+
+def _resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    table = {
+        first: [(tag, pattern) for tag, pattern in entries if tag not in _DROPPED_TAGS]
+        for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    yaml_bool = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+    for first in "tTfF":
+        table.setdefault(first, []).insert(0, ("tag:yaml.org,2002:bool", yaml_bool))
+    return table
+
+
+class _YamlLoader(yaml.SafeLoader):
+    yaml_implicit_resolvers = _resolvers()
+
+
+class _YamlProblem(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+@dataclass(slots=True)
+class Document:
+    """One parsed file: its data and where each key and item was written."""
+
+    file: str
+    data: object = None
+    lines: dict[Where, int] = field(default_factory=dict)
+    blocks: dict[Where, int] = field(default_factory=dict)  # first content line of `|`, `>`
+
+    def line(self, where: Where) -> int:
+        for end in range(len(where), -1, -1):
+            if (line := self.lines.get(where[:end])) is not None:
+                return line
+        return 1
+
+    def error(self, where: Where, message: str, line: int | None = None) -> RuleError:
+        rule, place = rule_and_field(self.data, where)
+        line = self.line(where) if line is None else line
+        return RuleError(message, file=self.file, line=line, rule=rule, field=place)
+
+
+def rule_and_field(data: object, where: Where) -> tuple[str, str]:
+    """The rule name (when known) and the field path `where` is at, as errors show them."""
+    if len(where) >= 2 and where[0] == "rules" and isinstance(where[1], int):
+        rules = data.get("rules") if isinstance(data, Mapping) else None
+        raw = rules[where[1]] if isinstance(rules, list) else None
+        name = raw.get("name") if isinstance(raw, Mapping) else None
+        if isinstance(name, str) and name:
+            return name, field_path(where[2:])
+    return "", field_path(where)
+
+
+def field_path(where: Where) -> str:
+    """`where` as errors show a field: `actions[0].http.url`."""
+    text = ""
+    for part in where:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+class _Builder:
+    """Builds plain Python values from composed YAML nodes, recording lines by path."""
+
+    def __init__(self, loader: _YamlLoader, document: Document) -> None:
+        self.loader = loader
+        self.document = document
+        self.duplicates: list[tuple[Where, str, int]] = []  # reported once names are known
+        self.active: set[int] = set()
+        self.budget = _NODE_BUDGET
+
+    def value(self, node: yaml.Node, where: Where) -> object:
+        self.budget -= 1
+        if self.budget < 0:
+            raise _YamlProblem(node.start_mark.line + 1, "too many nodes after alias expansion")
+        if isinstance(node, yaml.ScalarNode):
+            if node.style in ("|", ">"):
+                self.document.blocks[where] = node.start_mark.line + 2
+            return self.loader.construct_object(node)
+        if id(node) in self.active:
+            raise _YamlProblem(node.start_mark.line + 1, "an alias refers to itself")
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, where)
+            return self.sequence(node, where)
+        finally:
+            self.active.discard(id(node))
+
+    def sequence(self, node: yaml.Node, where: Where) -> list[object]:
+        items = []
+        for index, item in enumerate(node.value):
+            self.document.lines[(*where, index)] = item.start_mark.line + 1
+            items.append(self.value(item, (*where, index)))
+        return items
+
+    def mapping(self, node: yaml.MappingNode, where: Where) -> dict[str, object]:
+        merged: dict[str, object] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                self.merge(value_node, where, merged)
+        out: dict[str, object] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _YamlProblem(line, "mapping keys must be plain strings")
+            key = str(key_node.value)
+            if key in out:
+                message = (
+                    f"duplicate key {key!r} (first at line {self.document.line((*where, key))})"
+                )
+                self.duplicates.append(((*where, key), message, line))
+            self.document.lines[(*where, key)] = line
+            out[key] = self.value(value_node, (*where, key))
+        return merged | out
+
+    def merge(self, node: yaml.Node, where: Where, into: dict[str, object]) -> None:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                raise _YamlProblem(source.start_mark.line + 1, "'<<' merges only mappings")
+            for key, value in self.mapping(source, where).items():
+                into.setdefault(key, value)
+
+
+def parse_document(text: str, file: str) -> tuple[Document | None, list[RuleError]]:
+    """YAML read the way rule files are (YAML 1.2 booleans, lines kept, duplicate keys
+    refused); the loader reads rule files with it and `remediator test` its case files."""
+    document = Document(file=file)
+    loader = _YamlLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, [RuleError("empty file; expected `rules:`, a list of rules", file=file)]
+        document.lines[()] = node.start_mark.line + 1
+        builder = _Builder(loader, document)
+        document.data = builder.value(node, ())
+        return document, [document.error(*duplicate) for duplicate in builder.duplicates]
+    except yaml.MarkedYAMLError as exc:
+        message = "; ".join(part for part in (exc.context, exc.problem) if part)
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else 0
+        line = min(line, len(text.splitlines()) or 1)  # not past the end of the file
+        return None, [RuleError(f"YAML syntax error: {message}", file=file, line=line)]
+    except yaml.YAMLError as exc:
+        return None, [RuleError(f"YAML error: {exc}", file=file)]
+    except _YamlProblem as exc:
+        return None, [RuleError(exc.message, file=file, line=exc.line)]
+    finally:
+        loader.dispose()
