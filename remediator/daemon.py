@@ -117,6 +117,7 @@ class Daemon:
             dry_run=self.settings.dry_run,
         )
         self.metrics.rules_loaded.set(len(rules))
+        self.metrics.know_rules(rule.name for rule in rules)
         return Ruleset(rules, engine)
 
     async def run(self) -> int:

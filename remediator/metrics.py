@@ -7,8 +7,13 @@ event data, so a flood of odd alerts cannot explode cardinality.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from remediator.model import RESULT_STATUSES
+
+DEAD_LETTER_REASONS = ("invalid_json", "not_an_object", "infrastructure")
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
 
 
@@ -86,3 +91,14 @@ class Metrics:
         self.rules_reloads = Counter(
             "remediator_rules_reloads", "Rule reloads by result", ["result"], registry=r
         )
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+        for result in ("ok", "error"):
+            self.rules_reloads.labels(result)
+
+    def know_rules(self, names: Iterable[str]) -> None:
+        """Create every rule's result series at zero, so alerts on `rate()` and
+        `increase()` see the first failure instead of a series that did not exist."""
+        for name in names:
+            for status in (*RESULT_STATUSES, "deduplicated"):
+                self.rule_results.labels(name, status)
