@@ -70,6 +70,12 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add("--durable", help="durable consumer name shared by replicas (default remediator)")
     add("--concurrency", help="events processed at once (default 64)")
     add("--ack-wait", dest="ack_wait", metavar="DURATION", help="default 30s")
+    add(
+        "--max-ack-pending",
+        dest="max_ack_pending",
+        metavar="N",
+        help="messages delivered and not yet acked across the fleet (default 1000)",
+    )
     add("--max-deliver", dest="max_deliver", help="deliveries before dead letter (default 5)")
     add("--http", metavar="HOST:PORT", help="metrics, health, webhook listener (127.0.0.1:9464)")
     add(

@@ -68,6 +68,8 @@ class Engine:
 
     def fired(self, event: Event) -> tuple[Rule, ...]:
         """The rules this event fires, highest priority first (pure)."""
+        if not self.index.candidates(event.subject):
+            return ()  # the common case under load: no rule listens here; build nothing
         matches = self.index.match(event.subject, event.payload, self.context(event))
         if self.metrics is not None:
             for rule, verdict in matches.evaluations:

@@ -80,6 +80,7 @@ class Settings:
     concurrency: int = 64
     ack_wait: float = 30.0
     max_deliver: int = 5
+    max_ack_pending: int = 1000
     http: str = "127.0.0.1:9464"
     dry_run: bool = False
     data_dir: str = ".remediator"
@@ -202,6 +203,7 @@ FIELDS: dict[str, Callable[[object], object]] = {
     "secrets_dir": _text,
     "webhook_subject": _text,
     "max_actions": _budget,
+    "max_ack_pending": _positive,
     "embedded_port": _positive,
     "webhook_token": _text,
 }

@@ -394,6 +394,6 @@ class Transport:
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=s.ack_wait,
             max_deliver=s.max_deliver,
-            max_ack_pending=s.concurrency,
+            max_ack_pending=s.max_ack_pending,
             filter_subjects=subjects,
         )
