@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import signal
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from remediator.actions.base import Action, ActionSet
 from remediator.actions.http import HTTPAction
@@ -28,7 +28,7 @@ from remediator.actions.publish import PublishAction
 from remediator.actions.scale import ScaleAction
 from remediator.actions.ssh import SSHAction, SSHSettings
 from remediator.embedded import EmbeddedServer
-from remediator.engine import Engine
+from remediator.engine import Engine, resolving
 from remediator.errors import EventError, RemediatorError, TransportError
 from remediator.events import decode_event, event_id, trace_id
 from remediator.guards import Budget, Guards
@@ -92,6 +92,8 @@ class Daemon:
         self._inflight: dict[int, Inflight] = {}
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._background: set[asyncio.Task[bool]] = set()
+        self._received: dict[str, Counter] = {}  # events_received children, bound once
+        self._ids = random.Random()
         self._reloading = asyncio.Lock()
         self._watcher: RuleWatcher | None = None
 
@@ -142,7 +144,10 @@ class Daemon:
             self.ruleset = self.load(self.ruleset.rules)
             listener.add_webhook(
                 AlertmanagerBridge(
-                    self.transport, self.webhook_subject, self.settings.webhook_token, new_trace_id
+                    self.transport,
+                    self.webhook_subject,
+                    self.settings.webhook_token,
+                    self.new_trace_id,
                 )
             )
             await listener.start(*self.settings.http_host_port)
@@ -205,15 +210,62 @@ class Daemon:
     async def _consume(self, subjects: set[str]) -> None:
         assert self.transport is not None
         async for inbound in self.transport.messages(subjects):
-            self._start(inbound)
+            if inbound.subject in self._tails:
+                self._start(inbound, None)  # behind an earlier event of its subject
+                continue
+            matched = self._match(inbound)
+            if matched is not None and not matched[1]:
+                await self._ack_quiet(inbound, matched[0])
+            else:
+                self._start(inbound, matched)
 
-    def _start(self, inbound: Inbound) -> None:
+    def _match(self, inbound: Inbound) -> tuple[Event, tuple[Rule, ...]] | None:
+        """Decode and match right away; None for what needs the full path (poison, or a
+        resolving event, which may close verifications)."""
+        assert self.ruleset is not None
+        try:
+            event = self._decode(inbound)
+        except EventError:
+            return None
+        if resolving(event):
+            return None
+        return event, self.ruleset.engine.fired(event)
+
+    async def _ack_quiet(self, inbound: Inbound, event: Event) -> None:
+        """The common case under load, an event that fires nothing: ack it here, with no
+        task, no slot and no ordering queue (nothing of its subject is in flight)."""
+        self._count_received(inbound.subject)
+        if event.redelivered:
+            self.metrics.redeliveries.inc()
+        try:
+            await inbound.ack()
+        except Exception as exc:  # the server redelivers after ack_wait
+            log.warning("ack failed for %s: %s", event.event_id, exc)
+        self.metrics.event_duration.observe(0.0)
+
+    def _decode(self, inbound: Inbound) -> Event:
+        return decode_event(
+            inbound.subject, inbound.headers, inbound.data, inbound.delivery, self.new_trace_id
+        )
+
+    def _count_received(self, subject: str) -> None:
+        root = subject.split(".", 1)[0]
+        child = self._received.get(root)
+        if child is None:
+            child = self._received[root] = self.metrics.events_received.labels(root)
+        child.inc()
+
+    def new_trace_id(self) -> str:
+        """Trace ids need to be unique, not secret: no system call per event."""
+        return f"{self._ids.getrandbits(128):032x}"
+
+    def _start(self, inbound: Inbound, matched: tuple[Event, tuple[Rule, ...]] | None) -> None:
         """Queue the message behind the earlier ones of its subject (order within a subject)."""
         key = id(inbound)
         self._inflight[key] = Inflight(inbound)
         self.metrics.inflight.inc()
         previous = self._tails.get(inbound.subject)
-        task = asyncio.create_task(self._handle(inbound, previous))
+        task = asyncio.create_task(self._handle(inbound, previous, matched))
         self._tails[inbound.subject] = task
         task.add_done_callback(lambda t: self._finished(key, inbound.subject, t))
 
@@ -225,27 +277,32 @@ class Daemon:
         if self._tails.get(subject) is task:
             del self._tails[subject]
 
-    async def _handle(self, inbound: Inbound, previous: asyncio.Task[None] | None) -> None:
+    async def _handle(
+        self,
+        inbound: Inbound,
+        previous: asyncio.Task[None] | None,
+        matched: tuple[Event, tuple[Rule, ...]] | None,
+    ) -> None:
         if previous is not None:
             await asyncio.wait([previous])
         ruleset = self.ruleset  # in flight, an event keeps the rules it started with
         assert ruleset is not None
         async with self._slots:
             try:
-                await self._process(inbound, ruleset.engine)
+                await self._process(inbound, ruleset.engine, matched)
             except Exception:
                 log.exception("unexpected error on %s; will be redelivered", inbound.subject)
                 await self._retry_later(inbound, "", "internal error")
 
-    async def _process(self, inbound: Inbound, engine: Engine) -> None:
-        self.metrics.events_received.labels(inbound.subject.split(".", 1)[0]).inc()
+    async def _process(
+        self, inbound: Inbound, engine: Engine, matched: tuple[Event, tuple[Rule, ...]] | None
+    ) -> None:
+        self._count_received(inbound.subject)
         try:
-            event = decode_event(
-                inbound.subject, inbound.headers, inbound.data, inbound.delivery, new_trace_id
-            )
+            event, rules = matched if matched is not None else (self._decode(inbound), None)
         except EventError as exc:
             poison_id = event_id(inbound.subject, inbound.headers, inbound.data, inbound.delivery)
-            bind_event(trace_id(inbound.headers, {}) or new_trace_id(), poison_id)
+            bind_event(trace_id(inbound.headers, {}) or self.new_trace_id(), poison_id)
             await self._dead_letter(inbound, exc.reason, str(exc), poison_id)
             return
         bind_event(event.trace_id, event.event_id)
@@ -254,7 +311,7 @@ class Daemon:
         assert self.transport is not None
         try:
             # Guards and results both need NATS: if it is away, nothing is acked.
-            for result in await engine.process(event):
+            for result in await engine.process(event, rules):
                 await self.transport.publish_result(result)
             await inbound.ack()
         except TransportError as exc:
@@ -383,10 +440,6 @@ async def build_guards(transport: Transport, settings: Settings) -> Guards:
         state = await KVStore.open(transport.js, STATE_BUCKET, ttl=STATE_TTL)
         verifications = await KVStore.open(transport.js, VERIFY_BUCKET, ttl=STATE_TTL)
     return Guards(store=state, verifications=verifications, publisher=transport, budget=budget)
-
-
-def new_trace_id() -> str:
-    return uuid.uuid4().hex
 
 
 def _event_extra(event: Event) -> dict[str, object]:

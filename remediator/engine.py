@@ -89,11 +89,13 @@ class Engine:
             return tuple(r for r in matches.fired if _asks_for_resolved(r))
         return matches.fired
 
-    async def process(self, event: Event) -> list[Result]:
-        """Fire every matching rule, each independently and concurrently."""
+    async def process(self, event: Event, rules: tuple[Rule, ...] | None = None) -> list[Result]:
+        """Fire every matching rule (`rules`, when the caller matched already), each
+        independently and concurrently."""
         if self.guards is not None and resolving(event):
             await self._close_verifications(event)
-        rules = self.fired(event)
+        if rules is None:
+            rules = self.fired(event)
         if not rules:
             return []
         if len(rules) == 1:
@@ -112,7 +114,13 @@ class Engine:
 
     async def run_rule(self, rule: Rule, event: Event) -> Result:
         guards = self.guards
-        if guards is not None and (stored := await guards.completed(rule, event)) is not None:
+        # Only a redelivered message can have completed before: a first delivery saves the
+        # look-up (a round trip to the state bucket on every event otherwise).
+        if (
+            guards is not None
+            and event.redelivered
+            and (stored := await guards.completed(rule, event)) is not None
+        ):
             # Redelivered after it finished: report the same result again, run nothing.
             if self.metrics is not None:
                 self.metrics.rule_results.labels(rule.name, "deduplicated").inc()

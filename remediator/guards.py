@@ -47,6 +47,9 @@ class Admission:
     token: str | None = None
 
 
+_RUN = Admission("run")
+
+
 @dataclass(slots=True)
 class _Throttled:
     """One throttle bucket as stored: run times in the window, circuit, lease."""
@@ -84,25 +87,26 @@ class Guards:
         return None if entry is None else dict(json.loads(entry.value))
 
     async def record(self, rule: Rule, event: Event, result: Mapping[str, object]) -> None:
-        key = _done_key(rule, event)
-        value = json.dumps(result, default=str).encode()
-        try:
-            await self.store.create(key, value)
-        except Conflict:
-            log.info("rule %s: event %s was completed twice", rule.name, event.event_id)
+        """The latest result wins: an alert re-sent after the stream's duplicate window
+        (same event id, new message) runs again under its throttle, and its redelivery
+        must report that run, not the first one."""
+        await self.store.put(_done_key(rule, event), json.dumps(result, default=str).encode())
 
     # -- throttle and budget
 
     async def admit(self, rule: Rule, event: Event, bucket: str, *, spend: bool) -> Admission:
         """Decide and reserve in one compare-and-set; wait while another run holds the lease."""
         throttle = rule.throttle
+        spend = spend and self.budget is not None
+        if throttle is None and not spend:
+            return _RUN  # nothing to guard: no state to read or write
         key = _throttle_key(rule, bucket) if throttle is not None else None
         token = uuid.uuid4().hex
         if throttle is not None and key is not None:
             refused = await self._reserve(rule, event, throttle, key, bucket, token)
             if refused is not None:
                 return refused
-        if spend and self.budget is not None and not await self._spend(rule, event):
+        if spend and not await self._spend(rule, event):
             if key is not None:
                 await self._undo(key, token)
             return Admission("suppressed", "global budget spent for this window")

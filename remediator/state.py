@@ -59,6 +59,10 @@ class StateStore(Protocol):
         """Delete if the key is still at `revision`; Conflict otherwise."""
         ...
 
+    async def put(self, key: str, value: bytes) -> int:
+        """Write whatever is there."""
+        ...
+
     async def keys(self) -> list[str]: ...
 
 
@@ -95,6 +99,9 @@ class MemoryStore:
         if current is None or current.revision != revision:
             raise Conflict(key)
         del self.data[key]
+
+    async def put(self, key: str, value: bytes) -> int:
+        return self._put(key, value)
 
     async def keys(self) -> list[str]:
         return list(self.data)
@@ -143,6 +150,9 @@ class KVStore:
 
     async def delete(self, key: str, revision: int) -> None:
         await _guard(self._kv.delete(key, last=revision))
+
+    async def put(self, key: str, value: bytes) -> int:
+        return int(await _guard(self._kv.put(key, value)))
 
     async def keys(self) -> list[str]:
         try:

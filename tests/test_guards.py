@@ -5,6 +5,7 @@ The clock is a fake the test advances; escalations land in a recording publisher
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from remediator.engine import Engine
 from remediator.guards import Budget, Guards
 from remediator.loader import load_rules
 from remediator.matching import RuleIndex
-from remediator.model import Event
+from remediator.model import Delivery, Event
 from remediator.state import MemoryStore
 from remediator.templating import Secrets, Templates
 
@@ -127,7 +128,10 @@ async def test_budget_suppresses_past_its_limit(tmp_path: Path) -> None:
 async def test_redelivered_completed_event_is_not_run_again(tmp_path: Path) -> None:
     engine, recorder, _ = build(tmp_path, RULE % "cooldown: 1h")
     (first,) = await engine.process(event({"host": "a"}, "same"))
-    (again,) = await engine.process(event({"host": "a"}, "same"))
+    redelivered = dataclasses.replace(
+        event({"host": "a"}, "same"), delivery=Delivery(stream="S", sequence=1, num_delivered=2)
+    )
+    (again,) = await engine.process(redelivered)
     assert len(recorder.runs) == 1
     assert again.to_json() == first.to_json()
 
