@@ -1,26 +1,23 @@
-"""The composition root: wires settings, rules, actions, NATS and HTTP, and runs the loop.
+"""The composition root: wires settings, rules, actions, NATS and HTTP, and runs them.
 
-The loop reads like the guarantee it keeps: receive a message, process it
-in order with the others of its subject, publish one result per fired rule,
-and only then ack. While steps run, one ticker tells the server every
-in-flight message is still in progress, so a long script is not redelivered.
-SIGTERM stops receiving and drains; SIGHUP or a change to a rule file
-(`watch`) reloads the rules. Each event is handled in its own task, which
-binds the event's ids for every log line written while it runs.
+It loads the rules, connects (starting the embedded nats-server when no URL
+is given), prepares streams and the shared state, and hands delivered
+messages to the `pipeline`. Beside it run the verification expiry, the
+backlog gauges and the rule-file watcher. SIGTERM stops receiving and
+drains; SIGHUP or a change to a rule file (`watch`) reloads the rules, and
+an invalid set leaves the old one in force.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import signal
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from remediator.actions.base import Action, ActionSet
 from remediator.actions.http import HTTPAction
@@ -28,20 +25,19 @@ from remediator.actions.publish import PublishAction
 from remediator.actions.scale import ScaleAction
 from remediator.actions.ssh import SSHAction, SSHSettings
 from remediator.embedded import EmbeddedServer
-from remediator.engine import Engine, resolving
-from remediator.errors import EventError, RemediatorError, TransportError
-from remediator.events import decode_event, event_id, trace_id
+from remediator.engine import Engine
+from remediator.errors import RemediatorError, TransportError
 from remediator.guards import Budget, Guards
 from remediator.kube import KubeSettings
 from remediator.loader import load_rules
-from remediator.logs import bind_event
 from remediator.matching import RuleIndex
 from remediator.metrics import Metrics
-from remediator.model import Event, Rule
+from remediator.model import Rule
+from remediator.pipeline import Pipeline
 from remediator.settings import Settings
 from remediator.state import STATE_BUCKET, VERIFY_BUCKET, KVStore, MemoryStore, StateStore
 from remediator.templating import Secrets, Templates
-from remediator.transport import Inbound, Transport, connect, connection_secrets
+from remediator.transport import Transport, connect, connection_secrets
 from remediator.watch import RuleWatcher
 from remediator.web import Listener
 from remediator.webhook import AlertmanagerBridge, compile_subject
@@ -65,12 +61,6 @@ class Ruleset:
         return {s for rule in self.rules for s in rule.subjects}
 
 
-@dataclass(slots=True)
-class Inflight:
-    inbound: Inbound
-    received: float = field(default_factory=time.monotonic)
-
-
 class Daemon:
     def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
         self.settings = settings
@@ -88,12 +78,8 @@ class Daemon:
         self.actions: dict[str, Action] = {}
         self.guards: Guards | None = None
         self._stopping = asyncio.Event()
-        self._tails: dict[str, asyncio.Task[None]] = {}
-        self._inflight: dict[int, Inflight] = {}
-        self._slots = asyncio.Semaphore(settings.concurrency)
         self._background: set[asyncio.Task[bool]] = set()
-        self._received: dict[str, Counter] = {}  # events_received children, bound once
-        self._ids = random.Random()
+        self.pipeline: Pipeline | None = None
         self._reloading = asyncio.Lock()
         self._watcher: RuleWatcher | None = None
 
@@ -105,6 +91,10 @@ class Daemon:
             and transport.receiving
             and transport.nc.is_connected
         )
+
+    def _engine(self) -> Engine:
+        assert self.ruleset is not None
+        return self.ruleset.engine
 
     def load(self, rules: tuple[Rule, ...] | None = None) -> Ruleset:
         """Build the engine for `rules` (read from `--rules` when not given)."""
@@ -142,12 +132,13 @@ class Daemon:
             await self.transport.prepare(self.ruleset.subjects)
             self.guards = await build_guards(self.transport, self.settings)
             self.ruleset = self.load(self.ruleset.rules)
+            self.pipeline = Pipeline(self.transport, self.settings, self.metrics, self._engine)
             listener.add_webhook(
                 AlertmanagerBridge(
                     self.transport,
                     self.webhook_subject,
                     self.settings.webhook_token,
-                    self.new_trace_id,
+                    self.pipeline.new_trace_id,
                 )
             )
             await listener.start(*self.settings.http_host_port)
@@ -166,20 +157,22 @@ class Daemon:
 
     async def _serve(self) -> None:
         assert self.transport is not None and self.ruleset is not None
-        consume = asyncio.create_task(self._consume(self.ruleset.subjects))
-        ticker = asyncio.create_task(self._tick_in_progress())
+        assert self.pipeline is not None
+        pipeline = self.pipeline
+        consume = asyncio.create_task(pipeline.consume(self.ruleset.subjects))
+        ticker = asyncio.create_task(pipeline.tick_in_progress())
         verifier = asyncio.create_task(self._expire_verifications())
         backlog = asyncio.create_task(self._track_backlog())
         watcher = asyncio.create_task(self._watcher.run()) if self._watcher else None
         await self._stopping.wait()
-        log.info("stopping: no new messages; draining %d in flight", len(self._inflight))
+        log.info("stopping: no new messages; draining %d in flight", pipeline.in_flight)
         await self.transport.stop_receiving()
         consume.cancel()
         verifier.cancel()
         backlog.cancel()
         if watcher is not None:
             watcher.cancel()
-        await self._drain()
+        await pipeline.drain()
         ticker.cancel()
 
     async def _expire_verifications(self) -> None:
@@ -206,171 +199,6 @@ class Daemon:
             except TransportError as exc:
                 log.debug("consumer info failed: %s", exc)
             await asyncio.sleep(BACKLOG_TICK)
-
-    async def _consume(self, subjects: set[str]) -> None:
-        assert self.transport is not None
-        async for inbound in self.transport.messages(subjects):
-            if inbound.subject in self._tails:
-                self._start(inbound, None)  # behind an earlier event of its subject
-                continue
-            matched = self._match(inbound)
-            if matched is not None and not matched[1]:
-                await self._ack_quiet(inbound, matched[0])
-            else:
-                self._start(inbound, matched)
-
-    def _match(self, inbound: Inbound) -> tuple[Event, tuple[Rule, ...]] | None:
-        """Decode and match right away; None for what needs the full path (poison, or a
-        resolving event, which may close verifications)."""
-        assert self.ruleset is not None
-        try:
-            event = self._decode(inbound)
-        except EventError:
-            return None
-        if resolving(event):
-            return None
-        return event, self.ruleset.engine.fired(event)
-
-    async def _ack_quiet(self, inbound: Inbound, event: Event) -> None:
-        """The common case under load, an event that fires nothing: ack it here, with no
-        task, no slot and no ordering queue (nothing of its subject is in flight)."""
-        self._count_received(inbound.subject)
-        if event.redelivered:
-            self.metrics.redeliveries.inc()
-        try:
-            await inbound.ack()
-        except Exception as exc:  # the server redelivers after ack_wait
-            log.warning("ack failed for %s: %s", event.event_id, exc)
-        self.metrics.event_duration.observe(0.0)
-
-    def _decode(self, inbound: Inbound) -> Event:
-        return decode_event(
-            inbound.subject, inbound.headers, inbound.data, inbound.delivery, self.new_trace_id
-        )
-
-    def _count_received(self, subject: str) -> None:
-        root = subject.split(".", 1)[0]
-        child = self._received.get(root)
-        if child is None:
-            child = self._received[root] = self.metrics.events_received.labels(root)
-        child.inc()
-
-    def new_trace_id(self) -> str:
-        """Trace ids need to be unique, not secret: no system call per event."""
-        return f"{self._ids.getrandbits(128):032x}"
-
-    def _start(self, inbound: Inbound, matched: tuple[Event, tuple[Rule, ...]] | None) -> None:
-        """Queue the message behind the earlier ones of its subject (order within a subject)."""
-        key = id(inbound)
-        self._inflight[key] = Inflight(inbound)
-        self.metrics.inflight.inc()
-        previous = self._tails.get(inbound.subject)
-        task = asyncio.create_task(self._handle(inbound, previous, matched))
-        self._tails[inbound.subject] = task
-        task.add_done_callback(lambda t: self._finished(key, inbound.subject, t))
-
-    def _finished(self, key: int, subject: str, task: asyncio.Task[None]) -> None:
-        entry = self._inflight.pop(key, None)
-        self.metrics.inflight.dec()
-        if entry is not None:
-            self.metrics.event_duration.observe(time.monotonic() - entry.received)
-        if self._tails.get(subject) is task:
-            del self._tails[subject]
-
-    async def _handle(
-        self,
-        inbound: Inbound,
-        previous: asyncio.Task[None] | None,
-        matched: tuple[Event, tuple[Rule, ...]] | None,
-    ) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])
-        ruleset = self.ruleset  # in flight, an event keeps the rules it started with
-        assert ruleset is not None
-        async with self._slots:
-            try:
-                await self._process(inbound, ruleset.engine, matched)
-            except Exception:
-                log.exception("unexpected error on %s; will be redelivered", inbound.subject)
-                await self._retry_later(inbound, "", "internal error")
-
-    async def _process(
-        self, inbound: Inbound, engine: Engine, matched: tuple[Event, tuple[Rule, ...]] | None
-    ) -> None:
-        self._count_received(inbound.subject)
-        try:
-            event, rules = matched if matched is not None else (self._decode(inbound), None)
-        except EventError as exc:
-            poison_id = event_id(inbound.subject, inbound.headers, inbound.data, inbound.delivery)
-            bind_event(trace_id(inbound.headers, {}) or self.new_trace_id(), poison_id)
-            await self._dead_letter(inbound, exc.reason, str(exc), poison_id)
-            return
-        bind_event(event.trace_id, event.event_id)
-        if event.redelivered:
-            self.metrics.redeliveries.inc()
-        assert self.transport is not None
-        try:
-            # Guards and results both need NATS: if it is away, nothing is acked.
-            for result in await engine.process(event, rules):
-                await self.transport.publish_result(result)
-            await inbound.ack()
-        except TransportError as exc:
-            log.warning(
-                "event %s: NATS trouble, will retry: %s",
-                event.event_id,
-                exc,
-                extra=_event_extra(event),
-            )
-            await self._retry_later(inbound, event.event_id, str(exc))
-
-    async def _dead_letter(self, inbound: Inbound, reason: str, error: str, event_id: str) -> None:
-        assert self.transport is not None
-        log.warning("dead letter (%s) from %s: %s", reason, inbound.subject, error)
-        try:
-            await self.transport.dead_letter(inbound, reason, error, event_id)
-            await inbound.term()
-            self.metrics.dead_letters.labels(reason).inc()
-        except TransportError as exc:
-            log.warning("cannot publish dead letter: %s", exc)
-            await self._nak(inbound)
-
-    async def _retry_later(self, inbound: Inbound, event_id: str, error: str) -> None:
-        """Infrastructure failure: nak with backoff, or dead-letter on the last delivery."""
-        delivery = inbound.delivery
-        if delivery is not None and delivery.num_delivered >= self.settings.max_deliver:
-            await self._dead_letter(inbound, "infrastructure", error, event_id)
-            return
-        await self._nak(inbound)
-
-    async def _nak(self, inbound: Inbound) -> None:
-        attempts = inbound.delivery.num_delivered if inbound.delivery else 1
-        try:
-            await inbound.nak(delay=min(30.0, 2.0**attempts))
-        except Exception as exc:  # the server redelivers after ack_wait anyway
-            log.warning("nak failed: %s", exc)
-
-    async def _tick_in_progress(self) -> None:
-        """Keep long runs from redelivery: +WPI for every message older than a third of ack_wait."""
-        interval = max(0.2, self.settings.ack_wait / 3)
-        while True:
-            await asyncio.sleep(interval)
-            horizon = time.monotonic() - interval
-            for entry in list(self._inflight.values()):
-                if entry.received < horizon:
-                    try:
-                        await entry.inbound.in_progress()
-                    except Exception as exc:
-                        log.debug("in-progress signal failed: %s", exc)
-
-    async def _drain(self) -> None:
-        tasks = list(self._tails.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=self.settings.drain_timeout)
-        for task in pending:  # unfinished: not acked, so the server redelivers it
-            task.cancel()
-        if pending:
-            log.warning("drain timeout: %d events left unacked for redelivery", len(pending))
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -440,7 +268,3 @@ async def build_guards(transport: Transport, settings: Settings) -> Guards:
         state = await KVStore.open(transport.js, STATE_BUCKET, ttl=STATE_TTL)
         verifications = await KVStore.open(transport.js, VERIFY_BUCKET, ttl=STATE_TTL)
     return Guards(store=state, verifications=verifications, publisher=transport, budget=budget)
-
-
-def _event_extra(event: Event) -> dict[str, object]:
-    return {"trace_id": event.trace_id, "event_id": event.event_id}
