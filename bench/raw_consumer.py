@@ -1,0 +1,97 @@
+"""The baselines' consumer: plain nats-py on a durable push consumer with a deliver group.
+
+Started by e2e_idle.py, e2e_publish.py and latency.py in its own process (as
+the daemon is): subscribes to the consumer's deliver subject in its queue
+group, the way `remediator.transport` does, and acks each message with
+`msg.ack()`. Prints `ready` once subscribed; runs until SIGTERM.
+
+- `--expect N`: also records, per message, its payload's `seq` and
+  `time.time()` minus its `sent`; after N messages prints them as one JSON
+  line and exits.
+- `--work publish`: per message, in a task of its own (at most
+  `--concurrency` at work at once, as in the daemon), the JetStream I/O the
+  daemon does for a fired rule with a publish step, and nothing else: a KV
+  get of the completion key, a JetStream publish of the step's event, a KV
+  create of the completion key, a JetStream publish of the result, then the
+  ack. The floor of that work in nats-py on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import time
+
+import nats
+from nats.aio.msg import Msg
+from nats.js.api import KeyValueConfig
+from nats.js.errors import KeyNotFoundError
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nats", required=True)
+    parser.add_argument("--deliver", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--expect", type=int, default=0)
+    parser.add_argument("--work", choices=["ack", "publish"], default="ack")
+    parser.add_argument("--concurrency", type=int, default=64, help="as the daemon's")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args()
+    nc = await nats.connect(args.nats)
+    js = nc.jetstream()
+    kv = None
+    if args.work == "publish":
+        kv = await js.create_key_value(KeyValueConfig(bucket="BENCH_RAW_STATE", history=1))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    sub = await nc.subscribe(args.deliver, queue=args.group)
+    await nc.flush()
+    print("ready", flush=True)
+    latencies: list[tuple[int, float]] = []
+    tasks: set[asyncio.Task[None]] = set()
+    slots = asyncio.Semaphore(args.concurrency)
+
+    async def work(msg: Msg) -> None:
+        assert kv is not None
+        key = f"done.{msg.metadata.sequence.stream}"
+        async with slots:
+            with contextlib.suppress(KeyNotFoundError):
+                await kv.get(key)
+            await js.publish("remediator.notifications.raw", msg.data, timeout=5)
+            await kv.create(key, b'{"status": "succeeded"}')
+            await js.publish("remediator.results.raw", msg.data, timeout=5)
+            await msg.ack()
+
+    async def consume() -> None:
+        async for msg in sub.messages:
+            if args.work == "publish":
+                task = asyncio.create_task(work(msg))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                continue
+            if args.expect:
+                arrived = time.time()
+                payload = json.loads(msg.data)
+                latencies.append((payload["seq"], arrived - payload["sent"]))
+            await msg.ack()
+            if args.expect and len(latencies) >= args.expect:
+                break
+        stop.set()
+
+    task = asyncio.create_task(consume())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), args.timeout)
+    task.cancel()
+    if args.expect:
+        print(json.dumps({"latencies": latencies}), flush=True)
+    await nc.drain()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
