@@ -12,8 +12,10 @@ field (`rules/disk.yaml:14: rule disk-full: actions[0].http.url: ...`), so one
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Mapping, Sequence
+import gc
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard, TypeVar
 
@@ -55,13 +57,28 @@ def load_rules(paths: Sequence[str | Path], templates: Templates) -> tuple[Rule,
     files, problems = rule_files(paths)
     rules: list[Rule] = []
     names: dict[str, Source] = {}
-    for path in files:
-        loaded, found = _load_file(path, templates, names)
-        rules.extend(loaded)
-        problems.extend(sorted(found, key=lambda error: error.line))
+    with _no_cycle_collection():
+        for path in files:
+            loaded, found = _load_file(path, templates, names)
+            rules.extend(loaded)
+            problems.extend(sorted(found, key=lambda error: error.line))
     if problems:
         raise RuleErrors(problems)
     return tuple(rules)
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Loading allocates millions of objects and leaves no reference cycles to collect;
+    the cycle collector would walk the growing heap again and again for nothing (half
+    the load time at 10,000 rules). Reference counting still frees the YAML as it goes."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def rule_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[RuleError]]:
@@ -277,8 +294,8 @@ class _RuleCompiler:
         prefix = "" if section == "actions" else f"{section}-"
         for index, item in enumerate(raw if isinstance(raw, list) else []):
             where: Where = (section, index)
-            kinds = [kind for kind in schema.STEP_KINDS if kind in item]
-            if not isinstance(item, Mapping) or len(kinds) != 1:
+            kinds = [k for k in schema.STEP_KINDS if k in item] if isinstance(item, Mapping) else []
+            if len(kinds) != 1:
                 continue  # the schema has said why
             name = item.get("name", f"{prefix}{kinds[0]}-{index}")
             if name in first:

@@ -6,18 +6,23 @@ anchored at the offending key (`unknown key 'foo' (did you mean 'food'?)`,
 publish, scale, ssh)`), one handler per JSON Schema keyword, without the wall of
 `oneOf` alternatives jsonschema would print. The schema itself lives in `schema`;
 `check` is what the loader calls before compiling a file.
+
+Most files are valid, and jsonschema's walk of a valid file costs more than reading it.
+So `check` first asks a predicate compiled once from the same schema (the keywords
+`RULES_SCHEMA` uses, with jsonschema's meaning), and only a file it refuses is walked by
+jsonschema (imported then), for the messages. The predicate refuses to compile a keyword
+it does not know, so the schema cannot outgrow it unnoticed.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import numbers
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-
-import jsonschema
-from jsonschema.exceptions import ValidationError, best_match
+from typing import TYPE_CHECKING, Any
 
 from remediator.schema import (
     DURATION_PATTERN,
@@ -27,6 +32,10 @@ from remediator.schema import (
     STEP_KINDS,
     VAR_PATTERN,
 )
+
+if TYPE_CHECKING:  # jsonschema is imported when a file is invalid, not at start-up
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 
 Where = tuple[str | int, ...]  # keys and list indexes from the document root
 
@@ -40,6 +49,8 @@ _PATTERN_HINTS = {
 
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema
+
     return jsonschema.Draft202012Validator(RULES_SCHEMA)
 
 
@@ -53,6 +64,8 @@ class Problem:
 
 def check(document: object) -> list[Problem]:
     """Every structural problem of one parsed rule file, each once."""
+    if _predicate()(document):
+        return []
     seen: dict[Problem, None] = {}
     for error in _validator().iter_errors(document):
         for problem in _explain(error):
@@ -158,6 +171,8 @@ def _alternatives(error: ValidationError, where: Where) -> Iterator[Problem]:
     keys = _required_branches(error.validator_value)
     instance, schema = error.instance, error.schema
     if keys is None or not isinstance(instance, Mapping) or not isinstance(schema, Mapping):
+        from jsonschema.exceptions import best_match
+
         best = best_match(error.context or ())
         yield from _explain(best) if best is not None else [Problem(where, error.message)]
         return
@@ -238,3 +253,142 @@ _HANDLERS = {
     "minProperties": _bound,
     "enum": _enum,
 }
+
+
+# --- the predicate: valid or not, without the walk --------------------------------------
+
+Valid = Callable[[object], bool]
+
+_PLAIN: dict[str, type] = {"array": list, "boolean": bool, "object": dict, "string": str}
+_NUMERIC: dict[str, Valid] = {  # as jsonschema's draft 2020-12 type checker: no bools
+    "integer": lambda v: (
+        not isinstance(v, bool)
+        and (isinstance(v, int) or (isinstance(v, float) and v.is_integer()))
+    ),
+    "number": lambda v: not isinstance(v, bool) and isinstance(v, numbers.Number),
+}
+_ANNOTATIONS = frozenset({"$schema", "$defs", "title", "description", "then"})  # `then`: with `if`
+
+
+@functools.cache
+def _predicate() -> Valid:
+    return _Compiler(RULES_SCHEMA).compile(RULES_SCHEMA)
+
+
+def _all(checks: list[Valid]) -> Valid:
+    return checks[0] if len(checks) == 1 else lambda v: all(check(v) for check in checks)
+
+
+def _of(kind: type, check: Callable[[Any], bool]) -> Valid:
+    """`check` applied to values of `kind`; others pass, as the keyword ignores them."""
+    return lambda v: not isinstance(v, kind) or check(v)
+
+
+class _Compiler:
+    """Each keyword of a subschema becomes a closure, and the subschema their conjunction;
+    `$ref`s are looked up in the compiled `$defs` when called."""
+
+    def __init__(self, root: Mapping[str, Any]) -> None:
+        self.defs: dict[str, Valid] = {}
+        self.defs.update({name: self.compile(sub) for name, sub in root["$defs"].items()})
+
+    def compile(self, schema: Mapping[str, Any]) -> Valid:
+        checks = []
+        for key, value in schema.items():
+            if key in _ANNOTATIONS:
+                continue
+            build = getattr(self, "k_" + key.lstrip("$"), None)
+            if build is None:
+                raise TypeError(f"the schema predicate does not know the keyword {key!r}")
+            checks.append(build(value, schema))
+        return _all(checks or [lambda v: True])
+
+    def k_type(self, types: Any, _: object) -> Valid:
+        if unknown := set(_listed(types)) - {*_PLAIN, *_NUMERIC, "null"}:
+            raise TypeError(f"the schema predicate does not know the types {unknown}")
+        plain = tuple(_PLAIN[name] for name in _listed(types) if name in _PLAIN)
+        numeric = [_NUMERIC[name] for name in _listed(types) if name in _NUMERIC]
+        none = "null" in _listed(types)
+        return lambda v: isinstance(v, plain) or (v is None and none) or any(n(v) for n in numeric)
+
+    def k_properties(self, properties: Mapping[str, Any], _: object) -> Valid:
+        subs = {name: self.compile(sub) for name, sub in properties.items()}
+        return _of(dict, lambda obj: all(subs[k](v) for k, v in obj.items() if k in subs))
+
+    def k_patternProperties(self, patterns: Mapping[str, Any], _: object) -> Valid:
+        subs = [
+            (re.compile(pattern).search, self.compile(sub)) for pattern, sub in patterns.items()
+        ]
+        return _of(dict, lambda obj: all(s(v) for k, v in obj.items() for p, s in subs if p(k)))
+
+    def k_additionalProperties(self, extra: Any, schema: Mapping[str, Any]) -> Valid:
+        known = schema.get("properties", {})
+        patterns = "|".join(schema.get("patternProperties", {}))
+        free = re.compile(patterns).search if patterns else lambda key: None
+        sub = self.compile(extra) if extra is not False else lambda v: False
+        return _of(
+            dict, lambda obj: all(sub(v) for k, v in obj.items() if k not in known and not free(k))
+        )
+
+    def k_propertyNames(self, names: Mapping[str, Any], _: object) -> Valid:
+        sub = self.compile(names)
+        return _of(dict, lambda obj: all(sub(key) for key in obj))
+
+    def k_required(self, keys: list[str], _: object) -> Valid:
+        return _of(dict, lambda obj: all(key in obj for key in keys))
+
+    def k_dependentRequired(self, pairs: Mapping[str, list[str]], _: object) -> Valid:
+        return _of(
+            dict, lambda obj: all(o in obj for k, os in pairs.items() if k in obj for o in os)
+        )
+
+    def k_minProperties(self, least: int, _: object) -> Valid:
+        return _of(dict, lambda obj: len(obj) >= least)
+
+    def k_items(self, items: Mapping[str, Any], _: object) -> Valid:
+        sub = self.compile(items)
+        return _of(list, lambda array: all(sub(item) for item in array))
+
+    def k_minItems(self, least: int, _: object) -> Valid:
+        return _of(list, lambda array: len(array) >= least)
+
+    def k_minLength(self, least: int, _: object) -> Valid:
+        return _of(str, lambda text: len(text) >= least)
+
+    def k_pattern(self, pattern: str, _: object) -> Valid:
+        search = re.compile(pattern).search
+        return _of(str, lambda text: search(text) is not None)
+
+    def k_minimum(self, least: float, _: object) -> Valid:
+        number = _NUMERIC["number"]
+        return lambda v: not number(v) or not v < least  # type: ignore[operator]
+
+    def k_enum(self, options: list[object], _: object) -> Valid:
+        if not all(isinstance(option, str) for option in options):
+            raise TypeError(f"the schema predicate compares only strings, not {options!r}")
+        return lambda v: isinstance(v, str) and v in options
+
+    def k_oneOf(self, subs: list[Mapping[str, Any]], _: object) -> Valid:
+        checks = [self.compile(sub) for sub in subs]
+        return lambda v: sum(1 for check in checks if check(v)) == 1
+
+    def k_anyOf(self, subs: list[Mapping[str, Any]], _: object) -> Valid:
+        checks = [self.compile(sub) for sub in subs]
+        return lambda v: any(check(v) for check in checks)
+
+    def k_allOf(self, subs: list[Mapping[str, Any]], _: object) -> Valid:
+        return _all([self.compile(sub) for sub in subs])
+
+    def k_not(self, sub: Mapping[str, Any], _: object) -> Valid:
+        check = self.compile(sub)
+        return lambda v: not check(v)
+
+    def k_if(self, sub: Mapping[str, Any], schema: Mapping[str, Any]) -> Valid:
+        condition, then = self.compile(sub), self.compile(schema.get("then", {}))
+        return lambda v: not condition(v) or then(v)
+
+    def k_ref(self, ref: str, _: object) -> Valid:
+        name = ref.removeprefix("#/$defs/")
+        if name == ref:
+            raise TypeError(f"the schema predicate follows only #/$defs/ references, not {ref!r}")
+        return lambda v: self.defs[name](v)

@@ -7,17 +7,24 @@ remembered by `Secrets` so every result and log line can mask them.
 
 A template that is a single expression (`"{{ vars.n }}"`) keeps its type, so
 `replicas: "{{ vars.n }}"` renders to a number when `vars.n` is one.
+
+Each distinct source is compiled once per `Templates` and shared by every rule and field
+that uses it (generated and copy-pasted rules share most of theirs): Jinja's compiled
+code is the larger part of a loaded rule. The wrapper around it is per use, and keeps
+the rule and field its errors name.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+from jinja2.environment import TemplateExpression
 from jinja2.sandbox import SandboxedEnvironment
 
 from remediator.errors import TemplateError
@@ -80,6 +87,13 @@ class Templates:
         self.env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
         self.env.filters["shell_quote"] = shell_quote
         self.env.globals["secret"] = secrets.get
+        # Weak: a source no loaded rule uses any more (after a reload) is not kept.
+        self._templates: weakref.WeakValueDictionary[str, jinja2.Template] = (
+            weakref.WeakValueDictionary()
+        )
+        self._expressions: weakref.WeakValueDictionary[str, TemplateExpression] = (
+            weakref.WeakValueDictionary()
+        )
 
     def compile(self, value: object, *, rule: str = "", field: str = "") -> Renderable:
         """Compile a YAML value: strings become templates, containers trees of them.
@@ -101,12 +115,11 @@ class Templates:
 
     def compile_expression(self, source: str, *, rule: str = "", field: str = "") -> Renderable:
         """A bare Jinja expression, as `when:` takes it."""
-        return _Expression(
-            source=source,
-            call=self.env.compile_expression(source, undefined_to_none=False),
-            rule=rule,
-            field=field,
-        )
+        call = self._expressions.get(source)
+        if call is None:
+            call = self.env.compile_expression(source, undefined_to_none=False)
+            self._expressions[source] = call
+        return _Expression(source=source, call=call, rule=rule, field=field)
 
     def _compile_string(self, source: str, rule: str, field: str) -> Renderable:
         if "{{" not in source and "{%" not in source and "{#" not in source:
@@ -114,9 +127,11 @@ class Templates:
         inner = _single_expression(source)
         if inner is not None:
             return self.compile_expression(inner, rule=rule, field=field)
-        return _Template(
-            source=source, template=self.env.from_string(source), rule=rule, field=field
-        )
+        template = self._templates.get(source)
+        if template is None:
+            template = self.env.from_string(source)
+            self._templates[source] = template
+        return _Template(source=source, template=template, rule=rule, field=field)
 
 
 def _single_expression(source: str) -> str | None:

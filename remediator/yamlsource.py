@@ -8,16 +8,23 @@ aliases and alias bombs, and resolves `<<` merges; the `Document` it returns kee
 the line of every key and list item (and the first content line of `|` and `>`
 blocks), so `Document.error` turns a path into a `RuleError` naming file, line,
 rule and field. What the data means is for its readers (`loader`, `rulecases`).
+
+Files are composed with libyaml (PyYAML's C parser, four times faster; its nodes carry
+the same marks) when PyYAML has it. A file libyaml refuses is read again by the
+pure-Python parser, whose error messages (and verdict) are the ones users see, so the
+C parser only ever speeds up files that parse.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import yaml
+from yaml.constructor import SafeConstructor
 
 from remediator.errors import RuleError
 
@@ -25,6 +32,7 @@ Where = tuple[str | int, ...]  # keys and list indexes from the document root
 
 _NODE_BUDGET = 1_000_000  # YAML nodes per file after alias expansion ("billion laughs")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 _DROPPED_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
 
 
@@ -39,8 +47,23 @@ def _resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
     return table
 
 
+_RESOLVERS = _resolvers()
+
+
 class _YamlLoader(yaml.SafeLoader):
-    yaml_implicit_resolvers = _resolvers()
+    yaml_implicit_resolvers = _RESOLVERS
+
+
+_Loader: TypeAlias = "type[_YamlLoader] | type[yaml.CSafeLoader]"
+_FAST_LOADER: _Loader | None = None
+if yaml.__with_libyaml__:  # PyYAML built without libyaml has no CSafeLoader
+
+    class _FastYamlLoader(yaml.CSafeLoader):
+        """libyaml's parser and composer; resolving stays Python's (libyaml calls it)."""
+
+        yaml_implicit_resolvers = _RESOLVERS
+
+    _FAST_LOADER = _FastYamlLoader
 
 
 class _YamlProblem(Exception):
@@ -93,12 +116,18 @@ def field_path(where: Where) -> str:
 class _Builder:
     """Builds plain Python values from composed YAML nodes, recording lines by path."""
 
-    def __init__(self, loader: _YamlLoader, document: Document) -> None:
+    def __init__(self, loader: SafeConstructor, document: Document) -> None:
         self.loader = loader
         self.document = document
         self.duplicates: list[tuple[Where, str, int]] = []  # reported once names are known
         self.active: set[int] = set()
         self.budget = _NODE_BUDGET
+        self.strings: dict[str, str] = {}
+
+    def shared(self, text: str) -> str:
+        """One object per distinct string: rules repeat keys, names and templates, and the
+        loaded rules keep many of them."""
+        return self.strings.setdefault(text, text)
 
     def value(self, node: yaml.Node, where: Where) -> object:
         self.budget -= 1
@@ -107,6 +136,8 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             if node.style in ("|", ">"):
                 self.document.blocks[where] = node.start_mark.line + 2
+            if node.tag == _STR_TAG:  # what construct_object returns, minus four calls
+                return self.shared(node.value)
             return self.loader.construct_object(node)
         if id(node) in self.active:
             raise _YamlProblem(node.start_mark.line + 1, "an alias refers to itself")
@@ -137,7 +168,7 @@ class _Builder:
             line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):
                 raise _YamlProblem(line, "mapping keys must be plain strings")
-            key = str(key_node.value)
+            key = self.shared(str(key_node.value))
             if key in out:
                 message = (
                     f"duplicate key {key!r} (first at line {self.document.line((*where, key))})"
@@ -159,8 +190,36 @@ class _Builder:
 def parse_document(text: str, file: str) -> tuple[Document | None, list[RuleError]]:
     """YAML read the way rule files are (YAML 1.2 booleans, lines kept, duplicate keys
     refused); the loader reads rule files with it and `remediator test` its case files."""
+    if _FAST_LOADER is not None and _libyaml_agrees(text):
+        with contextlib.suppress(yaml.YAMLError):  # refused: PyYAML says why, in its words
+            return _parse(_FAST_LOADER, text, file)
+    try:
+        return _parse(_YamlLoader, text, file)
+    except yaml.MarkedYAMLError as exc:
+        message = "; ".join(part for part in (exc.context, exc.problem) if part)
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else 0
+        line = min(line, len(text.splitlines()) or 1)  # not past the end of the file
+        return None, [RuleError(f"YAML syntax error: {message}", file=file, line=line)]
+    except yaml.YAMLError as exc:
+        return None, [RuleError(f"YAML error: {exc}", file=file)]
+
+
+# Where libyaml accepts what PyYAML refuses (found by differential fuzzing): a tab as a
+# separator, `?` inside a flow scalar, a comment right after a block scalar header, a tag
+# running into a flow indicator, a BOM past the start. Files with anything like them go to
+# the Python parser alone, as do files with characters its reader refuses.
+_LENIENT = re.compile(r"[\t?]|[|>][-+0-9]*#|!\S*[,\[\]{}]|(?<=.)\ufeff", re.DOTALL)
+
+
+def _libyaml_agrees(text: str) -> bool:
+    """Whether libyaml's verdict on `text` is PyYAML's: nothing it is more lenient about."""
+    return not (_LENIENT.search(text) or yaml.reader.Reader.NON_PRINTABLE.search(text))
+
+
+def _parse(loader_class: _Loader, text: str, file: str) -> tuple[Document | None, list[RuleError]]:
+    """One parser's reading of `text`; YAMLError escapes, the builder's problems do not."""
     document = Document(file=file)
-    loader = _YamlLoader(text)
+    loader = loader_class(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -169,13 +228,6 @@ def parse_document(text: str, file: str) -> tuple[Document | None, list[RuleErro
         builder = _Builder(loader, document)
         document.data = builder.value(node, ())
         return document, [document.error(*duplicate) for duplicate in builder.duplicates]
-    except yaml.MarkedYAMLError as exc:
-        message = "; ".join(part for part in (exc.context, exc.problem) if part)
-        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else 0
-        line = min(line, len(text.splitlines()) or 1)  # not past the end of the file
-        return None, [RuleError(f"YAML syntax error: {message}", file=file, line=line)]
-    except yaml.YAMLError as exc:
-        return None, [RuleError(f"YAML error: {exc}", file=file)]
     except _YamlProblem as exc:
         return None, [RuleError(exc.message, file=file, line=exc.line)]
     finally:

@@ -6,7 +6,8 @@ This module owns what the `ssh` action means: the daemon config's `ssh:` section
 on, no opt-out; keys and known_hosts read afresh at each connect) and what a finished
 command means for the step (its exit status against `expect_exit`). Pooling connections
 and the life of the remote process, including killing it when the engine's timeout
-cancels the step, belong to `remediator.actions.sshsession`.
+cancels the step, belong to `remediator.actions.sshsession`. asyncssh (0.1 s to import)
+is imported by the code that calls it: when the first `ssh` step runs, not at start-up.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ import asyncio
 import functools
 import logging
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import asyncssh
+from typing import TYPE_CHECKING
 
 from remediator.actions.base import StepContext, cap_text, optional, required
 from remediator.actions.sshsession import ANNOUNCE_PGID, SessionPool, execute
 from remediator.durations import parse_duration
 from remediator.errors import ConfigError, StepError
+
+if TYPE_CHECKING:
+    import asyncssh
 
 _log = logging.getLogger(__name__)
 
@@ -219,28 +222,47 @@ def _whole(name: str, value: object) -> int:
     raise StepError(f"{name}: expected an integer, got {value!r}", permanent=True)
 
 
-class _HostKeyWitness(asyncssh.SSHClient):
-    """Notes the key a server offered when known_hosts rejects it; never accepts it."""
+@dataclass(slots=True)
+class _Offered:
+    """The key a server offered when known_hosts rejected it, for the error message."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.offered: str | None = None
+    key: str | None = None
 
-    def validate_host_public_key(
-        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
-    ) -> bool:
-        self.offered = f"{key.get_algorithm()} {key.get_fingerprint()}"
-        return False
 
-    def validate_host_ca_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
-        self.offered = f"certificate signed by {key.get_algorithm()} {key.get_fingerprint()}"
-        return False
+@functools.cache
+def _witness_class() -> Callable[[_Offered], asyncssh.SSHClient]:
+    """An asyncssh client that notes the key a server offered when known_hosts rejects it
+    (never accepting it); defined on first use, as asyncssh is imported then."""
+    import asyncssh
+
+    class HostKeyWitness(asyncssh.SSHClient):
+        def __init__(self, offered: _Offered) -> None:
+            super().__init__()
+            self.offered = offered
+
+        def validate_host_public_key(
+            self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+        ) -> bool:
+            self.offered.key = f"{key.get_algorithm()} {key.get_fingerprint()}"
+            return False
+
+        def validate_host_ca_key(
+            self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+        ) -> bool:
+            self.offered.key = (
+                f"certificate signed by {key.get_algorithm()} {key.get_fingerprint()}"
+            )
+            return False
+
+    return HostKeyWitness
 
 
 def _load_credentials(
     settings: SSHSettings,
 ) -> tuple[asyncssh.SSHKnownHosts, Sequence[asyncssh.SSHKeyPair]]:
     """Read known_hosts and the client keys afresh, so rotating either needs no restart."""
+    import asyncssh
+
     try:
         known_hosts = asyncssh.read_known_hosts(str(settings.known_hosts))
     except (OSError, ValueError) as exc:
@@ -257,8 +279,11 @@ def _load_credentials(
 
 async def _connect(req: _Request, settings: SSHSettings) -> asyncssh.SSHClientConnection:
     """A connection whose host key known_hosts vouches for; StepError says why not."""
+    import asyncssh
+
     known_hosts, keys = await asyncio.to_thread(_load_credentials, settings)
-    witness = _HostKeyWitness()
+    offered = _Offered()
+    witness = _witness_class()(offered)
     try:
         return await asyncssh.connect(
             req.host,
@@ -278,17 +303,19 @@ async def _connect(req: _Request, settings: SSHSettings) -> asyncssh.SSHClientCo
             request_pty=False,
         )
     except (OSError, asyncssh.Error) as exc:
-        raise _connect_error(req, settings, known_hosts, witness, exc) from None
+        raise _connect_error(req, settings, known_hosts, offered, exc) from None
 
 
 def _connect_error(
     req: _Request,
     settings: SSHSettings,
     known_hosts: asyncssh.SSHKnownHosts,
-    witness: _HostKeyWitness,
+    offered: _Offered,
     exc: Exception,
 ) -> StepError:
     """Trust and credential failures are permanent; the network's are worth a retry."""
+    import asyncssh
+
     if isinstance(exc, asyncssh.PermissionDenied):
         return StepError(
             f"ssh {req.where}: authentication failed ({exc.reason}); "
@@ -296,7 +323,7 @@ def _connect_error(
             permanent=True,
         )
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
-        return _host_key_error(req, settings.known_hosts, known_hosts, witness, exc)
+        return _host_key_error(req, settings.known_hosts, known_hosts, offered, exc)
     if isinstance(exc, asyncssh.KeyExchangeFailed):  # no common algorithm
         return StepError(f"ssh {req.where}: key exchange failed: {exc}", permanent=True)
     if isinstance(exc, TimeoutError):
@@ -315,7 +342,7 @@ def _host_key_error(
     req: _Request,
     path: Path,
     known_hosts: asyncssh.SSHKnownHosts,
-    witness: _HostKeyWitness,
+    offered: _Offered,
     exc: Exception,
 ) -> StepError:
     listed, ca_keys, *_ = known_hosts.match(req.host, "", req.port)
@@ -323,9 +350,9 @@ def _host_key_error(
         problem = f"{path} has no key for {req.host}:{req.port}"
     else:
         problem = f"the host key does not match {path}"
-    offered = f"; server offered {witness.offered}" if witness.offered else ""
+    offer = f"; server offered {offered.key}" if offered.key else ""
     return StepError(
-        f"ssh {req.where}: host key not verified: {problem}{offered} ({exc}); "
+        f"ssh {req.where}: host key not verified: {problem}{offer} ({exc}); "
         "check the key out of band before updating known_hosts",
         permanent=True,
     )
@@ -342,6 +369,8 @@ class SSHAction:
         )
 
     async def run(self, request: Mapping[str, object], context: StepContext) -> dict[str, object]:
+        import asyncssh
+
         req = _parse_request(request, self._settings)
         label = f"rule {context.rule} event {context.event_id} step {context.step}: ssh {req.where}"
         connect = functools.partial(_connect, req, self._settings)

@@ -6,7 +6,9 @@ user) and reused, a cap on concurrent sessions per host, idle connections closed
 capped output and exit status and, when the engine's timeout cancels the step, killing
 the process group it started on the remote host (found through the pid the command
 announces with `ANNOUNCE_PGID`). How to connect, and whom to trust, is the caller's:
-`remediator.actions.ssh` hands each session a connect function.
+`remediator.actions.ssh` hands each session a connect function. asyncssh is imported
+where it is first needed, not with this module, so a daemon without `ssh` steps never
+pays for it.
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-
-import asyncssh
+from typing import TYPE_CHECKING, TypeAlias
 
 from remediator.actions.base import OUTPUT_CAP
 from remediator.errors import StepError
 
+if TYPE_CHECKING:
+    import asyncssh
+
 _log = logging.getLogger(__name__)
 
 Key = tuple[str, int, str]  # (host, port, user): sessions with one key share connections
-Connect = Callable[[], Awaitable[asyncssh.SSHClientConnection]]
+Connect: TypeAlias = "Callable[[], Awaitable[asyncssh.SSHClientConnection]]"
 
 # Each run can briefly hold two sessions (its own and the one that kills it); 5 per
 # connection keeps that within OpenSSH's default MaxSessions of 10.
@@ -209,6 +213,8 @@ async def _start(
     conn: asyncssh.SSHClientConnection, command: str, where: str, label: str
 ) -> _RemoteProcess:
     """Open the session; a cancellation mid-open still kills whatever the open started."""
+    import asyncssh  # loaded by the connect that made `conn`: a dictionary look-up here
+
     opening = asyncio.ensure_future(conn.create_process(command, encoding=None))
     try:
         process: asyncssh.SSHClientProcess[bytes] = await asyncio.shield(opening)
