@@ -115,7 +115,7 @@ class Daemon:
     async def run(self) -> int:
         """Start everything, consume until asked to stop, drain, and exit 0."""
         self._watcher = RuleWatcher(self.settings.rules, self.reload)
-        self.ruleset = self.load()
+        rules = load_rules(self.settings.rules, self.templates)  # fail fast, before NATS
         embedded = None
         url = self.settings.nats_url
         if url is None:
@@ -129,9 +129,9 @@ class Daemon:
         try:
             self.transport = Transport(await connect(self.settings, url), self.settings)
             self.actions.update(build_actions(self.transport, self.settings, self.environ))
-            await self.transport.prepare(self.ruleset.subjects)
+            await self.transport.prepare({s for rule in rules for s in rule.subjects})
             self.guards = await build_guards(self.transport, self.settings)
-            self.ruleset = self.load(self.ruleset.rules)
+            self.ruleset = self.load(rules)
             self.pipeline = Pipeline(self.transport, self.settings, self.metrics, self._engine)
             listener.add_webhook(
                 AlertmanagerBridge(
