@@ -13,12 +13,14 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter
 
 from remediator.actions.base import ActionSet
 from remediator.errors import TemplateError
 from remediator.guards import Guards
-from remediator.matching import RuleIndex
+from remediator.matching import Matches, RuleIndex
 from remediator.metrics import Metrics
 from remediator.model import Event, Result, Rule, StepResult
 from remediator.runner import StepRunner
@@ -44,6 +46,12 @@ class Engine:
     # nothing), so counts come out as the daemon's did.
     simulate: bool = False
     now: Callable[[], dt.datetime] = utcnow
+    # `rule_evaluations_total` children by result, then rule name, bound on first use.
+    _evaluation_counters: dict[str, dict[str, Counter]] = field(
+        default_factory=lambda: {"matched": {}, "no_match": {}, "error": {}},
+        init=False,
+        repr=False,
+    )
 
     @classmethod
     def build(
@@ -72,10 +80,8 @@ class Engine:
             return ()  # the common case under load: no rule listens here; build nothing
         matches = self.index.match(event.subject, event.payload, self.context(event))
         if self.metrics is not None:
-            for rule, verdict in matches.evaluations:
-                result = "error" if verdict.error else "matched" if verdict.matched else "no_match"
-                self.metrics.rule_evaluations.labels(rule.name, result).inc()
-        for rule, verdict in matches.evaluations:
+            self._count_evaluations(self.metrics, matches)
+        for rule, verdict in matches.errors:
             if verdict.error:
                 log.warning(
                     "rule %s: when failed for event %s: %s",
@@ -88,6 +94,36 @@ class Engine:
             # A resolving event closes verifications; it fires only rules that ask for it.
             return tuple(r for r in matches.fired if _asks_for_resolved(r))
         return matches.fired
+
+    def _count_evaluations(self, metrics: Metrics, matches: Matches) -> None:
+        """One `rule_evaluations_total` increment per rule in play: those that fired are
+        `matched`, a `when` that raised (with a message) is `error`, every other rule,
+        evaluated or ruled out by the index, `no_match`. `fired` and `errors` come in the
+        order of `in_play`, so one walk pairs them up."""
+        fired, errors = matches.fired, matches.errors
+        counters = self._evaluation_counters
+        matched, no_match = counters["matched"], counters["no_match"]
+        f = e = 0
+        for rule in matches.in_play:
+            if f < len(fired) and fired[f] is rule:
+                f += 1
+                child = matched.get(rule.name) or self._bind(metrics, rule.name, "matched")
+            elif e < len(errors) and errors[e][0] is rule:
+                result = "error" if errors[e][1].error else "no_match"  # blank: as it was
+                e += 1
+                child = self._bind(metrics, rule.name, result)
+            else:
+                child = no_match.get(rule.name) or self._bind(metrics, rule.name, "no_match")
+            child.inc()
+
+    def _bind(self, metrics: Metrics, name: str, result: str) -> Counter:
+        """The rule's `rule_evaluations_total` child for `result`, bound once, not per event."""
+        found = self._evaluation_counters[result].get(name)
+        if found is None:
+            found = self._evaluation_counters[result][name] = metrics.rule_evaluations.labels(
+                name, result
+            )
+        return found
 
     async def process(self, event: Event, rules: tuple[Rule, ...] | None = None) -> list[Result]:
         """Fire every matching rule (`rules`, when the caller matched already), each
