@@ -1,8 +1,8 @@
 """Loading rules: YAML files in, compiled `Rule`s out, or every problem at once.
 
-This module owns the way from rule files to the model. It finds the files, reads
-each with `yamlsource.parse_document` (which keeps the line of every key and item),
-checks it with `schemacheck.check`, then compiles it: subject patterns checked,
+This module owns the way from rule files to the model. It takes the files
+`rulefiles` finds, reads each with `yamlsource.parse_document` (which keeps the
+line of every key and item), checks it with `schemacheck.check`, then compiles it: subject patterns checked,
 `match` entries built into conditions, templates and `when` expressions compiled,
 durations parsed. Nothing is compiled later, per event. Every problem in every file
 is collected and raised together as `RuleErrors`, each naming file, line, rule and
@@ -36,6 +36,7 @@ from remediator.model import (
     Throttle,
     Verify,
 )
+from remediator.rulefiles import rule_files
 from remediator.templating import Templates
 from remediator.yamlsource import Document, Where, field_path, parse_document, rule_and_field
 
@@ -43,8 +44,6 @@ T = TypeVar("T")
 D = TypeVar("D")
 Raw = Mapping[str, Any]  # a mapping the schema has already checked
 
-SUFFIXES = (".yaml", ".yml")
-CASES_SUFFIX = ".cases"  # `name.cases.yaml`: test cases, never rules
 DEFAULT_TIMEOUT = 30.0
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -79,32 +78,6 @@ def _no_cycle_collection() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def rule_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[RuleError]]:
-    """Files to load, in a stable order; hidden files, directories and case files are skipped."""
-    files: dict[Path, Path] = {}
-    problems: list[RuleError] = []
-    for given in map(Path, paths):
-        if given.is_dir():
-            found = [f for f in given.rglob("*") if _is_rule_file(f, given)]
-            for path in sorted(found, key=lambda f: f.relative_to(given).parts):
-                files.setdefault(path.resolve(), path)
-        elif given.is_file():
-            files.setdefault(given.resolve(), given)
-        else:
-            problems.append(RuleError("no such file or directory", file=str(given)))
-    return list(files.values()), problems
-
-
-def _is_rule_file(path: Path, root: Path) -> bool:
-    hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-    return path.suffix in SUFFIXES and not hidden and not is_case_file(path) and path.is_file()
-
-
-def is_case_file(path: Path) -> bool:
-    """`x.cases.yaml` holds test cases for `remediator test`, kept beside the rules."""
-    return path.suffix in SUFFIXES and path.stem.endswith(CASES_SUFFIX)
 
 
 # --- one file ---------------------------------------------------------------------------

@@ -29,10 +29,10 @@ from remediator.engine import Engine
 from remediator.errors import RuleError, RuleErrors
 from remediator.events import decode_event
 from remediator.expectations import compare, diff
-from remediator.loader import CASES_SUFFIX, SUFFIXES, is_case_file
 from remediator.matching import subject_problem
 from remediator.model import Result, StepResult
 from remediator.offline import offline_engine, offline_rules
+from remediator.rulefiles import CASES_SUFFIX, SUFFIXES, is_case_file
 from remediator.templating import Secrets
 from remediator.yamlsource import parse_document
 
