@@ -2,12 +2,13 @@
 
 This module owns the way from rule files to the model. It takes the files
 `rulefiles` finds, reads each with `yamlsource.parse_document` (which keeps the
-line of every key and item), checks it with `schemacheck.check`, then compiles it: subject patterns checked,
-`match` entries built into conditions, templates and `when` expressions compiled,
-durations parsed. Nothing is compiled later, per event. Every problem in every file
-is collected and raised together as `RuleErrors`, each naming file, line, rule and
-field (`rules/disk.yaml:14: rule disk-full: actions[0].http.url: ...`), so one
-`remediator validate` run reports them all.
+line of every key and item), checks it with `schemacheck.check`, then compiles
+it: subject patterns checked, `match` entries built into conditions, templates
+and `when` expressions compiled, durations parsed. Nothing is compiled later,
+per event. Every problem in every file is collected and raised together as
+`RuleErrors`, each naming file, line, rule and field (`rules/disk.yaml:14: rule
+disk-full: actions[0].http.url: ...`), so one `remediator validate` run
+reports them all.
 """
 
 from __future__ import annotations
