@@ -33,14 +33,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 
 from remediator.embedded import server_binary
 
@@ -50,12 +50,35 @@ PYTHON = sys.executable
 # --- arguments and reports ---------------------------------------------------------------
 
 
+BENCH_STREAM = "BENCH_ALERTS"
+BENCH_DURABLE = "remediator"
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     """The flags every bench takes."""
     found = argparse.ArgumentParser(description=description)
     found.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
     found.add_argument("--json", action="store_true", help="print only the JSON line")
     return found
+
+
+def add_profile_flags(cli: argparse.ArgumentParser, name: str) -> None:
+    """`--profile` and `--profile-out`, for the benches that run the daemon."""
+    cli.add_argument("--profile", choices=["cprofile", "py-spy", "strace"])
+    cli.add_argument("--profile-out", type=Path, default=Path(f"/tmp/{name}.prof"))
+
+
+RunBench = Callable[[argparse.Namespace, "Report", Path], Awaitable[None]]
+
+
+def run_bench(name: str, cli: argparse.ArgumentParser, run: RunBench) -> int:
+    """Parse, run in a temporary directory, print the report: every end-to-end bench's main."""
+    args = cli.parse_args()
+    report = Report(name, args.quick)
+    with tempfile.TemporaryDirectory(prefix="remediator-bench-") as tmp:
+        asyncio.run(run(args, report, Path(tmp)))
+    report.emit(args.json)
+    return 0
 
 
 def machine() -> dict[str, object]:
@@ -486,6 +509,29 @@ class Daemon:
     process: subprocess.Popen[bytes] | None = None
     spy: subprocess.Popen[bytes] | None = None
     started: float = 0.0
+
+    @classmethod
+    def on(cls, tmp: Path, url: str, args: argparse.Namespace, *extra: str) -> Daemon:
+        """The daemon every end-to-end bench runs: rules in tmp/rules, the bench stream."""
+        return cls(
+            rules=tmp / "rules",
+            nats_url=url,
+            stream=BENCH_STREAM,
+            durable=BENCH_DURABLE,
+            workdir=tmp / "daemon",
+            extra=list(extra),
+            profile=args.profile,
+            profile_out=args.profile_out,
+        )
+
+    async def start_on(self, js: JetStreamContext, subjects: list[str]) -> float:
+        """Create the bench stream, start the daemon, wait until its consumer is bound;
+        returns the seconds to ready."""
+        await js.add_stream(StreamConfig(name=BENCH_STREAM, subjects=subjects))
+        self.start()
+        ready = self.wait_ready()
+        await wait_push_bound(js, BENCH_STREAM, BENCH_DURABLE)
+        return ready
 
     @property
     def log_path(self) -> Path:

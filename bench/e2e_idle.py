@@ -28,16 +28,17 @@ Target: daemon >= 0.5 x the raw rate.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import nats
 from common import (
+    BENCH_DURABLE,
+    BENCH_STREAM,
     Daemon,
     NatsServer,
     Report,
+    add_profile_flags,
     drain_time,
     fill,
     generate_rules,
@@ -46,13 +47,12 @@ from common import (
     pause,
     raw_consumer,
     ruled_events,
+    run_bench,
     stop_process,
     wait_push_bound,
 )
-from nats.js.api import StreamConfig
 
-STREAM = "BENCH_ALERTS"
-DURABLE = "remediator"
+STREAM, DURABLE = BENCH_STREAM, BENCH_DURABLE
 RAW = "raw"
 
 
@@ -80,24 +80,12 @@ async def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     ruleset.write(tmp / "rules")
     events = ruled_events(ruleset, n_events, severity="none")
     server = NatsServer(tmp / "nats").start()
-    daemon = Daemon(
-        rules=tmp / "rules",
-        nats_url=server.url,
-        stream=STREAM,
-        durable=DURABLE,
-        workdir=tmp / "daemon",
-        extra=["--concurrency", str(concurrency)],
-        profile=args.profile,
-        profile_out=args.profile_out,
-    )
+    daemon = Daemon.on(tmp, server.url, args, "--concurrency", str(concurrency))
     raw = None
     nc = await nats.connect(server.url)
     try:
         js = nc.jetstream()
-        await js.add_stream(StreamConfig(name=STREAM, subjects=["alerts.>", "host.>"]))
-        daemon.start()
-        ready_s = daemon.wait_ready()
-        await wait_push_bound(js, STREAM, DURABLE)
+        ready_s = await daemon.start_on(js, ["alerts.>", "host.>"])
         await pause(js, STREAM, DURABLE)
         deliver = f"_BENCH.deliver.{STREAM}.{RAW}"
         config = await mirror_consumer(js, STREAM, DURABLE, RAW, deliver)
@@ -171,14 +159,8 @@ def main() -> int:
     cli.add_argument("--rules", type=int, default=1_000)
     cli.add_argument("--events", type=int, default=50_000)
     cli.add_argument("--concurrency", type=int, default=64, help="the daemon's --concurrency")
-    cli.add_argument("--profile", choices=["cprofile", "py-spy", "strace"])
-    cli.add_argument("--profile-out", type=Path, default=Path("/tmp/e2e_idle.prof"))
-    args = cli.parse_args()
-    report = Report("e2e_idle", args.quick)
-    with tempfile.TemporaryDirectory(prefix="remediator-bench-") as tmp:
-        asyncio.run(run(args, report, Path(tmp)))
-    report.emit(args.json)
-    return 0
+    add_profile_flags(cli, "e2e_idle")
+    return run_bench("e2e_idle", cli, run)
 
 
 if __name__ == "__main__":

@@ -34,16 +34,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import nats
 import yaml
 from common import (
+    BENCH_DURABLE,
+    BENCH_STREAM,
     Daemon,
     NatsServer,
     Report,
+    add_profile_flags,
     alert_names,
     drain_time,
     fill,
@@ -51,14 +53,14 @@ from common import (
     parser,
     pause,
     raw_consumer,
+    run_bench,
     stop_process,
     wait_push_bound,
 )
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
-STREAM = "BENCH_ALERTS"
-DURABLE = "remediator"
+STREAM, DURABLE = BENCH_STREAM, BENCH_DURABLE
 RAW = "raw"
 TARGET = 10_000.0
 
@@ -134,23 +136,12 @@ async def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     (tmp / "rules").mkdir()
     (tmp / "rules" / "notify.yaml").write_text(firing_rules(names))
     server = NatsServer(tmp / "nats").start()
-    daemon = Daemon(
-        rules=tmp / "rules",
-        nats_url=server.url,
-        stream=STREAM,
-        durable=DURABLE,
-        workdir=tmp / "daemon",
-        profile=args.profile,
-        profile_out=args.profile_out,
-    )
+    daemon = Daemon.on(tmp, server.url, args)
     raw = None
     nc = await nats.connect(server.url)
     try:
         js = nc.jetstream()
-        await js.add_stream(StreamConfig(name=STREAM, subjects=["alerts.>"]))
-        daemon.start()
-        daemon.wait_ready()
-        await wait_push_bound(js, STREAM, DURABLE)
+        await daemon.start_on(js, ["alerts.>"])
         await pause(js, STREAM, DURABLE)
         deliver = f"_BENCH.deliver.{STREAM}.{RAW}"
         config = await mirror_consumer(js, STREAM, DURABLE, RAW, deliver)
@@ -224,14 +215,8 @@ def main() -> int:
     cli.add_argument("--rules", type=int, default=100)
     cli.add_argument("--events", type=int, default=20_000)
     cli.add_argument("--baseline-messages", type=int, default=20_000)
-    cli.add_argument("--profile", choices=["cprofile", "py-spy", "strace"])
-    cli.add_argument("--profile-out", type=Path, default=Path("/tmp/e2e_publish.prof"))
-    args = cli.parse_args()
-    report = Report("e2e_publish", args.quick)
-    with tempfile.TemporaryDirectory(prefix="remediator-bench-") as tmp:
-        asyncio.run(run(args, report, Path(tmp)))
-    report.emit(args.json)
-    return 0
+    add_profile_flags(cli, "e2e_publish")
+    return run_bench("e2e_publish", cli, run)
 
 
 if __name__ == "__main__":

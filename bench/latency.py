@@ -31,7 +31,6 @@ import asyncio
 import json
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,10 +38,13 @@ import nats
 import yaml
 from common import (
     BENCH_DIR,
+    BENCH_DURABLE,
+    BENCH_STREAM,
     PYTHON,
     Daemon,
     NatsServer,
     Report,
+    add_profile_flags,
     alert_names,
     clean_env,
     cpu_seconds,
@@ -50,14 +52,14 @@ from common import (
     parser,
     percentile,
     raw_consumer,
+    run_bench,
     stop_process,
     wait_push_bound,
 )
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy, StreamConfig
+from nats.js.api import DeliverPolicy
 
-STREAM = "BENCH_ALERTS"
-DURABLE = "remediator"
+STREAM, DURABLE = BENCH_STREAM, BENCH_DURABLE
 RAW = "raw"
 SUBJECTS = 50
 
@@ -153,23 +155,12 @@ async def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     (tmp / "rules").mkdir()
     (tmp / "rules" / "hook.yaml").write_text(hook_rule(url))
     server = NatsServer(tmp / "nats").start()
-    daemon = Daemon(
-        rules=tmp / "rules",
-        nats_url=server.url,
-        stream=STREAM,
-        durable=DURABLE,
-        workdir=tmp / "daemon",
-        profile=args.profile,
-        profile_out=args.profile_out,
-    )
+    daemon = Daemon.on(tmp, server.url, args)
     raw = None
     nc = await nats.connect(server.url)
     try:
         js = nc.jetstream()
-        await js.add_stream(StreamConfig(name=STREAM, subjects=["alerts.>"]))
-        daemon.start()
-        daemon.wait_ready()
-        await wait_push_bound(js, STREAM, DURABLE)
+        await daemon.start_on(js, ["alerts.>"])
         daemon.profile_start()
         assert daemon.process is not None and server.process is not None
         pids = {"daemon": daemon.process.pid, "server": server.process.pid}
@@ -244,14 +235,8 @@ def main() -> int:
     cli.add_argument("--rate", type=float, default=500.0)
     cli.add_argument("--seconds", type=float, default=10.0)
     cli.add_argument("--dump", type=Path, help="write every (seq, latency s) pair here")
-    cli.add_argument("--profile", choices=["cprofile", "py-spy", "strace"])
-    cli.add_argument("--profile-out", type=Path, default=Path("/tmp/latency.prof"))
-    args = cli.parse_args()
-    report = Report("latency", args.quick)
-    with tempfile.TemporaryDirectory(prefix="remediator-bench-") as tmp:
-        asyncio.run(run(args, report, Path(tmp)))
-    report.emit(args.json)
-    return 0
+    add_profile_flags(cli, "latency")
+    return run_bench("latency", cli, run)
 
 
 if __name__ == "__main__":
