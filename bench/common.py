@@ -42,7 +42,7 @@ import yaml
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 
-from remediator.embedded import server_binary
+from remediator.nats.embedded import server_binary
 
 BENCH_DIR = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -400,7 +400,7 @@ def ruled_events(
 ) -> list[tuple[str, dict[str, object]]]:
     """Like `generate_events`, keeping only events on subjects some rule listens on (the
     events a daemon's consumer receives)."""
-    from remediator.matching import subject_matches
+    from remediator.rules.matching import subject_matches
 
     patterns = {str(p) for rule in ruleset.rules for p in rule["on"]}
     kept: list[tuple[str, dict[str, object]]] = []

@@ -37,12 +37,12 @@ from pathlib import Path
 from common import Report, RuleSet, generate_events, generate_rules, parser
 from prometheus_client import CollectorRegistry
 
-from remediator.engine import Engine
-from remediator.loader import load_rules
-from remediator.matching import RuleIndex, evaluate, resolve, subject_matches
+from remediator.engine.engine import Engine
 from remediator.metrics import Metrics
 from remediator.model import Event, Rule
-from remediator.templating import Secrets, Templates
+from remediator.rules.loader import load_rules
+from remediator.rules.matching import RuleIndex, evaluate, resolve, subject_matches
+from remediator.rules.templating import Secrets, Templates
 
 TARGETS = {1_000: 200_000.0, 10_000: 150_000.0}
 

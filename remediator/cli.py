@@ -133,8 +133,8 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from remediator.errors import RuleErrors
-    from remediator.loader import load_rules
-    from remediator.templating import Secrets, Templates
+    from remediator.rules.loader import load_rules
+    from remediator.rules.templating import Secrets, Templates
 
     try:
         rules = load_rules(args.paths, Templates(Secrets(os.environ)))
@@ -176,7 +176,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 async def _publish(
     settings: Settings, subject: str, data: bytes, headers: dict[str, str]
 ) -> dict[str, object]:
-    from remediator.transport import Transport, connect
+    from remediator.nats.transport import Transport, connect
 
     transport = Transport(
         await connect(settings, settings.nats_url or "nats://127.0.0.1:4222"), settings
@@ -200,8 +200,8 @@ def _add_schema(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from remediator.rulecases import CASES_SCHEMA
-    from remediator.schema import RULES_SCHEMA, as_draft_07
+    from remediator.offline.rulecases import CASES_SCHEMA
+    from remediator.rules.schema import RULES_SCHEMA, as_draft_07
 
     document = CASES_SCHEMA if args.cases else RULES_SCHEMA
     print(json.dumps(as_draft_07(document) if args.draft == "07" else document, indent=2))
@@ -254,8 +254,8 @@ def _add_test(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from remediator.offline import offline_secrets
-    from remediator.rulecases import run_cases
+    from remediator.offline.rulecases import run_cases
+    from remediator.offline.sandbox import offline_secrets
 
     secrets = offline_secrets(dict(args.secret), os.environ)
     report = asyncio.run(run_cases(args.paths, args.cases, secrets))
@@ -276,8 +276,8 @@ def _add_explain(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def cmd_explain(args: argparse.Namespace) -> int:
     from remediator import logs
     from remediator.errors import EventError
-    from remediator.explain import explain_event
-    from remediator.offline import offline_secrets
+    from remediator.offline.explain import explain_event
+    from remediator.offline.sandbox import offline_secrets
 
     data = sys.stdin.read() if args.payload == "-" else args.payload
     secrets = offline_secrets(dict(args.secret), os.environ)
@@ -310,9 +310,9 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from remediator import logs
-    from remediator.history import Span
-    from remediator.offline import offline_rules, offline_secrets
-    from remediator.replay import replay_stream, text
+    from remediator.nats.history import Span
+    from remediator.offline.replay import replay_stream, text
+    from remediator.offline.sandbox import offline_rules, offline_secrets
 
     flags = {"rules": args.rules, "nats_url": args.nats_url, "stream": args.stream}
     flags |= {"max_actions": args.max_actions, "config": args.config}

@@ -21,26 +21,28 @@ from prometheus_client import CollectorRegistry
 
 from remediator.actions.base import Action, ActionSet
 from remediator.actions.http import HTTPAction
+from remediator.actions.kubeclient import KubeSettings
 from remediator.actions.publish import PublishAction
 from remediator.actions.scale import ScaleAction
-from remediator.actions.ssh import SSHAction, SSHSettings
-from remediator.embedded import EmbeddedServer
-from remediator.engine import Engine
+from remediator.actions.ssh import SSHAction
+from remediator.actions.sshsettings import SSHSettings
+from remediator.engine.engine import Engine
+from remediator.engine.guards import Budget, Guards
+from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import RemediatorError, TransportError
-from remediator.guards import Budget, Guards
-from remediator.kube import KubeSettings
-from remediator.loader import load_rules
-from remediator.matching import RuleIndex
+from remediator.http.listener import Listener
+from remediator.http.webhook import AlertmanagerBridge, compile_subject
 from remediator.metrics import Metrics
 from remediator.model import Rule
+from remediator.nats.embedded import EmbeddedServer
+from remediator.nats.kvstore import STATE_BUCKET, VERIFY_BUCKET, KVStore
+from remediator.nats.transport import Transport, connect, connection_secrets
 from remediator.pipeline import Pipeline
+from remediator.rules.loader import load_rules
+from remediator.rules.matching import RuleIndex
+from remediator.rules.templating import Secrets, Templates
+from remediator.rules.watch import RuleWatcher
 from remediator.settings import Settings
-from remediator.state import STATE_BUCKET, VERIFY_BUCKET, KVStore, MemoryStore, StateStore
-from remediator.templating import Secrets, Templates
-from remediator.transport import Transport, connect, connection_secrets
-from remediator.watch import RuleWatcher
-from remediator.web import Listener
-from remediator.webhook import AlertmanagerBridge, compile_subject
 
 log = logging.getLogger(__name__)
 

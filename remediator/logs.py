@@ -18,7 +18,7 @@ import logging
 import sys
 from contextvars import ContextVar
 
-from remediator.templating import Secrets
+from remediator.rules.templating import Secrets
 
 _FIELDS = ("trace_id", "event_id", "rule")
 

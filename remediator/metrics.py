@@ -20,13 +20,39 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        r = registry
+        self._declare_events(registry)
+        self._declare_rules(registry)
+        self._declare_steps(registry)
+        self._declare_backlog(registry)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+        for result in ("ok", "error"):
+            self.rules_reloads.labels(result)
+
+    def _declare_events(self, r: CollectorRegistry) -> None:
         self.events_received = Counter(
             "remediator_events_received",
             "Events received, by first subject token",
             ["subject_root"],
             registry=r,
         )
+        self.event_duration = Histogram(
+            "remediator_event_duration_seconds",
+            "From receipt of an event to its ack",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "remediator_dead_letters",
+            "Messages sent to the dead-letter subject",
+            ["reason"],
+            registry=r,
+        )
+        self.redeliveries = Counter(
+            "remediator_redeliveries", "Messages received more than once", registry=r
+        )
+
+    def _declare_rules(self, r: CollectorRegistry) -> None:
         self.rule_evaluations = Counter(
             "remediator_rule_evaluations",
             "Rules evaluated against an event whose subject matched",
@@ -39,6 +65,12 @@ class Metrics:
         self.verifications = Counter(
             "remediator_verifications", "Verification outcomes", ["rule", "result"], registry=r
         )
+        self.rules_loaded = Gauge("remediator_rules_loaded", "Rules in force", registry=r)
+        self.rules_reloads = Counter(
+            "remediator_rules_reloads", "Rule reloads by result", ["result"], registry=r
+        )
+
+    def _declare_steps(self, r: CollectorRegistry) -> None:
         self.steps = Counter(
             "remediator_steps",
             "Steps by final status",
@@ -55,23 +87,10 @@ class Metrics:
         self.step_retries = Counter(
             "remediator_step_retries", "Step attempts after the first", ["rule", "step"], registry=r
         )
-        self.event_duration = Histogram(
-            "remediator_event_duration_seconds",
-            "From receipt of an event to its ack",
-            buckets=_DURATION_BUCKETS,
-            registry=r,
-        )
+
+    def _declare_backlog(self, r: CollectorRegistry) -> None:
         self.inflight = Gauge(
             "remediator_inflight_events", "Events received and not yet acked", registry=r
-        )
-        self.dead_letters = Counter(
-            "remediator_dead_letters",
-            "Messages sent to the dead-letter subject",
-            ["reason"],
-            registry=r,
-        )
-        self.redeliveries = Counter(
-            "remediator_redeliveries", "Messages received more than once", registry=r
         )
         self.consumer_pending = Gauge(
             "remediator_consumer_pending_messages",
@@ -85,14 +104,6 @@ class Metrics:
             ["stream", "consumer"],
             registry=r,
         )
-        self.rules_loaded = Gauge("remediator_rules_loaded", "Rules in force", registry=r)
-        self.rules_reloads = Counter(
-            "remediator_rules_reloads", "Rule reloads by result", ["result"], registry=r
-        )
-        for reason in DEAD_LETTER_REASONS:
-            self.dead_letters.labels(reason)
-        for result in ("ok", "error"):
-            self.rules_reloads.labels(result)
 
     def know_rules(self, names: Iterable[str]) -> None:
         """Create every rule's result series at zero, so alerts on `rate()` and

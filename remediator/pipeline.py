@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
-from remediator.engine import Engine, resolving
+from remediator.engine.engine import Engine, resolving
+from remediator.engine.events import decode_event, event_id, trace_id
 from remediator.errors import EventError, TransportError
-from remediator.events import decode_event, event_id, trace_id
 from remediator.logs import bind_event
 from remediator.metrics import Metrics
 from remediator.model import Event, Rule
+from remediator.nats.transport import Inbound, Transport
 from remediator.settings import Settings
-from remediator.transport import Inbound, Transport
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ from prometheus_client.metrics import MetricWrapperBase
 from remediator import settings as settings_module
 from remediator.cli import build_parser
 from remediator.durations import parse_duration
-from remediator.loader import load_rules
 from remediator.metrics import Metrics
+from remediator.nats.kvstore import STATE_BUCKET, VERIFY_BUCKET
+from remediator.nats.transport import MANAGED, RESULTS_STREAM
+from remediator.rules.loader import load_rules
+from remediator.rules.templating import Secrets, Templates
 from remediator.settings import FIELDS, Settings, env_name
-from remediator.state import STATE_BUCKET, VERIFY_BUCKET
-from remediator.templating import Secrets, Templates
-from remediator.transport import MANAGED, RESULTS_STREAM
 from tests.support import dockerfile
 from tests.support.manifests import (
     KUBERNETES,
@@ -57,9 +57,9 @@ COMMAND = re.compile(r"^\s*(?:\$\s*)?(?:remediator|python3? -m remediator)(?:\s|
 # be, so this list cannot keep a name its reason no longer holds for.
 NOT_SETTINGS = {
     # JetStream stream and buckets the daemon creates, named in the docs.
-    RESULTS_STREAM: ROOT / "remediator" / "transport.py",
-    STATE_BUCKET: ROOT / "remediator" / "state.py",
-    VERIFY_BUCKET: ROOT / "remediator" / "state.py",
+    RESULTS_STREAM: ROOT / "remediator" / "nats" / "transport.py",
+    STATE_BUCKET: ROOT / "remediator" / "nats" / "kvstore.py",
+    VERIFY_BUCKET: ROOT / "remediator" / "nats" / "kvstore.py",
     # Read by the test suite, not the daemon: SSH tests fail instead of skipping.
     "REMEDIATOR_REQUIRE_SSHD": ROOT / "tests" / "support" / "sshd.py",
 }

@@ -8,12 +8,12 @@ from collections.abc import Mapping
 import pytest
 from prometheus_client import CollectorRegistry
 
-from remediator.conditions import MISSING, build_condition, index_key
-from remediator.engine import Engine
-from remediator.matching import RuleIndex, evaluate, subject_matches
+from remediator.engine.engine import Engine
 from remediator.metrics import Metrics
 from remediator.model import Event, Rule, Source
-from remediator.templating import Secrets, Templates
+from remediator.rules.conditions import MISSING, build_condition, index_key
+from remediator.rules.matching import RuleIndex, evaluate, subject_matches
+from remediator.rules.templating import Secrets, Templates
 
 TEMPLATES = Templates(Secrets({}))
 SCALARS = ["a", "b", "5", "5.0", "true", "", "nan", 5, 5.0, 0, 1, True, False, None]

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from remediator.actions.base import StepContext
-from remediator.engine import Engine
-from remediator.guards import Budget, Guards
-from remediator.loader import load_rules
-from remediator.matching import RuleIndex
+from remediator.engine.engine import Engine
+from remediator.engine.guards import Budget, Guards
+from remediator.engine.state import MemoryStore
 from remediator.model import Delivery, Event
-from remediator.state import MemoryStore
-from remediator.templating import Secrets, Templates
+from remediator.rules.loader import load_rules
+from remediator.rules.matching import RuleIndex
+from remediator.rules.templating import Secrets, Templates
 
 
 @dataclass

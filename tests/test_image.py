@@ -23,7 +23,7 @@ import nats
 import pytest
 from prometheus_client import CollectorRegistry
 
-from remediator.web import Listener
+from remediator.http.listener import Listener
 from tests.support import dockerfile
 from tests.support.collect import Collector
 from tests.support.daemon import free_port

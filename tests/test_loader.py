@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from remediator.errors import RuleError, RuleErrors
-from remediator.loader import load_rules
 from remediator.model import Rule, Step
-from remediator.templating import Secrets, Templates
+from remediator.rules.loader import load_rules
+from remediator.rules.templating import Secrets, Templates
 
 DATA = Path(__file__).parent / "data"
 BROKEN = DATA / "rules_broken"

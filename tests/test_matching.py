@@ -6,10 +6,10 @@ from collections.abc import Mapping
 
 import pytest
 
-from remediator.conditions import MISSING, build_condition, resolve
-from remediator.matching import RuleIndex, evaluate, subject_matches, subject_problem
 from remediator.model import Condition, Rule, Source
-from remediator.templating import Secrets, Templates
+from remediator.rules.conditions import MISSING, build_condition, resolve
+from remediator.rules.matching import RuleIndex, evaluate, subject_matches, subject_problem
+from remediator.rules.templating import Secrets, Templates
 
 TEMPLATES = Templates(Secrets({}))
 

@@ -6,10 +6,10 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from remediator.guards import Budget
-from remediator.history import Stored
-from remediator.offline import offline_rules, offline_secrets
-from remediator.replay import Replayer, diff, replay
+from remediator.engine.guards import Budget
+from remediator.nats.history import Stored
+from remediator.offline.replay import Replayer, diff, replay
+from remediator.offline.sandbox import offline_rules, offline_secrets
 
 RULES = """
 rules:

@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 
 from remediator.cli import main
-from remediator.rulecases import CASES_SCHEMA
-from remediator.schema import RULES_SCHEMA, as_draft_07
-from remediator.yamlsource import parse_document
+from remediator.offline.rulecases import CASES_SCHEMA
+from remediator.rules.schema import RULES_SCHEMA, as_draft_07
+from remediator.rules.yamlsource import parse_document
 
 RULES = Path(__file__).parent.parent / "rules"
 RULE_FILES = sorted(p for p in RULES.glob("*.y*ml") if ".cases." not in p.name)

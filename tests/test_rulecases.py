@@ -11,11 +11,11 @@ import pytest
 
 from remediator.cli import main
 from remediator.errors import RuleErrors
-from remediator.expectations import compare
-from remediator.loader import load_rules
-from remediator.offline import offline_secrets
-from remediator.rulecases import case_files, load_cases, run_cases
-from remediator.templating import Secrets, Templates
+from remediator.offline.expectations import compare
+from remediator.offline.rulecases import case_files, load_cases, run_cases
+from remediator.offline.sandbox import offline_secrets
+from remediator.rules.loader import load_rules
+from remediator.rules.templating import Secrets, Templates
 from tests.support.daemon import free_port
 
 RULES = """

@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
-from remediator.schema import RULES_SCHEMA, STEP_KINDS, schema_json
-from remediator.schemacheck import Problem, check
+from remediator.rules.schema import RULES_SCHEMA, STEP_KINDS, schema_json
+from remediator.rules.schemacheck import Problem, check
 
 OK = Path(__file__).parent / "data" / "rules_ok"
 

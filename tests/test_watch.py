@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from remediator.watch import RuleWatcher
+from remediator.rules.watch import RuleWatcher
 
 
 class Calls:

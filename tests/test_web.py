@@ -19,11 +19,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
+from remediator.http.listener import Listener
+from remediator.http.webhook import PATH, AlertmanagerBridge, compile_subject
+from remediator.nats.transport import Transport, connect, connection_secrets
+from remediator.rules.templating import Secrets, Templates
 from remediator.settings import Settings
-from remediator.templating import Secrets, Templates
-from remediator.transport import Transport, connect, connection_secrets
-from remediator.web import Listener
-from remediator.webhook import PATH, AlertmanagerBridge, compile_subject
 from tests.support.nats import NatsServer
 from tests.support.poll import until
 

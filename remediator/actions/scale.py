@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from remediator.actions.base import StepContext, optional
+from remediator.actions.kubeclient import MERGE_PATCH, Conflict, KubeAPI, KubeClient, KubeSettings
 from remediator.errors import ConfigError, StepError
-from remediator.kube import MERGE_PATCH, Conflict, KubeAPI, KubeClient, KubeSettings
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from remediator.actions.base import StepContext
+from remediator.actions.kubeclient import Conflict, KubeClient, KubeSettings
 from remediator.actions.scale import MAX_CONFLICTS, ScaleAction
 from remediator.errors import ConfigError, StepError
-from remediator.kube import Conflict, KubeClient, KubeSettings
 from tests.support.kube_api import FakeKubeAPI, KubePKI
 
 CONTEXT = StepContext(

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from remediator.actions.base import OUTPUT_CAP, StepContext
-from remediator.actions.ssh import SSHAction, SSHSettings
+from remediator.actions.ssh import SSHAction
+from remediator.actions.sshsettings import SSHSettings
 from remediator.errors import ConfigError, StepError
 from tests.support.sshd import (
     SSHServer,

@@ -194,8 +194,8 @@ async def test_metrics_webhook_and_trace_ids_after_a_known_sequence(
     assert poison and poison[0]["trace_id"] == f"trace-{u}-4"
     # The first post's trace id follows the alert into the engine and its result.
     firing = [r for r in records if r.get("event_id") == f"{FINGERPRINT}:firing:{STARTS}"]
-    posted = [r["trace_id"] for r in firing if r["logger"] == "remediator.webhook"]
-    processed = {r["trace_id"] for r in firing if r["logger"] != "remediator.webhook"}
+    posted = [r["trace_id"] for r in firing if r["logger"] == "remediator.http.webhook"]
+    processed = {r["trace_id"] for r in firing if r["logger"] != "remediator.http.webhook"}
     assert len(posted) == 2  # both posts were answered; JetStream stored the first only
     assert processed == {posted[0]} == {am.bodies()[0]["trace_id"]}
 

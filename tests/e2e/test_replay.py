@@ -20,7 +20,7 @@ from pathlib import Path
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
 
-from remediator import history
+from remediator.nats import history
 from tests.support.collect import Collector
 from tests.support.daemon import DaemonProcess
 from tests.support.nats import NatsServer

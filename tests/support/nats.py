@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from remediator.embedded import server_binary
+from remediator.nats.embedded import server_binary
 
 _LISTEN = re.compile(r"Listening for client connections on [\d.]+:(\d+)")
 

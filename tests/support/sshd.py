@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from remediator.actions.ssh import SSHSettings
+from remediator.actions.sshsettings import SSHSettings
 
 SSHD = Path("/usr/sbin/sshd")
 REQUIRE_ENV = "REMEDIATOR_REQUIRE_SSHD"

@@ -40,8 +40,8 @@ from nats.js.errors import NotFoundError
 
 from remediator.errors import ConfigError, TransportError
 from remediator.model import Delivery, Result
+from remediator.rules.subjects import covers, minimal_cover
 from remediator.settings import Settings
-from remediator.subjects import covers, minimal_cover
 
 log = logging.getLogger(__name__)
 

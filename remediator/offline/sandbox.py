@@ -15,15 +15,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from remediator.actions.base import ActionSet, StepContext
-from remediator.engine import Engine, utcnow
+from remediator.engine.engine import Engine, utcnow
+from remediator.engine.guards import Guards
+from remediator.engine.runner import StepRunner
 from remediator.errors import StepError
-from remediator.guards import Guards
-from remediator.loader import load_rules
-from remediator.matching import RuleIndex
 from remediator.model import Rule
-from remediator.runner import StepRunner
-from remediator.schema import STEP_KINDS
-from remediator.templating import Secrets, Templates
+from remediator.rules.loader import load_rules
+from remediator.rules.matching import RuleIndex
+from remediator.rules.schema import STEP_KINDS
+from remediator.rules.templating import Secrets, Templates
 
 PLACEHOLDER = "<secret {name}>"
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from remediator.schema import (
+from remediator.rules.schema import (
     DURATION_PATTERN,
     NAME_PATTERN,
     PATH_PATTERN,

@@ -22,11 +22,8 @@ from typing import Any, TypeGuard, TypeVar
 
 import jinja2
 
-from remediator import schema, schemacheck
-from remediator.conditions import build_condition
 from remediator.durations import parse_duration
 from remediator.errors import RuleError, RuleErrors
-from remediator.matching import subject_problem
 from remediator.model import (
     Condition,
     Renderable,
@@ -37,9 +34,12 @@ from remediator.model import (
     Throttle,
     Verify,
 )
-from remediator.rulefiles import rule_files
-from remediator.templating import Templates
-from remediator.yamlsource import Document, Where, field_path, parse_document, rule_and_field
+from remediator.rules import schema, schemacheck
+from remediator.rules.conditions import build_condition
+from remediator.rules.matching import subject_problem
+from remediator.rules.rulefiles import rule_files
+from remediator.rules.templating import Templates
+from remediator.rules.yamlsource import Document, Where, field_path, parse_document, rule_and_field
 
 T = TypeVar("T")
 D = TypeVar("D")

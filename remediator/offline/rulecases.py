@@ -25,16 +25,16 @@ from pathlib import Path
 
 import jsonschema
 
-from remediator.engine import Engine
+from remediator.engine.engine import Engine
+from remediator.engine.events import decode_event
 from remediator.errors import RuleError, RuleErrors
-from remediator.events import decode_event
-from remediator.expectations import compare, diff
-from remediator.matching import subject_problem
 from remediator.model import Result, StepResult
-from remediator.offline import offline_engine, offline_rules
-from remediator.rulefiles import CASES_SUFFIX, SUFFIXES, is_case_file
-from remediator.templating import Secrets
-from remediator.yamlsource import parse_document
+from remediator.offline.expectations import compare, diff
+from remediator.offline.sandbox import offline_engine, offline_rules
+from remediator.rules.matching import subject_problem
+from remediator.rules.rulefiles import CASES_SUFFIX, SUFFIXES, is_case_file
+from remediator.rules.templating import Secrets
+from remediator.rules.yamlsource import parse_document
 
 TRACE_ID = "0" * 32  # the trace id of a case's event, unless its headers or payload give one
 SKIPPED = "skipped"

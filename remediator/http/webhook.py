@@ -29,10 +29,10 @@ from typing import Protocol
 import jinja2
 from aiohttp import web
 
+from remediator.engine.events import trace_id as header_trace_id
 from remediator.errors import ConfigError, EventError, TemplateError, TransportError
-from remediator.events import trace_id as header_trace_id
 from remediator.model import Renderable
-from remediator.templating import Templates
+from remediator.rules.templating import Templates
 
 log = logging.getLogger(__name__)
 

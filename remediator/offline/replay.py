@@ -23,18 +23,18 @@ from collections import Counter
 from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from remediator import history
-from remediator.engine import Engine
+from remediator.engine.engine import Engine
+from remediator.engine.events import decode_event
+from remediator.engine.guards import Budget, Guards
+from remediator.engine.state import MemoryStore
 from remediator.errors import EventError
-from remediator.events import decode_event
-from remediator.guards import Budget, Guards
-from remediator.history import Span, Stored
 from remediator.model import Delivery, Result, Rule
-from remediator.offline import offline_engine
+from remediator.nats import history
+from remediator.nats.history import Span, Stored
+from remediator.nats.transport import connect
+from remediator.offline.sandbox import offline_engine
+from remediator.rules.templating import Secrets
 from remediator.settings import Settings
-from remediator.state import MemoryStore
-from remediator.templating import Secrets
-from remediator.transport import connect
 
 COLUMNS = ("ran", "throttled", "suppressed", "failed")
 Counts = dict[str, int]

@@ -1,4 +1,4 @@
-"""Shared state: a tiny compare-and-set key-value protocol, in memory or in JetStream.
+"""Shared state: a tiny compare-and-set key-value protocol, and its in-memory store.
 
 Throttles, the global budget, completion records and pending verifications
 all live behind `StateStore`. Every write names the revision it read
@@ -10,28 +10,8 @@ key-value buckets give exactly that and survive restarts of either side;
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
-
-from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
-from nats.js.errors import (
-    APIError,
-    BucketNotFoundError,
-    KeyNotFoundError,
-    KeyWrongLastSequenceError,
-    NoKeysError,
-)
-from nats.js.kv import KeyValue
-
-from remediator.errors import TransportError
-
-STATE_BUCKET = "REMEDIATOR_STATE"
-VERIFY_BUCKET = "REMEDIATOR_VERIFY"
-_WRONG_LAST_SEQUENCE = (10071, 10164)
-T = TypeVar("T")
+from typing import Protocol
 
 
 class Conflict(Exception):
@@ -110,68 +90,3 @@ class MemoryStore:
         self._revision += 1
         self.data[key] = Entry(value, self._revision)
         return self._revision
-
-
-class KVStore:
-    """StateStore over a JetStream key-value bucket, shared by every replica."""
-
-    def __init__(self, kv: KeyValue) -> None:
-        self._kv = kv
-
-    @classmethod
-    async def open(cls, js: JetStreamContext, bucket: str, ttl: float) -> KVStore:
-        try:
-            kv = await js.key_value(bucket)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(
-                KeyValueConfig(
-                    bucket=bucket,
-                    history=1,
-                    ttl=ttl,
-                    description="remediator state: throttles, budget, completions",
-                )
-            )
-        return cls(kv)
-
-    async def get(self, key: str) -> Entry | None:
-        try:
-            entry = await _guard(self._kv.get(key))
-        except KeyNotFoundError:
-            return None
-        if entry.value is None or entry.revision is None:
-            return None
-        return Entry(entry.value, entry.revision)
-
-    async def create(self, key: str, value: bytes) -> int:
-        return int(await _guard(self._kv.create(key, value)))
-
-    async def update(self, key: str, value: bytes, revision: int) -> int:
-        return int(await _guard(self._kv.update(key, value, last=revision)))
-
-    async def delete(self, key: str, revision: int) -> None:
-        await _guard(self._kv.delete(key, last=revision))
-
-    async def put(self, key: str, value: bytes) -> int:
-        return int(await _guard(self._kv.put(key, value)))
-
-    async def keys(self) -> list[str]:
-        try:
-            return list(await _guard(self._kv.keys()))
-        except NoKeysError:
-            return []
-
-
-async def _guard(call: Awaitable[T]) -> T:
-    """Map the client's errors onto Conflict and TransportError."""
-    try:
-        return await call
-    except KeyWrongLastSequenceError as exc:
-        raise Conflict(str(exc)) from exc
-    except (KeyNotFoundError, NoKeysError):
-        raise
-    except APIError as exc:
-        if exc.err_code in _WRONG_LAST_SEQUENCE:
-            raise Conflict(str(exc)) from exc
-        raise TransportError(f"state store: {exc}") from exc
-    except (NatsError, TimeoutError, OSError) as exc:
-        raise TransportError(f"state store: {exc or type(exc).__name__}") from exc

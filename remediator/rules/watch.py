@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from remediator.rulefiles import rule_files
+from remediator.rules.rulefiles import rule_files
 
 log = logging.getLogger(__name__)
 

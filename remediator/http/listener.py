@@ -13,7 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from remediator.webhook import MAX_BODY, PATH, AlertmanagerBridge
+from remediator.http.webhook import MAX_BODY, PATH, AlertmanagerBridge
 
 
 class Listener:

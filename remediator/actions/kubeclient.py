@@ -17,8 +17,8 @@ from typing import Protocol
 import aiohttp
 
 from remediator import __version__
+from remediator.actions.kubeconfig import Endpoint, KubeSettings
 from remediator.errors import StepError
-from remediator.kubeconfig import Endpoint, KubeSettings
 
 __all__ = ["MERGE_PATCH", "Conflict", "KubeAPI", "KubeClient", "KubeSettings"]
 

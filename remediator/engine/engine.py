@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from remediator.actions.base import ActionSet
+from remediator.engine.guards import Guards
+from remediator.engine.runner import StepRunner
 from remediator.errors import TemplateError
-from remediator.guards import Guards
-from remediator.matching import Matches, RuleIndex
 from remediator.metrics import Metrics
 from remediator.model import Event, Result, Rule, StepResult
-from remediator.runner import StepRunner
-from remediator.templating import Secrets
+from remediator.rules.matching import Matches, RuleIndex
+from remediator.rules.templating import Secrets
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from remediator.actions.publish import Publisher
+from remediator.engine.state import Conflict, Entry, StateStore, write
 from remediator.errors import TransportError
 from remediator.model import Event, Rule, Throttle
-from remediator.state import Conflict, Entry, StateStore, write
 
 log = logging.getLogger(__name__)
 

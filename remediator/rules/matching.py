@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from remediator.conditions import MISSING, resolve
-from remediator.eqindex import Compiler, Plan, Segment
 from remediator.model import Condition, Renderable, Rule
+from remediator.rules.conditions import MISSING, resolve
+from remediator.rules.eqindex import Compiler, Plan, Segment
 
 MEMO_SIZE = 10_000  # subjects remembered by RuleIndex.candidates before it starts over
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
-from remediator.conditions import accessor, split
 from remediator.model import Renderable, Rule
+from remediator.rules.conditions import accessor, split
 
 Getter = Callable[[object], object]
 Path = tuple[str, ...]

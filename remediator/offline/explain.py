@@ -15,12 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from remediator.engine import Engine, resolving
-from remediator.events import decode_event
-from remediator.matching import Matches, Verdict
+from remediator.engine.engine import Engine, resolving
+from remediator.engine.events import decode_event
 from remediator.model import Event, Rule
-from remediator.offline import offline_engine, offline_rules
-from remediator.templating import Secrets
+from remediator.offline.sandbox import offline_engine, offline_rules
+from remediator.rules.matching import Matches, Verdict
+from remediator.rules.templating import Secrets
 
 TRACE_ID = "0" * 32
 

@@ -20,7 +20,7 @@ from remediator.actions.base import ActionSet, StepContext
 from remediator.errors import StepError, StepTimeout, TemplateError
 from remediator.metrics import Metrics
 from remediator.model import RetryPolicy, Rule, Step, StepResult
-from remediator.templating import Secrets
+from remediator.rules.templating import Secrets
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The HTTP edge: the listener (metrics, health) and the Alertmanager webhook bridge."""

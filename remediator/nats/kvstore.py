@@ -1,0 +1,97 @@
+"""The StateStore protocol over a JetStream key-value bucket, shared by every replica.
+
+The engine only knows `StateStore` (remediator.engine.state); this module is
+the NATS edge that implements it: revisions map to the bucket's per-key
+sequence numbers, and the client's errors map onto `Conflict` (someone else
+wrote first) and `TransportError` (the store cannot be reached).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+)
+from nats.js.kv import KeyValue
+
+from remediator.engine.state import Conflict, Entry
+from remediator.errors import TransportError
+
+STATE_BUCKET = "REMEDIATOR_STATE"
+VERIFY_BUCKET = "REMEDIATOR_VERIFY"
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+T = TypeVar("T")
+
+
+class KVStore:
+    """StateStore over a JetStream key-value bucket, shared by every replica."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, bucket: str, ttl: float) -> KVStore:
+        try:
+            kv = await js.key_value(bucket)
+        except BucketNotFoundError:
+            kv = await js.create_key_value(
+                KeyValueConfig(
+                    bucket=bucket,
+                    history=1,
+                    ttl=ttl,
+                    description="remediator state: throttles, budget, completions",
+                )
+            )
+        return cls(kv)
+
+    async def get(self, key: str) -> Entry | None:
+        try:
+            entry = await _guard(self._kv.get(key))
+        except KeyNotFoundError:
+            return None
+        if entry.value is None or entry.revision is None:
+            return None
+        return Entry(entry.value, entry.revision)
+
+    async def create(self, key: str, value: bytes) -> int:
+        return int(await _guard(self._kv.create(key, value)))
+
+    async def update(self, key: str, value: bytes, revision: int) -> int:
+        return int(await _guard(self._kv.update(key, value, last=revision)))
+
+    async def delete(self, key: str, revision: int) -> None:
+        await _guard(self._kv.delete(key, last=revision))
+
+    async def put(self, key: str, value: bytes) -> int:
+        return int(await _guard(self._kv.put(key, value)))
+
+    async def keys(self) -> list[str]:
+        try:
+            return list(await _guard(self._kv.keys()))
+        except NoKeysError:
+            return []
+
+
+async def _guard(call: Awaitable[T]) -> T:
+    """Map the client's errors onto Conflict and TransportError."""
+    try:
+        return await call
+    except KeyWrongLastSequenceError as exc:
+        raise Conflict(str(exc)) from exc
+    except (KeyNotFoundError, NoKeysError):
+        raise
+    except APIError as exc:
+        if exc.err_code in _WRONG_LAST_SEQUENCE:
+            raise Conflict(str(exc)) from exc
+        raise TransportError(f"state store: {exc}") from exc
+    except (NatsError, TimeoutError, OSError) as exc:
+        raise TransportError(f"state store: {exc or type(exc).__name__}") from exc

@@ -1,0 +1,1 @@
+"""The engine with no outside world: `remediator test`, `explain` and `replay`."""
