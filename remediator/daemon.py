@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from remediator.actions.base import Action, ActionSet
 from remediator.actions.http import HTTPAction
 from remediator.actions.kubeclient import KubeSettings
+from remediator.actions.kubernetes import KubernetesAction
 from remediator.actions.publish import PublishAction
 from remediator.actions.scale import ScaleAction
 from remediator.actions.ssh import SSHAction
@@ -254,6 +255,7 @@ def build_actions(
     kube = KubeSettings.from_config(settings.section("kubernetes"), environ)
     return {
         "http": HTTPAction(),
+        "kubernetes": KubernetesAction(kube),
         "publish": PublishAction(transport),
         "scale": ScaleAction(kube),
         "ssh": SSHAction(SSHSettings.from_config(settings.section("ssh"))),

@@ -3,8 +3,9 @@
 Every flag and `REMEDIATOR_*` variable the Dockerfile, the Kubernetes manifests and the
 docs mention is one `remediator run` accepts (read from `build_parser()` and
 `settings.FIELDS`, never from a copied list); every `run` flag has a variable and a row
-in the configuration table of docs/operations.md; the manifests parse, the Role grants
-exactly what the scale action calls, and the alert rules name real metrics and labels.
+in the configuration table of docs/operations.md; the manifests parse, the Roles grant
+exactly what the scale and kubernetes actions call, and the alert rules name real metrics
+and labels.
 tests/test_image.py runs the image's configuration; tests/test_packaging.py its build.
 """
 
@@ -72,6 +73,21 @@ SCALE_RBAC = {
     ("apps", "statefulsets/scale", "update"),
     ("autoscaling", "horizontalpodautoscalers", "list"),
     ("autoscaling", "horizontalpodautoscalers", "patch"),
+}
+# What the kubernetes action calls in a namespace: restart (PATCH a workload) and evict
+# (POST pods/NAME/eviction); and, cluster-wide, cordon/uncordon (GET and PATCH a node).
+# Discovery needs nothing (system:discovery); `patch` targets are the rules' own to grant.
+KUBERNETES_RBAC = {
+    ("apps", "deployments", "patch"),
+    ("apps", "statefulsets", "patch"),
+    ("apps", "daemonsets", "patch"),
+    ("", "pods/eviction", "create"),
+}
+NODES_RBAC = {("", "nodes", "get"), ("", "nodes", "patch")}
+ROLES = {
+    ("Role", "remediator-scale"): SCALE_RBAC,
+    ("Role", "remediator-kubernetes"): KUBERNETES_RBAC,
+    ("ClusterRole", "remediator-nodes"): NODES_RBAC,
 }
 
 
@@ -312,35 +328,44 @@ def rbac_rules(role: Mapping[str, Any]) -> set[tuple[str, str, str]]:
     return found
 
 
-def test_role_grants_exactly_what_the_scale_action_needs() -> None:
-    roles = [d for _, d in documents() if d["kind"] in ("Role", "ClusterRole")]
-    assert len(roles) == 1 and roles[0]["kind"] == "Role"
-    assert rbac_rules(roles[0]) == SCALE_RBAC
-    assert not [d for _, d in documents() if d["kind"] == "ClusterRoleBinding"]
-    binding = manifest("RoleBinding")
-    account = manifest("ServiceAccount")
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "Role",
-        "name": roles[0]["metadata"]["name"],
+def test_roles_grant_exactly_what_the_actions_call() -> None:
+    roles = {
+        (d["kind"], d["metadata"]["name"]): d
+        for _, d in documents()
+        if d["kind"] in ("Role", "ClusterRole")
     }
-    assert binding["metadata"]["namespace"] == roles[0]["metadata"]["namespace"]
-    assert binding["subjects"] == [
-        {
-            "kind": "ServiceAccount",
-            "name": account["metadata"]["name"],
-            "namespace": account["metadata"]["namespace"],
-        }
-    ]
+    assert {key: rbac_rules(role) for key, role in roles.items()} == ROLES
+    account = manifest("ServiceAccount")
+    bindings = [d for _, d in documents() if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    assert sorted(b["roleRef"]["name"] for b in bindings) == sorted(n for _, n in ROLES)
+    for binding in bindings:
+        kind = binding["roleRef"]["kind"]
+        role = roles[kind, binding["roleRef"]["name"]]
+        assert binding["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
+        # Only the cluster-scoped nodes get a ClusterRoleBinding: the rest stays in prod.
+        assert binding["kind"] == ("ClusterRoleBinding" if kind == "ClusterRole" else "RoleBinding")
+        if kind == "Role":
+            assert binding["metadata"]["namespace"] == role["metadata"]["namespace"]
+        assert binding["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": account["metadata"]["name"],
+                "namespace": account["metadata"]["namespace"],
+            }
+        ]
     assert pod_spec()["serviceAccountName"] == account["metadata"]["name"]
 
 
-def test_kubernetes_docs_show_the_same_role() -> None:
+def test_kubernetes_docs_show_the_same_roles() -> None:
     text = (ROOT / "docs" / "kubernetes.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
     parsed = [d for b in blocks for d in yaml.safe_load_all(b) if isinstance(d, dict)]
-    roles = [d for d in parsed if d.get("kind") == "Role"]
-    assert [rbac_rules(role) for role in roles] == [SCALE_RBAC]
+    roles = {
+        (d["kind"], d["metadata"]["name"]): rbac_rules(d)
+        for d in parsed
+        if d.get("kind") in ("Role", "ClusterRole")
+    }
+    assert roles == ROLES
 
 
 def test_deployment_runs_three_safe_replicas() -> None:

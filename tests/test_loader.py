@@ -62,7 +62,7 @@ def problem_in(tmp_path: Path, text: str, templates: Templates) -> RuleError:
             6,
             "unknown-kind",
             "actions[1].shell",
-            "unknown action kind 'shell' (known: http, publish, scale, ssh)",
+            "unknown action kind 'shell' (known: http, kubernetes, publish, scale, ssh)",
         ),
         (
             "jinja_syntax.yaml",
@@ -123,6 +123,9 @@ def test_problems_in_one_file_are_all_reported_in_line_order(
               - http: {url: "https://x/{{ a }"}
                 timeout: soon
               - scale: {deployment: web}
+              - kubernetes:
+                  cordon: {node: a}
+                  uncordon: {node: a}
         """,
     )
     found = problems([path], templates)
@@ -133,8 +136,10 @@ def test_problems_in_one_file_are_all_reported_in_line_order(
         (7, "actions[0].http.url"),
         (8, "actions[0].timeout"),
         (9, "actions[1].scale"),
+        (10, "actions[2].kubernetes"),
     ]
-    assert "needs step or replicas" in found[-1].message
+    assert "needs step or replicas" in found[-2].message
+    assert "use only one of cordon, uncordon" in found[-1].message
 
 
 # --- YAML details -------------------------------------------------------------------------

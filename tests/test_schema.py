@@ -85,6 +85,22 @@ def test_good_files_are_accepted(path: Path) -> None:
         step(ssh={"host": "h", "command": "c", "expect_exit": [0, 1], "user": "u"}),
         step(scale={"statefulset": "db", "replicas": "{{ vars.n }}", "provider": "kubernetes"}),
         step(scale={"deployment": "web", "step": -1, "min_replicas": 1, "max_replicas": 9}),
+        step(kubernetes={"restart": {"namespace": "prod", "daemonset": "{{ vars.ds }}"}}),
+        step(kubernetes={"evict": {"pod": "{{ event.pod }}", "grace_period": "{{ vars.g }}"}}),
+        step(kubernetes={"cordon": {"node": "n"}}, retry={"attempts": 3}),
+        step(kubernetes={"uncordon": {"node": "n"}}),
+        step(
+            kubernetes={
+                "patch": {
+                    "api_version": "example.com/v1",
+                    "kind": "Widget",
+                    "namespace": "prod",
+                    "name": "w",
+                    "type": "json",
+                    "body": [{"op": "replace", "path": "/spec/size", "value": 3}],
+                }
+            }
+        ),
         step(
             http={"url": "u", "json": [1], "expect_status": 204, "verify_tls": False},
             retry={"attempts": 2, "backoff": 0.5, "max_backoff": "1m"},
@@ -142,9 +158,13 @@ A = ("rules", 0, "actions", 0)
         (
             step(shell={"command": "ls"}),
             (*A, "shell"),
-            "unknown action kind 'shell' (known: http, publish, scale, ssh)",
+            "unknown action kind 'shell' (known: http, kubernetes, publish, scale, ssh)",
         ),
-        (step(name="x"), A, "a step needs an action kind (known: http, publish, scale, ssh)"),
+        (
+            step(name="x"),
+            A,
+            "a step needs an action kind (known: http, kubernetes, publish, scale, ssh)",
+        ),
         (step(htp={"url": "u"}), (*A, "htp"), "unknown action kind 'htp'"),
         (
             step(publish={"subject": "s"}, ssh={"host": "h", "command": "c"}),
@@ -180,6 +200,36 @@ A = ("rules", 0, "actions", 0)
             "expected one of 'kubernetes', got 'nomad'",
         ),
         (
+            step(kubernetes={}),
+            (*A, "kubernetes"),
+            "needs restart or evict or cordon or uncordon or patch",
+        ),
+        (
+            step(kubernetes={"cordon": {"node": "a"}, "evict": {"pod": "p"}}),
+            (*A, "kubernetes"),
+            "use only one of evict, cordon",
+        ),
+        (
+            step(kubernetes={"restart": {"deployment": "a", "statefulset": "b"}}),
+            (*A, "kubernetes", "restart"),
+            "use only one of deployment, statefulset",
+        ),
+        (step(kubernetes={"evict": {"namespace": "x"}}), (*A, "kubernetes", "evict"), "'pod'"),
+        (
+            step(kubernetes={"patch": {"api_version": "v1", "kind": "K", "name": "n", "body": {}}}),
+            (*A, "kubernetes", "patch"),
+            "missing required key 'type'",
+        ),
+        (
+            step(
+                kubernetes={
+                    "patch": {"api_version": "v1", "kind": "K", "name": "n", "type": "x", "body": 1}
+                }
+            ),
+            (*A, "kubernetes", "patch", "type"),
+            "expected one of 'merge', 'strategic', 'json', got 'x'",
+        ),
+        (
             step(publish={"subject": "s"}, retry={"attempts": 0}),
             (*A, "retry", "attempts"),
             "must be at least 1",
@@ -192,6 +242,14 @@ def test_rejects_with_a_readable_message(
     ((found_where, found),) = messages(document)
     assert found_where == where
     assert message in found
+
+
+def test_an_unknown_kubernetes_operation_is_named_and_the_known_ones_listed() -> None:
+    where = ("rules", 0, "actions", 0, "kubernetes")
+    assert messages(step(kubernetes={"drain": {"node": "a"}})) == [
+        ((*where, "drain"), "unknown key 'drain'"),
+        (where, "needs restart or evict or cordon or uncordon or patch"),
+    ]
 
 
 def test_null_document() -> None:

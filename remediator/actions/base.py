@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from remediator.errors import StepError
 
@@ -42,6 +42,15 @@ class Action(Protocol):
 
     async def close(self) -> None:
         """Release pooled resources at shutdown."""
+        ...
+
+
+@runtime_checkable
+class Previewing(Protocol):
+    """An action whose dry run shows the request it would send, not only the rendered step."""
+
+    def preview(self, request: Mapping[str, object]) -> dict[str, object]:
+        """The dry-run output; sends nothing. StepError when the request is unusable."""
         ...
 
 

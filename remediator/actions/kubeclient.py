@@ -11,7 +11,7 @@ connection errors are transient, with `Retry-After` carried over.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import aiohttp
@@ -20,9 +20,20 @@ from remediator import __version__
 from remediator.actions.kubeconfig import Endpoint, KubeSettings
 from remediator.errors import StepError
 
-__all__ = ["MERGE_PATCH", "Conflict", "KubeAPI", "KubeClient", "KubeSettings"]
+__all__ = [
+    "JSON_PATCH",
+    "MERGE_PATCH",
+    "STRATEGIC_MERGE_PATCH",
+    "Conflict",
+    "KubeAPI",
+    "KubeClient",
+    "KubeSettings",
+]
 
 MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"  # its body is a list of operations, not an object
+Body = Mapping[str, object] | Sequence[object]
 _TRANSIENT_4XX = frozenset({408, 429})
 _CONNECT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
 
@@ -41,8 +52,10 @@ class KubeAPI(Protocol):
 
     async def put(self, path: str, body: Mapping[str, object]) -> dict[str, object]: ...
 
+    async def post(self, path: str, body: Mapping[str, object]) -> dict[str, object]: ...
+
     async def patch(
-        self, path: str, body: Mapping[str, object], content_type: str = MERGE_PATCH
+        self, path: str, body: Body, content_type: str = MERGE_PATCH
     ) -> dict[str, object]: ...
 
     async def close(self) -> None: ...
@@ -62,8 +75,11 @@ class KubeClient:
     async def put(self, path: str, body: Mapping[str, object]) -> dict[str, object]:
         return await self._request("PUT", path, body, "application/json")
 
+    async def post(self, path: str, body: Mapping[str, object]) -> dict[str, object]:
+        return await self._request("POST", path, body, "application/json")
+
     async def patch(
-        self, path: str, body: Mapping[str, object], content_type: str = MERGE_PATCH
+        self, path: str, body: Body, content_type: str = MERGE_PATCH
     ) -> dict[str, object]:
         return await self._request("PATCH", path, body, content_type)
 
@@ -87,7 +103,7 @@ class KubeClient:
         self,
         method: str,
         path: str,
-        body: Mapping[str, object] | None = None,
+        body: Body | None = None,
         content_type: str = "application/json",
     ) -> dict[str, object]:
         endpoint, session = self._connect()

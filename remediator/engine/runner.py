@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from remediator.actions.base import ActionSet, StepContext
+from remediator.actions.base import ActionSet, Previewing, StepContext
 from remediator.errors import StepError, StepTimeout, TemplateError
 from remediator.metrics import Metrics
 from remediator.model import RetryPolicy, Rule, Step, StepResult
@@ -62,9 +62,20 @@ class StepRunner:
         except TemplateError as exc:
             return self._record(rule, step, "failed", 0, started, error=str(exc))
         if dry_run:
-            return self._record(rule, step, "dry_run", 0, started, output=request)
+            return self._dry_run(rule, step, request, started)
         assert isinstance(request, Mapping)  # the loader compiles a kind's mapping to a mapping
         return await self._attempts(rule, step, request, context, started)
+
+    def _dry_run(self, rule: Rule, step: Step, request: object, started: float) -> StepResult:
+        """The rendered step, or what the kind says it would send (`Previewing`)."""
+        action = self.actions.get(step.kind)
+        if not isinstance(action, Previewing) or not isinstance(request, Mapping):
+            return self._record(rule, step, "dry_run", 0, started, output=request)
+        try:
+            output = action.preview(request)
+        except StepError as exc:  # the real run would fail the same way, permanently
+            return self._record(rule, step, "failed", 0, started, error=exc.message)
+        return self._record(rule, step, "dry_run", 0, started, output=output)
 
     async def _attempts(
         self,

@@ -14,7 +14,9 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from remediator.actions.base import ActionSet, StepContext
+from remediator.actions.base import Action, StepContext
+from remediator.actions.kubeclient import KubeAPI
+from remediator.actions.kubernetes import KubernetesAction
 from remediator.engine.engine import Engine, utcnow
 from remediator.engine.guards import Guards
 from remediator.engine.runner import StepRunner
@@ -58,6 +60,10 @@ class RefusingAction:
         return None
 
 
+def _no_cluster() -> KubeAPI:
+    raise StepError("offline evaluation never runs an action", permanent=True)
+
+
 def offline_secrets(given: Mapping[str, str], environ: Mapping[str, str]) -> Secrets:
     return Secrets(SecretValues(given, environ))
 
@@ -81,8 +87,9 @@ def offline_engine(
     there are no guards). With `simulate` (replay) the guards see real runs, except
     for rules that are `dry_run: true` themselves, as in the daemon.
     """
-    refusing = RefusingAction()
-    actions: ActionSet = dict.fromkeys(STEP_KINDS, refusing)
+    actions: dict[str, Action] = dict.fromkeys(STEP_KINDS, RefusingAction())
+    # A kubernetes step previews the request it would send; its client refuses to exist.
+    actions["kubernetes"] = KubernetesAction(_no_cluster, now=now)
     return Engine(
         index=RuleIndex(rules),
         runner=StepRunner(actions=actions, secrets=secrets),

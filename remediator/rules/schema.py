@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-STEP_KINDS = ("http", "publish", "scale", "ssh")
+STEP_KINDS = ("http", "kubernetes", "publish", "scale", "ssh")
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PATH_PATTERN = r"^[^.]+(\.[^.]+)*$"
@@ -124,6 +124,46 @@ def _scale() -> dict[str, object]:
     return _object("scale a Kubernetes workload", properties, allOf=both)
 
 
+def _kubernetes() -> dict[str, object]:
+    namespace = _text("namespace; default: default")
+    workloads = ("deployment", "statefulset", "daemonset")
+    restart = _object(
+        "a rollout restart, as `kubectl rollout restart` does it",
+        {"namespace": namespace} | {w: _text(f"the {w} to restart") for w in workloads},
+    )
+    evict = _object(
+        "evict a pod through the Eviction API (PodDisruptionBudgets hold)",
+        {
+            "namespace": namespace,
+            "pod": _text("the pod to evict"),
+            "grace_period": _templated_int("seconds the pod gets to stop; default its own"),
+        },
+        required=["pod"],
+    )
+    node = {"node": _text("the node")}
+    patch = _object(
+        "patch any object, found by apiVersion and kind through discovery",
+        {
+            "api_version": _text("v1 or group/version, e.g. apps/v1"),
+            "kind": _text("the object's kind, e.g. ConfigMap"),
+            "namespace": namespace,
+            "name": _text("the object's name"),
+            "type": {"enum": ["merge", "strategic", "json"], "description": "patch format"},
+            "body": _ANY | {"description": "the patch: a mapping, or for json a list"},
+        },
+        required=["api_version", "kind", "name", "type", "body"],
+    )
+    properties = {
+        "restart": restart | _one_of(*workloads),
+        "evict": evict,
+        "cordon": _object("mark a node unschedulable", node, required=["node"]),
+        "uncordon": _object("mark a node schedulable again", node, required=["node"]),
+        "patch": patch,
+    }
+    operations = ("restart", "evict", "cordon", "uncordon", "patch")
+    return _object("act on Kubernetes objects", properties) | _one_of(*operations)
+
+
 def _publish() -> dict[str, object]:
     properties = {
         "subject": _text("subject to publish to (template)"),
@@ -152,11 +192,12 @@ def _step() -> dict[str, object]:
         "when": _text("Jinja expression; the step is skipped when it is false"),
         "continue_on_failure": _typed("boolean", "run the next steps even if this one fails"),
         "http": _http(),
+        "kubernetes": _kubernetes(),
         "publish": _publish(),
         "scale": _scale(),
         "ssh": _ssh(),
     }
-    step = _object("one action step: exactly one of http, publish, scale, ssh", properties)
+    step = _object(f"one action step: exactly one of {', '.join(STEP_KINDS)}", properties)
     return step | _one_of(*STEP_KINDS) | {"title": "step"}
 
 

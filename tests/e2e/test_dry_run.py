@@ -50,6 +50,8 @@ rules:
         scale: {namespace: default, deployment: "{{ event.service }}", step: 2, max_replicas: 10}
       - name: report
         http: {url: "@HTTP@/done", json: {replicas: "{{ results.scale.to }}"}}
+      - name: rollout
+        kubernetes: {restart: {namespace: default, deployment: "{{ event.service }}"}}
 """
 
 
@@ -133,7 +135,7 @@ async def test_dry_run_sends_nothing_and_reports_rendered_requests(
     assert kube.replicas("web") == 3
     assert result["status"] == "dry_run"
     steps = {step["name"]: step for step in result["steps"]}
-    assert [s["status"] for s in steps.values()] == ["dry_run"] * 4
+    assert [s["status"] for s in steps.values()] == ["dry_run"] * 5
     assert steps["call"]["output"] == {
         "method": "POST",
         "url": f"{http_target.url}/hooks/web",
@@ -149,5 +151,14 @@ async def test_dry_run_sends_nothing_and_reports_rendered_requests(
         "max_replicas": 10,
     }
     assert steps["report"]["output"]["json"] == {"replicas": "<results.scale.to>"}
+    rollout = steps["rollout"]["output"]  # the request a kubernetes step would send
+    assert rollout["restart"] == {"namespace": "default", "deployment": "web"}
+    assert (rollout["method"], rollout["path"]) == (
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/web",
+    )
+    assert rollout["content_type"] == "application/strategic-merge-patch+json"
+    template = rollout["body"]["spec"]["template"]
+    assert list(template["metadata"]["annotations"]) == ["kubectl.kubernetes.io/restartedAt"]
     assert secret not in results.messages[0].data.decode()
     assert secret not in proc.logs()

@@ -6,7 +6,8 @@ of `deployments|statefulsets/<name>/scale` with resourceVersion preconditions (4
 `Status` body when stale), HorizontalPodAutoscalers (list, get, merge-patch), 401 without a
 valid bearer token or client certificate, and `Status` bodies for 403/404. Every request is
 recorded, and faults (503s, a 403, another writer between a read and a write) are injected
-by method calls, so tests need no sleeps.
+by method calls, so tests need no sleeps. Whole objects (discovery, PATCH, nodes, pod
+evictions), for the `kubernetes` action, are `api.objects` (tests/support/kube_objects.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.support.kube_objects import ObjectStore
 
 SCALE = "/apis/apps/v1/namespaces/{namespace}/{plural}/{name}/scale"
 HPAS = "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
@@ -170,6 +173,10 @@ class FakeKubeAPI:
     _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     _runner: web.AppRunner | None = None
     _port: int = 0
+    objects: ObjectStore = field(init=False)  # whole objects, for the `kubernetes` action
+
+    def __post_init__(self) -> None:
+        self.objects = ObjectStore(status, self._versions)
 
     @property
     def url(self) -> str:
@@ -243,6 +250,7 @@ class FakeKubeAPI:
         app.router.add_get(HPAS, self._list_hpas)
         app.router.add_get(HPA, self._get_hpa)
         app.router.add_patch(HPA, self._patch_hpa)
+        self.objects.add_routes(app.router)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
