@@ -62,8 +62,9 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add(
         "--nats",
         dest="nats_url",
-        metavar="URL",
-        help="NATS URL (env REMEDIATOR_NATS_URL); none: start an embedded nats-server",
+        metavar="URL[,URL...]",
+        help="NATS URL, or several comma-separated (env REMEDIATOR_NATS_URL); "
+        "none: start an embedded nats-server",
     )
     add("--core", action="store_const", const=True, help="plain NATS, at-most-once")
     add("--stream", help="JetStream stream of alerts (default ALERTS)")
@@ -77,6 +78,11 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="messages delivered and not yet acked across the fleet (default 1000)",
     )
     add("--max-deliver", dest="max_deliver", help="deliveries before dead letter (default 5)")
+    add(
+        "--replicas",
+        metavar="N",
+        help="replicas of every stream and bucket remediator creates (default 1; 3 on a cluster)",
+    )
     add("--http", metavar="HOST:PORT", help="metrics, health, webhook listener (127.0.0.1:9464)")
     add(
         "--dry-run",
@@ -155,7 +161,9 @@ def _add_publish(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     publish.add_argument("subject")
     publish.add_argument("payload", nargs="?", default="-", help="JSON, or - for stdin")
     publish.add_argument("--header", action="append", default=[], metavar="K=V")
-    publish.add_argument("--nats", dest="nats_url", metavar="URL")
+    publish.add_argument(
+        "--nats", dest="nats_url", metavar="URL[,URL...]", help="env REMEDIATOR_NATS_URL"
+    )
     publish.set_defaults(command=cmd_publish)
 
 
@@ -300,7 +308,7 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add("--to-seq", dest="to_seq", type=int, metavar="M", help="last sequence (default: the end)")
     add("--against", action="append", metavar="OLD_RULES", help="rules to compare with")
     add("--stream", help="stream of alerts (default ALERTS)")
-    add("--nats", dest="nats_url", metavar="URL", help="NATS URL (env REMEDIATOR_NATS_URL)")
+    add("--nats", dest="nats_url", metavar="URL[,URL...]", help="env REMEDIATOR_NATS_URL")
     add("--max-actions", dest="max_actions", metavar="N[/WINDOW]", help="a global budget")
     add("--config", metavar="FILE", help="YAML config file (NATS access, budget)")
     add("--json", action="store_true", help="machine-readable output")

@@ -269,6 +269,7 @@ async def build_guards(transport: Transport, settings: Settings) -> Guards:
         state: StateStore = MemoryStore()
         verifications: StateStore = MemoryStore()
     else:
-        state = await KVStore.open(transport.js, STATE_BUCKET, ttl=STATE_TTL)
-        verifications = await KVStore.open(transport.js, VERIFY_BUCKET, ttl=STATE_TTL)
+        js, replicas = transport.js, settings.replicas
+        state = await KVStore.open(js, STATE_BUCKET, ttl=STATE_TTL, replicas=replicas)
+        verifications = await KVStore.open(js, VERIFY_BUCKET, ttl=STATE_TTL, replicas=replicas)
     return Guards(store=state, verifications=verifications, publisher=transport, budget=budget)

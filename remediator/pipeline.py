@@ -32,6 +32,9 @@ from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
 
+_HOLD_FIRST = 0.5  # seconds before storing a dead letter is tried again; doubles
+_HOLD_MAX = 10.0
+
 
 @dataclass(slots=True)
 class Inflight:
@@ -165,7 +168,6 @@ class Pipeline:
             # Guards and results both need NATS: if it is away, nothing is acked.
             for result in await engine.process(event, rules):
                 await self.transport.publish_result(result)
-            await inbound.ack()
         except TransportError as exc:
             log.warning(
                 "event %s: NATS trouble, will retry: %s",
@@ -174,16 +176,31 @@ class Pipeline:
                 extra=_event_extra(event),
             )
             await self._retry_later(inbound, event.event_id, str(exc))
+            return
+        # Confirmed: an ack lost in a consumer leader failover would cost a full ack_wait.
+        await inbound.ack_confirmed(within=max(1.0, self.settings.ack_wait / 3))
 
     async def _dead_letter(self, inbound: Inbound, reason: str, error: str, event_id: str) -> None:
+        """Store the dead letter, then terminate the message. If it cannot be stored, the
+        message is held (in flight, so the ticker keeps it in progress) and storing is
+        tried again: a nak on the last delivery would drop it without a trace."""
         log.warning("dead letter (%s) from %s: %s", reason, inbound.subject, error)
+        pause = _HOLD_FIRST
+        while True:
+            try:
+                await self.transport.dead_letter(inbound, reason, error, event_id)
+                break
+            except TransportError as exc:
+                log.warning(
+                    "cannot store dead letter; holding the message, retry in %gs: %s", pause, exc
+                )
+            await asyncio.sleep(pause)
+            pause = min(_HOLD_MAX, pause * 2)
+        self.metrics.dead_letters.labels(reason).inc()
         try:
-            await self.transport.dead_letter(inbound, reason, error, event_id)
             await inbound.term()
-            self.metrics.dead_letters.labels(reason).inc()
-        except TransportError as exc:
-            log.warning("cannot publish dead letter: %s", exc)
-            await self._nak(inbound)
+        except Exception as exc:  # stored already; a redelivery dead-letters it again (same id)
+            log.warning("term failed: %s", exc)
 
     async def _retry_later(self, inbound: Inbound, event_id: str, error: str) -> None:
         """Infrastructure failure: nak with backoff, or dead-letter on the last delivery."""

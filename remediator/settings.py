@@ -47,6 +47,15 @@ def _flag(value: object) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
+def _urls(value: object) -> str:
+    """One URL, a comma-separated list, or (file) a YAML list: kept as `a,b,c`."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    urls = [str(u).strip() for u in items if str(u).strip()]
+    if not urls:
+        raise ValueError(f"no server URL in {value!r}")
+    return ",".join(urls)
+
+
 def _paths(value: object) -> tuple[str, ...]:
     if isinstance(value, list | tuple):
         return tuple(str(v) for v in value)
@@ -81,6 +90,7 @@ class Settings:
     ack_wait: float = 30.0
     max_deliver: int = 5
     max_ack_pending: int = 1000
+    replicas: int = 1  # of every stream and key-value bucket remediator creates
     http: str = "127.0.0.1:9464"
     dry_run: bool = False
     data_dir: str = ".remediator"
@@ -179,7 +189,7 @@ _NATS_KEYS = {
 
 FIELDS: dict[str, Callable[[object], object]] = {
     "rules": _paths,
-    "nats_url": _text,
+    "nats_url": _urls,
     "core": _flag,
     "stream": _text,
     "durable": _text,
@@ -204,6 +214,7 @@ FIELDS: dict[str, Callable[[object], object]] = {
     "webhook_subject": _text,
     "max_actions": _budget,
     "max_ack_pending": _positive,
+    "replicas": _positive,
     "embedded_port": _positive,
     "webhook_token": _text,
 }

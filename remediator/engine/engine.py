@@ -134,6 +134,9 @@ class Engine:
             rules = self.fired(event)
         if not rules:
             return []
+        if self.guards is not None and not self.simulate:
+            # Nothing runs that could not be recorded as done (TransportError: retry later).
+            await self.guards.writable()
         if len(rules) == 1:
             return [await self.run_rule(rules[0], event)]
         return list(await asyncio.gather(*(self.run_rule(rule, event) for rule in rules)))

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from remediator.actions.publish import Publisher
+from remediator.engine.reach import StoreCheck
 from remediator.engine.state import Conflict, Entry, StateStore, write
 from remediator.errors import TransportError
 from remediator.model import Event, Rule, Throttle
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ESCALATIONS = "remediator.escalations"
 _MAX_LEASE = 3600.0
+_RECORD_PAUSES = (0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0)  # about 14 s in all
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,14 @@ class Guards:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
+    _check: StoreCheck = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._check = StoreCheck(self.store)
+
+    async def writable(self) -> None:
+        """The store takes writes now (TransportError if not): checked before steps run."""
+        await self._check.writable()
 
     # -- completion records: a redelivered event never re-runs a finished rule
 
@@ -90,7 +100,17 @@ class Guards:
         """The latest result wins: an alert re-sent after the stream's duplicate window
         (same event id, new message) runs again under its throttle, and its redelivery
         must report that run, not the first one."""
-        await self.store.put(_done_key(rule, event), json.dumps(result, default=str).encode())
+        value = json.dumps(result, default=str).encode()
+        # The steps have run: a few seconds' patience (a bucket leader failing over) here
+        # saves running them again on redelivery.
+        for pause in _RECORD_PAUSES:
+            try:
+                await self.store.put(_done_key(rule, event), value)
+                return
+            except TransportError as exc:
+                log.warning("completion not recorded, retry in %gs: %s", pause, exc)
+            await self.sleep(pause)
+        await self.store.put(_done_key(rule, event), value)
 
     # -- throttle and budget
 

@@ -13,18 +13,18 @@ from typing import TypeVar
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
 from nats.js.errors import (
     APIError,
-    BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
     NoKeysError,
+    NotFoundError,
 )
 from nats.js.kv import KeyValue
 
 from remediator.engine.state import Conflict, Entry
 from remediator.errors import TransportError
+from remediator.nats.jsconfig import bucket_config, bucket_stream, check_replicas
 
 STATE_BUCKET = "REMEDIATOR_STATE"
 VERIFY_BUCKET = "REMEDIATOR_VERIFY"
@@ -39,19 +39,18 @@ class KVStore:
         self._kv = kv
 
     @classmethod
-    async def open(cls, js: JetStreamContext, bucket: str, ttl: float) -> KVStore:
+    async def open(
+        cls, js: JetStreamContext, bucket: str, ttl: float, replicas: int = 1
+    ) -> KVStore:
+        stream = bucket_stream(bucket)
         try:
-            kv = await js.key_value(bucket)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(
-                KeyValueConfig(
-                    bucket=bucket,
-                    history=1,
-                    ttl=ttl,
-                    description="remediator state: throttles, budget, completions",
-                )
-            )
-        return cls(kv)
+            info = await js.stream_info(stream)
+        except NotFoundError:
+            description = "remediator state: throttles, budget, completions"
+            config = bucket_config(bucket, ttl, description, replicas)
+            return cls(await js.create_key_value(config))
+        check_replicas(stream, info.config.num_replicas, replicas)
+        return cls(await js.key_value(bucket))
 
     async def get(self, key: str) -> Entry | None:
         try:

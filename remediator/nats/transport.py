@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -34,12 +33,12 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
-    StreamConfig,
 )
 from nats.js.errors import NotFoundError
 
 from remediator.errors import ConfigError, TransportError
 from remediator.model import Delivery, Result
+from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
 from remediator.rules.subjects import covers, minimal_cover
 from remediator.settings import Settings
 
@@ -48,7 +47,6 @@ log = logging.getLogger(__name__)
 RESULTS_STREAM = "REMEDIATOR_RESULTS"
 RESULTS_SUBJECTS = ["remediator.>"]
 DEAD_LETTER_SUBJECT = "remediator.deadletter"
-MANAGED = "managed by remediator"
 _WEEK = 7 * 24 * 3600.0
 _STREAM_CACHE_SECONDS = 30.0
 _PUBLISH_TIMEOUT = 5.0
@@ -69,6 +67,25 @@ class Inbound:
         if self.delivery is not None:
             await self.msg.ack()
 
+    async def ack_confirmed(self, within: float) -> bool:
+        """Ack and wait for the server to confirm it, trying again while it does not
+        (a consumer leader failing over drops acks): a lost ack costs a full ack_wait
+        before the redelivery is recognised as done. False if never confirmed."""
+        if self.delivery is None:
+            return True
+        deadline = time.monotonic() + within
+        pause = 0.1
+        while True:
+            try:
+                await self.msg.ack_sync(timeout=min(2.0, within))
+                return True
+            except (NatsError, TimeoutError, OSError) as exc:
+                if time.monotonic() + pause > deadline:
+                    log.warning("ack not confirmed: %s", exc or type(exc).__name__)
+                    return False
+            await asyncio.sleep(pause)
+            pause = min(2.0, pause * 2)
+
     async def nak(self, delay: float) -> None:
         if self.delivery is not None:
             await self.msg.nak(delay=delay)
@@ -85,26 +102,51 @@ class Inbound:
 async def connect(settings: Settings, url: str) -> Client:
     """Connect with every security option the settings carry.
 
-    The first connection gets a few attempts, then start-up fails with the
-    server's reason (a wrong password must not look like a hang); once
-    connected, the client reconnects forever.
+    `url` may list several servers (`nats://a:4222,nats://b:4222`): the first
+    connection tries each a few times, so a down seed server does not stop
+    start-up while another is up; when none answers, start-up fails with the
+    server's reason (a wrong password must not look like a hang). Once
+    connected, the client reconnects forever, to any server of the cluster.
     """
+    servers = [u.strip() for u in url.split(",") if u.strip()]
     last_error: list[Exception] = []
+    nc = Client()
 
     async def on_error(exc: Exception) -> None:
         last_error[:] = [exc]
         await _on_error(exc)
 
+    async def on_disconnect() -> None:
+        # nats-py calls this on a clean close too: only a lost connection is news.
+        if nc.is_closed:
+            log.info("nats: connection closed")
+        else:
+            log.warning("nats: disconnected; reconnecting")
+
     options: dict[str, object] = {
-        "servers": [url],
+        "servers": servers,
         "max_reconnect_attempts": _FIRST_CONNECT_ATTEMPTS,
         "reconnect_time_wait": 0.5,
         "connect_timeout": 5,
         "error_cb": on_error,
-        "disconnected_cb": _on_disconnect,
+        "disconnected_cb": on_disconnect,
         "reconnected_cb": _on_reconnect,
         "name": "remediator",
     }
+    options.update(_security(settings))
+    try:
+        await nc.connect(**options)  # type: ignore[arg-type]
+    except (OSError, NatsError, TimeoutError) as exc:
+        cause = last_error[0] if last_error else exc
+        reason = str(cause) or type(cause).__name__
+        where = ", ".join(_without_password(u) for u in servers)
+        raise TransportError(f"cannot connect to NATS at {where}: {reason}") from exc
+    nc.options["max_reconnect_attempts"] = -1  # read at each reconnect: from now on, forever
+    return nc
+
+
+def _security(settings: Settings) -> dict[str, object]:
+    options: dict[str, object] = {}
     if settings.creds:
         options["user_credentials"] = settings.creds
     if settings.nkey_seed:
@@ -119,16 +161,7 @@ async def connect(settings: Settings, url: str) -> Client:
     if settings.tls_ca or settings.tls_cert:
         options["tls"] = _tls_context(settings)
         options["tls_hostname"] = None
-    try:
-        nc = await nats.connect(**options)  # type: ignore[arg-type]
-    except (OSError, NatsError, TimeoutError) as exc:
-        cause = last_error[0] if last_error else exc
-        reason = str(cause) or type(cause).__name__
-        raise TransportError(
-            f"cannot connect to NATS at {_without_password(url)}: {reason}"
-        ) from exc
-    nc.options["max_reconnect_attempts"] = -1  # read at each reconnect: from now on, forever
-    return nc
+    return options
 
 
 def _without_password(url: str) -> str:
@@ -143,8 +176,9 @@ def connection_secrets(settings: Settings, url: str) -> set[str]:
     found = {settings.nats_password, settings.nats_token}
     if settings.nkey_seed and settings.nkey_seed.strip().startswith("SU"):
         found.add(settings.nkey_seed.strip())
-    parts = urlsplit(url)
-    found.add(parts.password if parts.password else parts.username)  # a bare user is a token
+    for each in url.split(","):
+        parts = urlsplit(each.strip())
+        found.add(parts.password if parts.password else parts.username)  # bare user: a token
     return {secret for secret in found if secret}
 
 
@@ -160,10 +194,6 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
 
 async def _on_error(exc: Exception) -> None:
     log.warning("nats: %s", exc or type(exc).__name__)
-
-
-async def _on_disconnect() -> None:
-    log.warning("nats: disconnected; reconnecting")
 
 
 async def _on_reconnect() -> None:
@@ -182,6 +212,7 @@ class Transport:
         self._subscriptions: list[Subscription] = []
         self._core_subs: dict[str, Subscription] = {}
         self._core_queue: asyncio.Queue[Msg | None] | None = None
+        self._replicas_checked: set[str] = set()
 
     @property
     def core(self) -> bool:
@@ -349,16 +380,12 @@ class Transport:
         try:
             info = await self.js.stream_info(name)
         except NotFoundError:
-            config = StreamConfig(
-                name=name,
-                subjects=subjects,
-                description=MANAGED,
-                max_age=max_age,
-                duplicate_window=120.0,
-            )
-            await self.js.add_stream(config)
+            await self.js.add_stream(stream_config(name, subjects, self.settings.replicas, max_age))
             log.info("created stream %s for %s", name, ", ".join(subjects))
             return
+        if name not in self._replicas_checked:  # once, not on every reload
+            self._replicas_checked.add(name)
+            check_replicas(name, info.config.num_replicas, self.settings.replicas)
         captured = info.config.subjects or []
         missing = [s for s in subjects if not any(covers(c, s) for c in captured)]
         if not missing:

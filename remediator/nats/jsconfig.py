@@ -1,0 +1,67 @@
+"""What remediator creates in JetStream: the one place stream and bucket configs are built.
+
+Every stream and key-value bucket the daemon creates (the alerts stream,
+`REMEDIATOR_RESULTS`, the state buckets, and any added later) gets its
+configuration here, so `--replicas` reaches all of them. Existing ones are
+never resized behind the operator's back: a replica count other than the
+one asked for is reported as a warning naming both.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+
+log = logging.getLogger(__name__)
+
+MANAGED = "managed by remediator"
+DUPLICATE_WINDOW = 120.0
+
+
+def stream_config(
+    name: str, subjects: list[str], replicas: int, max_age: float | None = None
+) -> StreamConfig:
+    return StreamConfig(
+        name=name,
+        subjects=subjects,
+        description=MANAGED,
+        max_age=max_age,
+        duplicate_window=DUPLICATE_WINDOW,
+        num_replicas=replicas,
+        storage=StorageType.FILE,
+    )
+
+
+def bucket_config(bucket: str, ttl: float, description: str, replicas: int) -> KeyValueConfig:
+    return KeyValueConfig(
+        bucket=bucket,
+        history=1,
+        ttl=ttl,
+        description=description,
+        replicas=replicas,
+        storage=StorageType.FILE,
+    )
+
+
+def bucket_stream(bucket: str) -> str:
+    """The stream behind a key-value bucket."""
+    return f"KV_{bucket}"
+
+
+def check_replicas(stream: str, actual: int | None, wanted: int) -> bool:
+    """Warn when an existing stream (or bucket's stream) has another replica count;
+    never change it: resizing is the operator's call."""
+    actual = actual or 1
+    if actual == wanted:
+        return True
+    log.warning(
+        "stream %s has %d replica(s), --replicas asks for %d; left as it is "
+        "(change it with `nats stream edit %s --replicas %d`)",
+        stream,
+        actual,
+        wanted,
+        stream,
+        wanted,
+    )
+    return False
