@@ -206,6 +206,8 @@ class Daemon:
                     await engine.clean_windows()
             except TransportError as exc:
                 log.warning("absence sweep failed: %s", exc)
+            except Exception:  # the sweep must outlive one bad timer
+                log.exception("absence sweep failed")
             sweeps += 1
             await asyncio.sleep(ABSENT_TICK)
 

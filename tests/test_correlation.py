@@ -218,3 +218,17 @@ async def test_a_claim_whose_replica_died_is_taken_over(tmp_path: Path) -> None:
     clock.now += CLAIM_LEASE + 1
     (result,) = await engine.sweep()
     assert result.event_id == firing.event.event_id
+
+
+async def test_alike_first_deliveries_each_count(tmp_path: Path) -> None:
+    """Core mode: equal payloads without a message id share an event id, yet are three events."""
+    (engine,), recorder, _, _ = replicas(tmp_path, CORRELATE)
+    same = Event(
+        subject="pool.alert",
+        headers={},
+        payload={"pool": "p", "host": "h"},
+        event_id="same",
+        trace_id="t",
+    )
+    fired = [r for _ in range(3) for r in await engine.process(same)]
+    assert len(fired) == 1 and len(recorder.runs) == 1

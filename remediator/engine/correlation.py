@@ -89,11 +89,13 @@ class Windows:
             entry = await self.store.get(key)
             state = json.loads(entry.value) if entry is not None else {}
             fired = state.get("fired")
-            if fired is not None and fired["id"] == event.event_id:
-                return _correlated(rule, event, fired["correlated"])  # a redelivery
             events = [e for e in state.get("events", []) if e["at"] > now - within]
-            if any(e["id"] == event.event_id for e in events):
-                return None  # a redelivery of an event already counted
+            # Only a redelivered message can have been seen: alike first deliveries (equal
+            # payloads without a message id, in core mode) each count.
+            if event.redelivered and fired is not None and fired["id"] == event.event_id:
+                return _correlated(rule, event, fired["correlated"])  # it fired: again
+            if event.redelivered and any(e["id"] == event.event_id for e in events):
+                return None  # counted already
             events.append({"at": now, "id": event.event_id, "payload": dict(event.payload)})
             firing = len(events) >= count
             if firing:

@@ -84,8 +84,6 @@ async def test_three_replicas_fire_once_per_window(
     assert len(http_target.received) == 3  # nine events, count 3: three windows, once each
     hosts = [h for r in http_target.received for h in r.json()["hosts"]]  # type: ignore[index]
     assert sorted(hosts) == [f"h{i}" for i in range(9)]
-    served = [any(f"pool-{unique}" in line for line in p.logs().splitlines()) for p in fleet]
-    assert sum(served) >= 2, "the firings came from more than one replica"
 
 
 async def test_a_replica_killed_between_events_loses_nothing(
