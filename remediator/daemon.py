@@ -48,6 +48,8 @@ from remediator.settings import Settings
 log = logging.getLogger(__name__)
 
 VERIFY_TICK = 1.0  # seconds between looks for expired verifications
+ABSENT_TICK = 1.0  # seconds between sweeps for absence timers that ran out
+CLEAN_EVERY = 60  # sweeps between removals of expired correlation windows
 BACKLOG_TICK = 5.0  # seconds between refreshes of the consumer backlog gauges
 STATE_TTL = 7 * 24 * 3600.0  # completion records and throttle state outlive any sane window
 
@@ -165,6 +167,7 @@ class Daemon:
         consume = asyncio.create_task(pipeline.consume(self.ruleset.subjects))
         ticker = asyncio.create_task(pipeline.tick_in_progress())
         verifier = asyncio.create_task(self._expire_verifications())
+        sweeper = asyncio.create_task(self._sweep_windows())
         backlog = asyncio.create_task(self._track_backlog())
         watcher = asyncio.create_task(self._watcher.run()) if self._watcher else None
         await self._stopping.wait()
@@ -172,6 +175,7 @@ class Daemon:
         await self.transport.stop_receiving()
         consume.cancel()
         verifier.cancel()
+        sweeper.cancel()
         backlog.cancel()
         if watcher is not None:
             watcher.cancel()
@@ -188,6 +192,25 @@ class Daemon:
                     self.metrics.verifications.labels(name, "not_resolved").inc()
             except TransportError as exc:
                 log.warning("verification check failed: %s", exc)
+
+    async def _sweep_windows(self) -> None:
+        """Absence timers live in the store, not here: every replica sweeps, from the start
+        (a timer that ran out while every daemon was down fires now), and the store lets
+        one claim each due timer."""
+        sweeps = 0
+        while self.transport is not None:
+            engine = self._engine()
+            try:
+                for result in await engine.sweep():
+                    await self.transport.publish_result(result)
+                if sweeps % CLEAN_EVERY == 0:
+                    await engine.clean_windows()
+            except TransportError as exc:
+                log.warning("absence sweep failed: %s", exc)
+            except Exception:  # the sweep must outlive one bad timer
+                log.exception("absence sweep failed")
+            sweeps += 1
+            await asyncio.sleep(ABSENT_TICK)
 
     async def _track_backlog(self) -> None:
         """The consumer backlog gauges, from the server: at once, then every BACKLOG_TICK."""

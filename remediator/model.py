@@ -88,6 +88,23 @@ class Verify:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Correlate:
+    """Fire when `count` matching events of one group arrive within `within` seconds."""
+
+    count: int
+    within: float
+    group_by: Renderable | None = None  # None: one group per rule
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Absent:
+    """Fire when a group has had no matching event for `within` seconds."""
+
+    within: float
+    group_by: Renderable | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Rule:
     name: str
     description: str = ""
@@ -102,7 +119,14 @@ class Rule:
     steps: tuple[Step, ...] = ()
     on_failure: tuple[Step, ...] = ()
     verify: Verify | None = None
+    correlate: Correlate | None = None
+    absent: Absent | None = None
     source: Source
+
+    @property
+    def windowed(self) -> bool:
+        """Fires on a pattern of events (kept in shared state), not on one event."""
+        return self.correlate is not None or self.absent is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

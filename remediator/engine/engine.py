@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from remediator.actions.base import ActionSet
+from remediator.engine.correlation import Firing, Windows, group_of
 from remediator.engine.guards import Guards
 from remediator.engine.runner import StepRunner
+from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import TemplateError
 from remediator.metrics import Metrics
 from remediator.model import Event, Result, Rule, StepResult
@@ -46,12 +48,19 @@ class Engine:
     # nothing), so counts come out as the daemon's did.
     simulate: bool = False
     now: Callable[[], dt.datetime] = utcnow
+    # Where correlation windows and absence timers live: the guards' store by default.
+    state: StateStore | None = None
+    windows: Windows = field(init=False, repr=False)
     # `rule_evaluations_total` children by result, then rule name, bound on first use.
     _evaluation_counters: dict[str, dict[str, Counter]] = field(
         default_factory=lambda: {"matched": {}, "no_match": {}, "error": {}},
         init=False,
         repr=False,
     )
+
+    def __post_init__(self) -> None:
+        store = self.state or (self.guards.store if self.guards is not None else None)
+        self.windows = Windows(store if store is not None else MemoryStore())
 
     @classmethod
     def build(
@@ -137,9 +146,47 @@ class Engine:
         if self.guards is not None and not self.simulate:
             # Nothing runs that could not be recorded as done (TransportError: retry later).
             await self.guards.writable()
+        if any(rule.windowed for rule in rules):  # only these pay for shared state
+            return await self._process_windowed(event, rules)
         if len(rules) == 1:
             return [await self.run_rule(rules[0], event)]
         return list(await asyncio.gather(*(self.run_rule(rule, event) for rule in rules)))
+
+    async def _process_windowed(self, event: Event, rules: tuple[Rule, ...]) -> list[Result]:
+        """Plain rules fire; windowed ones count the event and fire when their pattern holds."""
+        runs = [self.run_rule(rule, event) for rule in rules if not rule.windowed]
+        failed: list[Result] = []
+        for rule in (r for r in rules if r.windowed):
+            try:
+                group = group_of(rule, self.context(event))
+            except TemplateError as exc:
+                failed.append(self._finish(rule, event, self.now(), "failed", (), self._mask(exc)))
+                continue
+            firing = await self.windows.observe(rule, event, group, self.now().timestamp())
+            if firing is not None:
+                runs.append(self.run_rule(rule, firing.event, firing.extra))
+        return failed + list(await asyncio.gather(*runs))
+
+    async def sweep(self) -> list[Result]:
+        """Fire every absence timer that ran out (claimed by this replica only)."""
+        rules = {rule.name: rule for rule in self.index.rules if rule.absent is not None}
+        if not rules:
+            return []
+        results = []
+        for firing in await self.windows.due(rules, self.now().timestamp()):
+            results.append(await self.fire(firing))
+        return results
+
+    async def clean_windows(self) -> int:
+        """Remove correlation groups whose window has passed (the per-group bound)."""
+        rules = {rule.name: rule for rule in self.index.rules if rule.correlate is not None}
+        return await self.windows.clean(rules, self.now().timestamp()) if rules else 0
+
+    async def fire(self, firing: Firing) -> Result:
+        """Run a claimed absence through the normal path, then drop its timer."""
+        result = await self.run_rule(firing.rule, firing.event, firing.extra)
+        await self.windows.cleared(firing)
+        return result
 
     def context(self, event: Event) -> dict[str, object]:
         return {
@@ -151,7 +198,10 @@ class Engine:
             "now": self.now(),
         }
 
-    async def run_rule(self, rule: Rule, event: Event) -> Result:
+    async def run_rule(
+        self, rule: Rule, event: Event, extra: Mapping[str, object] | None = None
+    ) -> Result:
+        """Fire `rule` for `event`; `extra` adds to the template context (`correlated`)."""
         guards = self.guards
         # Only a redelivered message can have completed before: a first delivery saves the
         # look-up (a round trip to the state bucket on every event otherwise).
@@ -164,14 +214,14 @@ class Engine:
             if self.metrics is not None:
                 self.metrics.rule_results.labels(rule.name, "deduplicated").inc()
             return Result.from_json(stored)
-        result = await self._guarded_run(rule, event)
+        result = await self._guarded_run(rule, event, extra or {})
         if guards is not None:
             await guards.record(rule, event, result.to_json())
         return result
 
-    async def _guarded_run(self, rule: Rule, event: Event) -> Result:
+    async def _guarded_run(self, rule: Rule, event: Event, extra: Mapping[str, object]) -> Result:
         started = self.now()
-        context = self.context(event) | {"rule": rule.name, "results": {}}
+        context = self.context(event) | dict(extra) | {"rule": rule.name, "results": {}}
         acts = not (self.dry_run or rule.dry_run)  # a real run: spends budget, awaits verify
         dry_run = self.simulate or not acts
         try:

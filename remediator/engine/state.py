@@ -43,7 +43,9 @@ class StateStore(Protocol):
         """Write whatever is there."""
         ...
 
-    async def keys(self) -> list[str]: ...
+    async def keys(self, under: str | None = None) -> list[str]:
+        """Every key, or those whose first token is `under` (`under.` + the rest)."""
+        ...
 
 
 async def write(store: StateStore, key: str, value: bytes, entry: Entry | None) -> int:
@@ -83,8 +85,10 @@ class MemoryStore:
     async def put(self, key: str, value: bytes) -> int:
         return self._put(key, value)
 
-    async def keys(self) -> list[str]:
-        return list(self.data)
+    async def keys(self, under: str | None = None) -> list[str]:
+        if under is None:
+            return list(self.data)
+        return [key for key in self.data if key.startswith(f"{under}.")]
 
     def _put(self, key: str, value: bytes) -> int:
         self._revision += 1

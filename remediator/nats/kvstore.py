@@ -73,11 +73,26 @@ class KVStore:
     async def put(self, key: str, value: bytes) -> int:
         return int(await _guard(self._kv.put(key, value)))
 
-    async def keys(self) -> list[str]:
+    async def keys(self, under: str | None = None) -> list[str]:
+        if under is not None:
+            return await _guard(self._keys_under(under))
         try:
             return list(await _guard(self._kv.keys()))
         except NoKeysError:
             return []
+
+    async def _keys_under(self, under: str) -> list[str]:
+        """Filtered by the server (the client's `keys(filters)` reads every key first)."""
+        watcher = await self._kv.watch(f"{under}.>", ignore_deletes=True, meta_only=True)
+        keys = []
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break  # the watcher has delivered what exists now
+                keys.append(entry.key)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return keys
 
 
 async def _guard(call: Awaitable[T]) -> T:

@@ -7,6 +7,10 @@ not match names the first condition that failed and the value it saw there
 matches but does not fire says why (a `stop` rule above it; a resolving event,
 which fires only rules that match `status`). The rest are listed briefly as
 `subject does not match`. Nothing runs: this is matching only.
+
+A rule over several events reports its window for the event's group instead:
+`correlate` how many of `count` this event makes (offline the window holds this
+event alone: "1 of 3 within 5m"), `absent` the timer the event restarts.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from remediator.engine.correlation import group_of
 from remediator.engine.engine import Engine, resolving
 from remediator.engine.events import decode_event
+from remediator.errors import TemplateError
 from remediator.model import Event, Rule
 from remediator.offline.sandbox import offline_engine, offline_rules
 from remediator.rules.matching import Matches, Verdict
@@ -57,6 +63,11 @@ def explain(engine: Engine, rules: Sequence[Rule], event: Event) -> list[Explana
         _candidate(rule, verdict, rule.name in fired, matches)
         for rule, verdict in matches.evaluations
     ]
+    context = engine.context(event)
+    explained = [
+        _windowed(e, rule, context) if e.fires and rule.windowed else e
+        for e, (rule, _) in zip(explained, matches.evaluations, strict=True)
+    ]
     seen = {e.rule for e in explained}
     for rule in rules:
         if rule.name not in seen:
@@ -80,6 +91,30 @@ def _candidate(rule: Rule, verdict: Verdict, fires: bool, matches: Matches) -> E
         "matches, but this is a resolving event (status: resolved), which fires only "
         "rules whose `match` names `status`",
     )
+
+
+def _windowed(found: Explanation, rule: Rule, context: Mapping[str, object]) -> Explanation:
+    """A matching rule over several events fires only when its window says so."""
+    try:
+        group = group_of(rule, context)
+    except TemplateError as exc:
+        return Explanation(rule.name, False, f"matches, but group_by failed: {exc}")
+    named = f"group {group!r}" if group else "its one group"
+    if rule.correlate is not None:
+        count, within = rule.correlate.count, span(rule.correlate.within)
+        why = f"matches; window of {named}: 1 of {count} within {within}"
+        return Explanation(rule.name, count <= 1, why if count <= 1 else f"{why}, fires at {count}")
+    assert rule.absent is not None
+    why = f"matches; restarts the silence timer of {named}: fires after {span(rule.absent.within)}"
+    return Explanation(rule.name, False, f"{why} without another event")
+
+
+def span(seconds: float) -> str:
+    """`300.0` as `5m`: the largest unit that divides it."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def text(event: Event, explained: Sequence[Explanation]) -> str:

@@ -4,9 +4,11 @@ Each stored event goes through the real engine as the daemon would have run
 it, except that steps are rendered, never run (`Engine.simulate`). Throttles,
 the global budget (when given) and verification live in a fresh in-memory
 store whose clock is the time the stream stored the event, so cooldowns and
-windows behave as they did in real time. Escalations and verification notices
-are recorded and counted, never published. A rule that is `dry_run: true`
-spends no budget, as in the daemon.
+windows behave as they did in real time; correlation windows and absence timers
+(`correlate`, `absent`) live in that store too, on the same clock, and a silence
+that ran out between two stored events fires before the later one. Escalations
+and verification notices are recorded and counted, never published. A rule
+that is `dry_run: true` spends no budget, as in the daemon.
 
 Per rule it counts what each fired event would have come to: `ran` (admitted,
 the daemon's `succeeded`), `throttled`, `suppressed` (budget), and `failed`
@@ -105,6 +107,9 @@ class Replayer:
         """Replay one stored message; False when it is not an event (the daemon dead-letters it)."""
         self.clock.at = stored.time
         await self.guards.expire({rule.name: rule for rule in self.rules})
+        # Silences that ran out before this event fire now, as the daemon's sweep did.
+        for result in await self.engine.sweep():
+            self.counts[result.rule][outcome(result)] += 1
         delivery = Delivery(stream=stored.stream, sequence=stored.sequence, num_delivered=1)
         try:
             event = decode_event(

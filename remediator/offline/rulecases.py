@@ -9,30 +9,36 @@ partial rendered requests by rule and step (see `expectations`), or the word
 Each case runs through the real engine in dry run: matching, `stop` and
 priorities, vars and every step's templates are exactly the daemon's, but no
 action runs and nothing connects anywhere (see `offline`). Throttles do not
-apply; each case stands alone. A fired rule whose vars or step templates fail
-to render fails its case, since it would fail in production. Case files are
-checked against `CASES_SCHEMA` first; their problems are `RuleError`s naming
-file and line, like rule files'.
+apply; each case stands alone, with windows of its own. A fired rule whose
+vars or step templates fail to render fails its case, since it would fail in
+production. Case files are checked against `CASES_SCHEMA` first; their
+problems are `RuleError`s naming file and line, like rule files'.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 
-from remediator.engine.engine import Engine
+from remediator.durations import parse_duration
+from remediator.engine.engine import Engine, utcnow
 from remediator.engine.events import decode_event
+from remediator.engine.state import MemoryStore
 from remediator.errors import RuleError, RuleErrors
 from remediator.model import Result, StepResult
 from remediator.offline.expectations import compare, diff
 from remediator.offline.sandbox import offline_engine, offline_rules
 from remediator.rules.matching import subject_problem
 from remediator.rules.rulefiles import CASES_SUFFIX, SUFFIXES, is_case_file
+from remediator.rules.schema import DURATION_PATTERN
 from remediator.rules.templating import Secrets
 from remediator.rules.yamlsource import parse_document
 
@@ -62,15 +68,36 @@ _EXPECT = {
         },
     },
 }
+_DURATION = {"type": ["number", "string"], "minimum": 0, "pattern": DURATION_PATTERN}
+_HEADERS = {"type": "object", "additionalProperties": _SCALAR_HEADER}
+_SEQUENCED = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["event"],
+    "properties": {
+        "after": _DURATION | {"description": "time since the previous event; default 0"},
+        "subject": {"type": "string", "minLength": 1, "description": "default: the case's"},
+        "headers": _HEADERS,
+        "event": {"type": "object", "description": "the event's JSON payload"},
+    },
+}
 _CASE = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["name", "subject", "event", "expect"],
+    "required": ["name", "subject", "expect"],
+    "oneOf": [{"required": ["event"]}, {"required": ["events"]}],
     "properties": {
         "name": {"type": "string", "minLength": 1, "description": "what the case shows"},
         "subject": {"type": "string", "minLength": 1, "description": "the event's subject"},
-        "headers": {"type": "object", "additionalProperties": _SCALAR_HEADER},
+        "headers": _HEADERS,
         "event": {"type": "object", "description": "the event's JSON payload"},
+        "events": {
+            "type": "array",
+            "minItems": 1,
+            "description": "several events in order, on a simulated clock",
+            "items": _SEQUENCED,
+        },
+        "advance": _DURATION | {"description": "time that passes before the expectation"},
         "expect": _EXPECT,
     },
 }
@@ -86,11 +113,20 @@ CASES_SCHEMA: dict[str, object] = {
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Case:
-    name: str
+class CaseEvent:
+    """One event of a case, `after` seconds after the previous one."""
+
     subject: str
     headers: Mapping[str, str]
     event: Mapping[str, object]
+    after: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Case:
+    name: str
+    events: tuple[CaseEvent, ...]
+    advance: float
     fired: frozenset[str] | None
     steps: Mapping[str, Mapping[str, object]]
     file: str
@@ -201,29 +237,54 @@ def _load_file(path: Path) -> tuple[list[Case], list[RuleError]]:
     cases = []
     for index, raw in enumerate(raw_cases):
         line = document.line(("cases", index))
-        problem = subject_problem(raw["subject"], wildcards=False)
-        if problem is not None:
-            problems.append(document.error(("cases", index, "subject"), problem))
-            continue
-        cases.append(_case(raw, str(path), line))
+        case = _case(raw, str(path), line)
+        bad = [
+            (where, problem)
+            for where, item in _subjects(raw)
+            if (problem := subject_problem(item, wildcards=False)) is not None
+        ]
+        for where, problem in bad:
+            problems.append(document.error(("cases", index, *where), problem))
+        if not bad:
+            cases.append(case)
     return cases, problems
 
 
-def _case(raw: Mapping[str, object], file: str, line: int) -> Case:
-    expect, event, headers = raw["expect"], raw["event"], raw.get("headers") or {}
-    assert isinstance(expect, Mapping) and isinstance(event, Mapping)  # the schema said so
-    assert isinstance(headers, Mapping)
+def _subjects(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    found: list[tuple[tuple[str | int, ...], str]] = [(("subject",), raw["subject"])]
+    for index, item in enumerate(raw.get("events") or []):
+        if "subject" in item:
+            found.append((("events", index, "subject"), item["subject"]))
+    return found
+
+
+def _case(raw: Mapping[str, Any], file: str, line: int) -> Case:
+    """A schema-checked case: one `event`, or `events` each `after` the one before."""
+    expect = raw["expect"]
+    sequence = raw.get("events") or [{"event": raw["event"]}]
+    events = tuple(
+        CaseEvent(
+            subject=str(item.get("subject", raw["subject"])),
+            headers=_text_map(item.get("headers", raw.get("headers") or {})),
+            event=dict(item["event"]),
+            after=parse_duration(item.get("after", 0)),
+        )
+        for item in sequence
+    )
     fired = expect.get("fired")
     return Case(
         name=str(raw["name"]),
-        subject=str(raw["subject"]),
-        headers={str(k): str(v) for k, v in headers.items()},
-        event=dict(event),
+        events=events,
+        advance=parse_duration(raw.get("advance", 0)),
         fired=frozenset(map(str, fired)) if isinstance(fired, list) else None,
         steps=dict(expect.get("steps") or {}),
         file=file,
         line=line,
     )
+
+
+def _text_map(raw: Mapping[str, object]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in raw.items()}
 
 
 @functools.cache
@@ -235,9 +296,7 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 
 async def run_case(engine: Engine, case: Case) -> Outcome:
-    data = json.dumps(case.event).encode()
-    event = decode_event(case.subject, case.headers, data, None, lambda: TRACE_ID)
-    results = {result.rule: result for result in await engine.process(event)}
+    results = await run_timeline(engine, case)
     outcome = Outcome(case)
     if case.fired is not None and set(results) != case.fired:
         outcome.problems.append(_fired_problem(case.fired, list(results)))
@@ -246,6 +305,42 @@ async def run_case(engine: Engine, case: Case) -> Outcome:
     for rule, steps in case.steps.items():
         outcome.problems += _step_problems(rule, steps, results.get(rule))
     return outcome
+
+
+async def run_timeline(engine: Engine, case: Case) -> dict[str, Result]:
+    """The case's events in order on a simulated clock, with fresh windows; what fired.
+
+    Absence timers are swept before each event and after `advance`, as the daemon's
+    sweep would have seen them; a rule that fires more than once shows its last result.
+    """
+    clock = SimulatedClock(utcnow())
+    engine = dataclasses.replace(engine, now=clock, state=MemoryStore())
+    results: dict[str, Result] = {}
+    for position, item in enumerate(case.events):
+        clock.advance(item.after)
+        fired = await engine.sweep()
+        data = json.dumps(item.event).encode()
+        event_id = f"case-{position + 1}"
+        ids = {"Nats-Msg-Id": event_id} if len(case.events) > 1 else {}
+        decoded = decode_event(item.subject, {**ids, **item.headers}, data, None, lambda: TRACE_ID)
+        fired += await engine.process(decoded)
+        results.update((result.rule, result) for result in fired)
+    clock.advance(case.advance)
+    results.update((result.rule, result) for result in await engine.sweep())
+    return results
+
+
+@dataclass(slots=True)
+class SimulatedClock:
+    """The engine's `now` in a case: moves only when the case says time passes."""
+
+    at: dt.datetime
+
+    def __call__(self) -> dt.datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += dt.timedelta(seconds=seconds)
 
 
 def _fired_problem(expected: frozenset[str], fired: list[str]) -> str:

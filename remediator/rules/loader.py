@@ -25,7 +25,9 @@ import jinja2
 from remediator.durations import parse_duration
 from remediator.errors import RuleError, RuleErrors
 from remediator.model import (
+    Absent,
     Condition,
+    Correlate,
     Renderable,
     RetryPolicy,
     Rule,
@@ -184,6 +186,8 @@ class _RuleCompiler:
         steps = self.steps(raw.get("actions", []), "actions", names)
         on_failure = self.steps(raw.get("on_failure", []), "on_failure", names)
         verify = self.guard(("verify",), None, lambda: self.verify(raw.get("verify")))
+        correlate = self.guard(("correlate",), None, lambda: self.correlate(raw.get("correlate")))
+        absent = self.guard(("absent",), None, lambda: self.absent(raw.get("absent")))
         if self.failed:
             return None
         return Rule(
@@ -200,6 +204,8 @@ class _RuleCompiler:
             steps=steps,
             on_failure=on_failure,
             verify=verify,
+            correlate=correlate,
+            absent=absent,
             source=self.source(),
         )
 
@@ -331,6 +337,25 @@ class _RuleCompiler:
             resolved_within=self.duration(raw, "resolved_within", where, 0.0, positive=True),
             key=self.template(raw, "key", where),
             escalate=self.literal_subject(raw, "escalate", where),
+        )
+
+    def correlate(self, raw: Raw | None) -> Correlate | None:
+        if raw is None:
+            return None
+        where: Where = ("correlate",)
+        return Correlate(
+            count=raw.get("count", 1),
+            within=self.duration(raw, "within", where, 0.0, positive=True),
+            group_by=self.template(raw, "group_by", where),
+        )
+
+    def absent(self, raw: Raw | None) -> Absent | None:
+        if raw is None:
+            return None
+        where: Where = ("absent",)
+        return Absent(
+            within=self.duration(raw, "within", where, 0.0, positive=True),
+            group_by=self.template(raw, "group_by", where),
         )
 
 

@@ -241,6 +241,29 @@ def _verify() -> dict[str, object]:
     return _object("check that the fix worked", properties, required=["resolved_within"])
 
 
+def _group_by() -> dict[str, object]:
+    return _text("template naming the group (its own window or timer); default one per rule")
+
+
+def _correlate() -> dict[str, object]:
+    properties = {
+        "count": _typed("integer", "matching events of one group that fire the rule", minimum=1),
+        "within": _duration("the window the count must be reached in"),
+        "group_by": _group_by(),
+    }
+    description = "fire once when `count` events of one group arrive within `within`"
+    return _object(description, properties, required=["count", "within"])
+
+
+def _absent() -> dict[str, object]:
+    properties = {
+        "within": _duration("fire when a group has had no matching event this long"),
+        "group_by": _group_by(),
+    }
+    description = "fire when a group that has sent matching events falls silent"
+    return _object(description, properties, required=["within"])
+
+
 def _match() -> dict[str, object]:
     entry = {"type": [*_SCALARS, "object"], "if": {"type": "object"}}
     entry["then"] = {"$ref": "#/$defs/operators"}
@@ -267,8 +290,11 @@ def _rule() -> dict[str, object]:
         "actions": _array("steps, run in order", steps, minItems=1),
         "on_failure": _array("steps run after a step finally fails", steps),
         "verify": _verify(),
+        "correlate": _correlate(),
+        "absent": _absent(),
     }
-    return _object("one rule", properties, required=["name", "on", "actions"])
+    rule = _object("one rule", properties, required=["name", "on", "actions"])
+    return rule | _not_both("correlate", "absent")
 
 
 def _build() -> dict[str, object]:
