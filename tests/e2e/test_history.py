@@ -108,7 +108,7 @@ async def test_history_and_show_read_the_results_stream(
         assert "1. tell  publish  succeeded  attempts 1" in shown
         assert "1. call  http  dry_run" in shown and "Bearer ***" in shown
         assert f"tok-{unique}-s3cret" not in shown
-        assert await consumers(nc) == before  # its ephemeral consumers are gone
+        assert await consumers(nc) <= before  # it left no consumer behind
     finally:
         proc.stop()
 
