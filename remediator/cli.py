@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_test(commands)
     _add_explain(commands)
     _add_replay(commands)
+    _add_history(commands)
     return parser
 
 
@@ -333,6 +334,74 @@ def cmd_replay(args: argparse.Namespace) -> int:
     span = Span(since=since, first=args.from_seq, last=args.to_seq)
     report = asyncio.run(replay_stream(settings, span, rules, against, secrets))
     print(json.dumps(report.to_json(), indent=2) if args.json else text(report))
+    return 0
+
+
+# --- what did it do: history, show ------------------------------------------------------
+
+
+def _add_history(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    history = commands.add_parser("history", help="what the daemon did: one line per result")
+    add = history.add_argument
+    add("--rule", help="only this rule's results")
+    add("--status", help="only results with this status (succeeded, failed, throttled, ...)")
+    add("--since", type=_duration, default=86400.0, metavar="DURATION", help="default 24h")
+    add("--limit", type=int, default=50, metavar="N", help="the newest N results (default 50)")
+    add("--json", action="store_true", help="one JSON object per line")
+    _add_results_access(history)
+    history.set_defaults(command=cmd_history)
+    show = commands.add_parser("show", help="every result of one event, with its steps")
+    show.add_argument("event_id", metavar="EVENT_ID")
+    show.add_argument(
+        "--since", type=_duration, default=7 * 86400.0, metavar="DURATION", help="default 7d"
+    )
+    show.add_argument("--json", action="store_true", help="one JSON object per line")
+    _add_results_access(show)
+    show.set_defaults(command=cmd_show)
+
+
+def _add_results_access(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nats", dest="nats_url", metavar="URL", help="env REMEDIATOR_NATS_URL")
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (NATS access)")
+
+
+def _results_settings(args: argparse.Namespace) -> Settings:
+    flags = {"nats_url": args.nats_url, "config": args.config}
+    return Settings.load({k: v for k, v in flags.items() if v is not None}, os.environ)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from remediator.offline.history_view import Query, history, table
+
+    if args.limit < 1:
+        print("remediator: --limit must be at least 1", file=sys.stderr)
+        return 2
+    now = time.time()
+    query = Query(rule=args.rule, status=args.status, since=now - args.since, limit=args.limit)
+    results = asyncio.run(history(_results_settings(args), query))
+    if args.json:
+        for body in results:
+            print(json.dumps(body, default=str))
+    elif results:
+        print(table(results, now))
+    else:
+        print("no results", file=sys.stderr)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from remediator.offline.history_view import detail, event_results
+
+    now = time.time()
+    results = asyncio.run(event_results(_results_settings(args), args.event_id, now - args.since))
+    if not results:
+        print(f"remediator: no result for event {args.event_id}", file=sys.stderr)
+        return 1
+    if args.json:
+        for body in results:
+            print(json.dumps(body, default=str))
+    else:
+        print(detail(results, now))
     return 0
 
 

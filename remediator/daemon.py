@@ -29,14 +29,18 @@ from remediator.actions.ssh import SSHAction
 from remediator.actions.sshsettings import SSHSettings
 from remediator.engine.engine import Engine
 from remediator.engine.guards import Budget, Guards
+from remediator.engine.resultlog import DAY_MINUTES, MINUTE, ResultLog
 from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import RemediatorError, TransportError
+from remediator.http.consolefiles import mount_console
 from remediator.http.listener import Listener
+from remediator.http.results import ResultsAPI
 from remediator.http.webhook import AlertmanagerBridge, compile_subject
 from remediator.metrics import Metrics
-from remediator.model import Rule
+from remediator.model import Result, Rule
 from remediator.nats.embedded import EmbeddedServer
 from remediator.nats.kvstore import STATE_BUCKET, VERIFY_BUCKET, KVStore
+from remediator.nats.results import read_results
 from remediator.nats.transport import Transport, connect, connection_secrets
 from remediator.pipeline import Pipeline
 from remediator.rules.loader import load_rules
@@ -87,6 +91,7 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self._reloading = asyncio.Lock()
         self._watcher: RuleWatcher | None = None
+        self.results = ResultLog()  # what the console and /api/results read
 
     def ready(self) -> bool:
         transport = self.transport
@@ -137,7 +142,9 @@ class Daemon:
             await self.transport.prepare({s for rule in rules for s in rule.subjects})
             self.guards = await build_guards(self.transport, self.settings)
             self.ruleset = self.load(rules)
-            self.pipeline = Pipeline(self.transport, self.settings, self.metrics, self._engine)
+            self.pipeline = Pipeline(
+                self.transport, self.settings, self.metrics, self._engine, self._record
+            )
             listener.add_webhook(
                 AlertmanagerBridge(
                     self.transport,
@@ -146,6 +153,8 @@ class Daemon:
                     self.pipeline.new_trace_id,
                 )
             )
+            ResultsAPI(self.results, self._rule_names).mount(listener.app)
+            mount_console(listener.app)
             await listener.start(*self.settings.http_host_port)
             self._install_signals()
             log.info(
@@ -170,6 +179,7 @@ class Daemon:
         sweeper = asyncio.create_task(self._sweep_windows())
         backlog = asyncio.create_task(self._track_backlog())
         watcher = asyncio.create_task(self._watcher.run()) if self._watcher else None
+        seeding = asyncio.create_task(self._seed_results())
         await self._stopping.wait()
         log.info("stopping: no new messages; draining %d in flight", pipeline.in_flight)
         await self.transport.stop_receiving()
@@ -177,10 +187,29 @@ class Daemon:
         verifier.cancel()
         sweeper.cancel()
         backlog.cancel()
+        seeding.cancel()
         if watcher is not None:
             watcher.cancel()
         await pipeline.drain()
         ticker.cancel()
+
+    def _record(self, result: Result) -> None:
+        self.results.add(result.to_json())
+
+    def _rule_names(self) -> list[str]:
+        return [rule.name for rule in self.ruleset.rules] if self.ruleset else []
+
+    async def _seed_results(self) -> None:
+        """The last day of results from the stream, so a restart does not blank the console."""
+        if self.settings.core or self.transport is None:
+            return
+        since = self.results.clock() - DAY_MINUTES * MINUTE
+        try:
+            count = await self.results.seed(read_results(self.transport.nc, since))
+        except TransportError as exc:
+            log.warning("cannot read past results for the console: %s", exc)
+            return
+        log.info("console: %d results of the last 24h read back", count)
 
     async def _expire_verifications(self) -> None:
         """Every replica looks; the store lets exactly one act on each expired record."""

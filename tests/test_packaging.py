@@ -74,3 +74,15 @@ def test_the_dockerfile_pip_steps_build_a_runnable_remediator(tmp_path: Path) ->
         tmp_path,
     )
     assert str(venv) in installed.stdout, "the installed package, not the source tree"
+    # The web console's files travel in the wheel (package-data), not only in the source tree.
+    console = run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "from importlib import resources; "
+            "folder = resources.files('remediator.http') / 'console'; "
+            "print(sorted(p.name for p in folder.iterdir()))",
+        ],
+        tmp_path,
+    )
+    assert console.stdout.strip() == "['app.js', 'index.html', 'style.css']"

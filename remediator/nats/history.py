@@ -1,6 +1,7 @@
 """History: the messages a stream has stored, read without disturbing anyone.
 
-`replay` reads the alerts stream through an ephemeral consumer of its own:
+`replay` (the alerts stream) and `history` / `show` (the results stream) read
+through an ephemeral consumer of their own:
 messages are delivered in stream order, never acked (ack policy none), the
 consumer lives in server memory, is deleted when the read ends, and expires
 on the server should the reader die first. It never binds to the daemon's
@@ -45,11 +46,13 @@ class Stored:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Span:
-    """Which messages: stored since a time, or from one sequence to another (inclusive)."""
+    """Which messages: stored since a time, or from one sequence to another (inclusive),
+    optionally only those on subjects matching `subject` (a NATS subject filter)."""
 
     since: float | None = None
     first: int | None = None
     last: int | None = None
+    subject: str | None = None
 
     def config(self) -> ConsumerConfig:
         config = ConsumerConfig(
@@ -57,8 +60,10 @@ class Span:
             deliver_policy=DeliverPolicy.ALL,
             inactive_threshold=_INACTIVE,
             mem_storage=True,
-            description="remediator replay (read-only)",
+            description="remediator history reader (read-only)",
         )
+        if self.subject is not None:
+            config.filter_subject = self.subject
         if self.first is not None:
             config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
             config.opt_start_seq = self.first

@@ -1,0 +1,170 @@
+"""The daemon's own recollection of recent results, which the console and `/api/` read.
+
+Reads must be cheap, so a request never rereads the results stream: the daemon
+hands every result it publishes to a `ResultLog`, which keeps the most recent
+ones (a bounded ring, newest last) and per-minute counts by rule and status for
+the last day. At start-up the daemon seeds it from the stream's last 24 hours
+(`seed`), so a restart does not blank the console. Results are kept as the JSON
+bodies that were published: already masked, never unmasked here.
+
+A result published twice for one `(event_id, rule)` (a redelivery answered from
+its completion record) is counted once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterable, Callable, Mapping
+from dataclasses import dataclass
+
+RING = 10_000  # results kept whole, for the list and the detail views
+MINUTE = 60
+DAY_MINUTES = 24 * 60
+HOUR_MINUTES = 60
+
+Body = Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One published result and when it finished (seconds since the epoch)."""
+
+    at: float
+    body: Body
+
+    @property
+    def rule(self) -> str:
+        return str(self.body.get("rule", ""))
+
+    @property
+    def status(self) -> str:
+        return str(self.body.get("status", ""))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return str(self.body.get("event_id", "")), self.rule
+
+
+def finished_at(body: Body) -> float:
+    """When a result body says it finished; 0 when it does not say (sorted first)."""
+    try:
+        return dt.datetime.fromisoformat(str(body["finished_at"])).timestamp()
+    except (KeyError, ValueError):
+        return 0.0
+
+
+class ResultLog:
+    """Recent results and per-minute counts; fed by the daemon, read by the HTTP API."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, size: int = RING) -> None:
+        self.clock = clock
+        self.size = size
+        self._ring: deque[Recorded] = deque()
+        self._keys: set[tuple[str, str]] = set()
+        self._minutes: dict[int, Counter[tuple[str, str]]] = {}
+        self._pruned = 0  # the minute the day's buckets were last pruned
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+    def add(self, body: Body) -> None:
+        """A result the daemon has just published."""
+        entry = Recorded(finished_at(body), body)
+        if entry.key in self._keys:
+            return
+        self._count(entry)
+        self._ring.append(entry)
+        self._keys.add(entry.key)
+        self._trim()
+
+    async def seed(self, bodies: AsyncIterable[Body]) -> int:
+        """Results read back from the stream (oldest first), merged with those added
+        meanwhile; all are counted, only the newest `size` kept whole. Returns how many."""
+        kept: deque[Recorded] = deque(maxlen=self.size)
+        count = 0
+        async for body in bodies:
+            count += 1
+            entry = Recorded(finished_at(body), body)
+            if entry.key not in self._keys:
+                self._count(entry)
+                self._keys.add(entry.key)
+                kept.append(entry)
+        self._ring = deque(sorted([*kept, *self._ring], key=lambda e: e.at))
+        self._trim()
+        self._keys = {e.key for e in self._ring}
+        return count
+
+    def recent(
+        self,
+        *,
+        rule: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+    ) -> list[Body]:
+        """The newest `limit` results passing the filters, newest first."""
+        found: list[Body] = []
+        for entry in reversed(self._ring):
+            if since is not None and entry.at < since:
+                break
+            if (rule is None or entry.rule == rule) and (status is None or entry.status == status):
+                found.append(entry.body)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def event(self, event_id: str) -> list[Body]:
+        """Every kept result of one event, in the order they finished."""
+        return [e.body for e in self._ring if e.key[0] == event_id]
+
+    def last(self) -> dict[str, Body]:
+        """The newest kept result of each rule."""
+        newest: dict[str, Body] = {}
+        for entry in self._ring:
+            newest[entry.rule] = entry.body
+        return newest
+
+    def counts(self, minutes: int) -> dict[str, Counter[str]]:
+        """Per rule, results by status over the last `minutes` (this minute included)."""
+        now = self._minute(self.clock())
+        per_rule: dict[str, Counter[str]] = {}
+        for minute, counter in self._minutes.items():
+            if now - minute < minutes:
+                for (rule, status), n in counter.items():
+                    per_rule.setdefault(rule, Counter())[status] += n
+        return per_rule
+
+    def per_minute(self, minutes: int = HOUR_MINUTES) -> list[tuple[int, Counter[str]]]:
+        """Results by status for each of the last `minutes` minutes, oldest first; each
+        minute as its start in seconds since the epoch."""
+        now = self._minute(self.clock())
+        series = []
+        for minute in range(now - minutes + 1, now + 1):
+            by_status: Counter[str] = Counter()
+            for (_, status), n in self._minutes.get(minute, Counter()).items():
+                by_status[status] += n
+            series.append((minute * MINUTE, by_status))
+        return series
+
+    def _count(self, entry: Recorded) -> None:
+        minute = self._minute(entry.at or self.clock())
+        if self._minute(self.clock()) - minute >= DAY_MINUTES:
+            return
+        self._minutes.setdefault(minute, Counter())[entry.rule, entry.status] += 1
+
+    def _trim(self) -> None:
+        while len(self._ring) > self.size:
+            self._keys.discard(self._ring.popleft().key)
+        now = self._minute(self.clock())
+        if now == self._pruned:  # once a minute, not once a result
+            return
+        self._pruned = now
+        horizon = now - DAY_MINUTES
+        for minute in [m for m in self._minutes if m <= horizon]:
+            del self._minutes[minute]
+
+    @staticmethod
+    def _minute(at: float) -> int:
+        return int(at // MINUTE)

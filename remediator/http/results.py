@@ -1,0 +1,165 @@
+"""The read API of what the daemon did: `/api/results`, `/api/results/<id>`, `/api/overview`.
+
+Every answer comes from the daemon's `ResultLog` (recent results and per-minute
+counts kept as results are published), never from rereading the stream, so the
+console may poll it every few seconds. Result bodies are the published ones,
+secrets already masked.
+
+Who may read is decided in one place, the `guard` handed in: by default
+`loopback_only`, the rule for a daemon with no API token configured (§10).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final
+
+from aiohttp import web
+
+from remediator.durations import parse_duration
+from remediator.engine.resultlog import DAY_MINUTES, HOUR_MINUTES, Body, ResultLog
+
+Guard = Callable[[web.Request], web.Response | None]
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+DEFAULT_LIMIT: Final = 50
+MAX_LIMIT: Final = 1000
+COUNTED: Final = ("fired", "failed", "throttled")
+
+
+def loopback_only(request: web.Request) -> web.Response | None:
+    """With no API token configured, reads are served only on a loopback listener."""
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    try:
+        if sockname and ipaddress.ip_address(sockname[0]).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return _error(
+        403,
+        "the API is served only on a loopback listener until an API token is configured "
+        "(config file: api: {tokens: [{name, token, role: viewer|operator}]})",
+    )
+
+
+class ResultsAPI:
+    """The handlers; `mount` adds them to the listener's application."""
+
+    def __init__(
+        self,
+        log: ResultLog,
+        rules: Callable[[], Iterable[str]],
+        guard: Guard = loopback_only,
+    ) -> None:
+        self.log = log
+        self.rules = rules  # names of the rules in force, listed even with no result yet
+        self.guard = guard
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_get("/api/results", self._guarded(self._results))
+        app.router.add_get("/api/results/{event_id}", self._guarded(self._event))
+        app.router.add_get("/api/overview", self._guarded(self._overview))
+
+    def _guarded(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.Response:
+            refused = self.guard(request)
+            return refused if refused is not None else await handler(request)
+
+        return guarded
+
+    async def _results(self, request: web.Request) -> web.Response:
+        query = request.query
+        try:
+            since = parse_since(query.get("since"), self.log.clock())
+            limit = parse_limit(query.get("limit"))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        found = self.log.recent(
+            rule=query.get("rule") or None,
+            status=query.get("status") or None,
+            since=since,
+            limit=limit,
+        )
+        return web.json_response({"results": found})
+
+    async def _event(self, request: web.Request) -> web.Response:
+        event_id = request.match_info["event_id"]
+        found = self.log.event(event_id)
+        if not found:
+            return _error(404, f"no recent result for event {event_id}")
+        return web.json_response({"event_id": event_id, "results": found})
+
+    async def _overview(self, request: web.Request) -> web.Response:
+        return web.json_response(overview(self.log, self.rules()))
+
+
+def overview(log: ResultLog, rules: Iterable[str]) -> dict[str, object]:
+    """Per rule: fired / failed / throttled over 1 h and 24 h and its newest result;
+    and results by status for each of the last 60 minutes."""
+    hour, day, last = log.counts(HOUR_MINUTES), log.counts(DAY_MINUTES), log.last()
+    names = sorted({*rules, *day})
+    return {
+        "generated_at": _iso(log.clock()),
+        "rules": [
+            {
+                "rule": name,
+                "last_hour": _summary(hour.get(name)),
+                "last_day": _summary(day.get(name)),
+                "last": _brief(last.get(name)),
+            }
+            for name in names
+        ],
+        "per_minute": [
+            {"minute": _iso(start), "counts": dict(counts)} for start, counts in log.per_minute()
+        ],
+    }
+
+
+def parse_since(text: str | None, now: float) -> float | None:
+    """`since` as a duration back from now (`15m`) or an ISO 8601 time."""
+    if not text:
+        return None
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"since: expected a duration (15m) or an ISO time, got {text!r}") from None
+    return moment.replace(tzinfo=moment.tzinfo or dt.UTC).timestamp()
+
+
+def parse_limit(text: str | None) -> int:
+    if not text:
+        return DEFAULT_LIMIT
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise ValueError(f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {text!r}")
+    return int(text)
+
+
+def _summary(by_status: Counter[str] | None) -> dict[str, int]:
+    by_status = by_status or Counter()
+    return {
+        "fired": by_status.total(),
+        "failed": by_status["failed"],
+        "throttled": by_status["throttled"],
+    }
+
+
+def _brief(body: Body | None) -> dict[str, object] | None:
+    if body is None:
+        return None
+    return {k: body.get(k) for k in ("event_id", "status", "finished_at")}
+
+
+def _iso(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat()
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
