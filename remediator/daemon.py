@@ -30,10 +30,13 @@ from remediator.engine.engine import Engine
 from remediator.engine.guards import Budget, Guards
 from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import RemediatorError, TransportError
+from remediator.http.api import ControlAPI
+from remediator.http.auth import Access
 from remediator.http.listener import Listener
 from remediator.http.webhook import AlertmanagerBridge, compile_subject
 from remediator.metrics import Metrics
 from remediator.model import Rule
+from remediator.nats.controlplane import ControlPlane
 from remediator.nats.embedded import EmbeddedServer
 from remediator.nats.kvstore import STATE_BUCKET, VERIFY_BUCKET, KVStore
 from remediator.nats.transport import Transport, connect, connection_secrets
@@ -84,6 +87,10 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self._reloading = asyncio.Lock()
         self._watcher: RuleWatcher | None = None
+        self.plane: ControlPlane | None = None
+        self.access = Access.from_config(
+            settings.section("api"), self.secrets, loopback=is_loopback(settings.http)
+        )
 
     def ready(self) -> bool:
         transport = self.transport
@@ -98,6 +105,9 @@ class Daemon:
         assert self.ruleset is not None
         return self.ruleset.engine
 
+    def _rules(self) -> tuple[Rule, ...]:
+        return self.ruleset.rules if self.ruleset is not None else ()
+
     def load(self, rules: tuple[Rule, ...] | None = None) -> Ruleset:
         """Build the engine for `rules` (read from `--rules` when not given)."""
         if rules is None:
@@ -108,6 +118,8 @@ class Daemon:
             self.secrets,
             guards=self.guards,
             metrics=self.metrics,
+            pauses=self.plane.pauses if self.plane else None,
+            desk=self.plane.desk if self.plane else None,
             dry_run=self.settings.dry_run,
         )
         self.metrics.rules_loaded.set(len(rules))
@@ -132,8 +144,16 @@ class Daemon:
             self.transport = Transport(await connect(self.settings, url), self.settings)
             self.actions.update(build_actions(self.transport, self.settings, self.environ))
             await self.transport.prepare({s for rule in rules for s in rule.subjects})
-            self.guards = await build_guards(self.transport, self.settings)
+            self.guards = await build_guards(self.transport, self.settings, self.metrics)
+            if not self.settings.core:
+                self.plane = await ControlPlane.open(
+                    self.transport, self.settings, self.metrics, self._engine
+                )
             self.ruleset = self.load(rules)
+            controls = await self.plane.start() if self.plane else []
+            state = self.guards.store if not self.settings.core else None
+            api = ControlAPI(self.access, self.plane, self._rules, state, self.settings.max_actions)
+            listener.add_api(api)
             self.pipeline = Pipeline(self.transport, self.settings, self.metrics, self._engine)
             listener.add_webhook(
                 AlertmanagerBridge(
@@ -152,6 +172,8 @@ class Daemon:
                 self.settings.http,
             )
             await self._serve()
+            for task in controls:
+                task.cancel()
         finally:
             await listener.stop()
             await self._close(embedded)
@@ -260,7 +282,7 @@ def build_actions(
     }
 
 
-async def build_guards(transport: Transport, settings: Settings) -> Guards:
+async def build_guards(transport: Transport, settings: Settings, metrics: Metrics) -> Guards:
     """Shared state in JetStream key-value buckets; in memory in core mode."""
     budget = Budget(*settings.max_actions) if settings.max_actions else None
     if settings.core:
@@ -269,4 +291,15 @@ async def build_guards(transport: Transport, settings: Settings) -> Guards:
     else:
         state = await KVStore.open(transport.js, STATE_BUCKET, ttl=STATE_TTL)
         verifications = await KVStore.open(transport.js, VERIFY_BUCKET, ttl=STATE_TTL)
-    return Guards(store=state, verifications=verifications, publisher=transport, budget=budget)
+    return Guards(
+        store=state,
+        verifications=verifications,
+        publisher=transport,
+        budget=budget,
+        metrics=metrics,
+    )
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")

@@ -268,9 +268,11 @@ class Transport:
             msg=msg,
         )
 
-    async def publish_result(self, result: Result) -> None:
+    async def publish_result(self, result: Result, msg_id: str | None = None) -> None:
+        """`msg_id` for a second result of one (event, rule), e.g. after an approval."""
         data = json.dumps(result.to_json(), default=str).encode()
-        headers = {"Nats-Msg-Id": f"{result.event_id}:{result.rule}", "trace-id": result.trace_id}
+        msg_id = msg_id or f"{result.event_id}:{result.rule}"
+        headers = {"Nats-Msg-Id": msg_id, "trace-id": result.trace_id}
         await self.publish(f"remediator.results.{result.rule}", data, headers)
 
     async def dead_letter(self, inbound: Inbound, reason: str, error: str, event_id: str) -> None:

@@ -25,6 +25,7 @@ import jinja2
 from remediator.durations import parse_duration
 from remediator.errors import RuleError, RuleErrors
 from remediator.model import (
+    Approval,
     Condition,
     Renderable,
     RetryPolicy,
@@ -46,6 +47,7 @@ D = TypeVar("D")
 Raw = Mapping[str, Any]  # a mapping the schema has already checked
 
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_APPROVAL = 1800.0  # 30m: long enough for a human on call to answer
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -184,6 +186,7 @@ class _RuleCompiler:
         steps = self.steps(raw.get("actions", []), "actions", names)
         on_failure = self.steps(raw.get("on_failure", []), "on_failure", names)
         verify = self.guard(("verify",), None, lambda: self.verify(raw.get("verify")))
+        approval = self.approval(raw.get("approval"), names)
         if self.failed:
             return None
         return Rule(
@@ -200,6 +203,7 @@ class _RuleCompiler:
             steps=steps,
             on_failure=on_failure,
             verify=verify,
+            approval=approval,
             source=self.source(),
         )
 
@@ -263,11 +267,13 @@ class _RuleCompiler:
             self.report((*base, key), problem)
         return subject
 
-    def steps(self, raw: object, section: str, first: dict[object, int]) -> tuple[Step, ...]:
+    def steps(
+        self, raw: object, section: str, first: dict[object, int], base: Where = ()
+    ) -> tuple[Step, ...]:
         built: list[Step] = []
         prefix = "" if section == "actions" else f"{section}-"
         for index, item in enumerate(raw if isinstance(raw, list) else []):
-            where: Where = (section, index)
+            where: Where = (*base, section, index)
             kinds = [k for k in schema.STEP_KINDS if k in item] if isinstance(item, Mapping) else []
             if len(kinds) != 1:
                 continue  # the schema has said why
@@ -321,6 +327,15 @@ class _RuleCompiler:
             max_runs=raw.get("max_runs"),
             window=self.duration(raw, "window", where, None, positive=True),
             escalate=self.literal_subject(raw, "escalate", where),
+        )
+
+    def approval(self, raw: Raw | None, names: dict[object, int]) -> Approval | None:
+        if not isinstance(raw, Mapping):
+            return None
+        where: Where = ("approval",)
+        return Approval(
+            timeout=self.duration(raw, "timeout", where, DEFAULT_APPROVAL, positive=True),
+            notify=self.steps(raw.get("notify", []), "notify", names, where),
         )
 
     def verify(self, raw: Raw | None) -> Verify | None:

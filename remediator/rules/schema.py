@@ -200,6 +200,17 @@ def _verify() -> dict[str, object]:
     return _object("check that the fix worked", properties, required=["resolved_within"])
 
 
+def _approval() -> dict[str, object]:
+    properties = {
+        "timeout": _duration("no decision within this: expired and escalated; default 30m"),
+        "notify": _array("steps run when the request is made (a chat webhook)", _STEP_REF),
+    }
+    return _object("ask a human before the actions run", properties)
+
+
+_STEP_REF = {"$ref": "#/$defs/step"}
+
+
 def _match() -> dict[str, object]:
     entry = {"type": [*_SCALARS, "object"], "if": {"type": "object"}}
     entry["then"] = {"$ref": "#/$defs/operators"}
@@ -226,6 +237,7 @@ def _rule() -> dict[str, object]:
         "actions": _array("steps, run in order", steps, minItems=1),
         "on_failure": _array("steps run after a step finally fails", steps),
         "verify": _verify(),
+        "approval": _approval(),
     }
     return _object("one rule", properties, required=["name", "on", "actions"])
 
