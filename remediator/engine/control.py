@@ -32,8 +32,13 @@ DECIDED = ("approved", "denied", "expired")
 FINAL = ("done",)
 
 
+_LAST_SECOND = 253402300799.0  # 9999-12-31T23:59:59Z: a pause "for 1000000d" still prints
+
+
 def _iso(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
+    return dt.datetime.fromtimestamp(min(seconds, _LAST_SECOND), dt.UTC).isoformat(
+        timespec="seconds"
+    )
 
 
 def digest(text: str, size: int = 8) -> str:

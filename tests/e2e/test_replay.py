@@ -143,7 +143,7 @@ async def test_replay_counts_what_the_daemon_did(
         assert counts["throttled"] == daemon[name]["throttled"]
         assert counts["suppressed"] == counts["failed"] == 0
     assert report["rules"][f"never-{unique}"] == dict.fromkeys(
-        ["ran", "throttled", "suppressed", "failed"], 0
+        ["ran", "throttled", "suppressed", "failed", "asked"], 0
     )
     assert report["escalations"] == {"circuit_open": len(escalations.messages)}
     lines = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:] if line}
