@@ -114,6 +114,12 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add("--secrets-dir", dest="secrets_dir", help="directory of secret files")
     add("--webhook-subject", dest="webhook_subject", help="subject template for alerts")
     add("--webhook-token", dest="webhook_token", help="bearer token the webhook requires")
+    add(
+        "--public-url",
+        dest="public_url",
+        metavar="URL",
+        help="how people reach --http, for links in approval requests (default http://HOST:PORT)",
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

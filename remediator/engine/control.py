@@ -78,6 +78,10 @@ class Pause:
     def to_json(self) -> dict[str, object]:
         return dataclasses.asdict(self)
 
+    def summary(self) -> dict[str, object]:
+        """The public view: times as ISO 8601."""
+        return self.to_json() | {"since": _iso(self.since), "until": _iso(self.until)}
+
     @classmethod
     def from_json(cls, body: Mapping[str, object]) -> Pause:
         key = body.get("key")

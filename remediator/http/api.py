@@ -144,7 +144,7 @@ class ControlAPI:
         for pause in made:
             await control.pause(pause)
             log.info("%s", pause.describe())
-        return _json({"pauses": [p.to_json() for p in made]})
+        return _json({"pauses": [p.summary() for p in made]})
 
     async def resume(self, request: web.Request) -> web.Response:
         by = self.access.require(request, "operator")

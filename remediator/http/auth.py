@@ -29,7 +29,7 @@ ROLES = ("viewer", "operator")
 _SECRET = re.compile(r"^\s*secret\(\s*['\"]?([A-Za-z0-9_.-]+)['\"]?\s*\)\s*$")
 HOW_TO = (
     "no API token is configured: add to the config file "
-    "`api: {tokens: [{name: alice, token: secret(REMEDIATOR_API_TOKEN), role: operator}]}` "
+    "`api: {tokens: [{name: alice, token: secret(API_TOKEN), role: operator}]}` "
     "and send `Authorization: Bearer <token>`"
 )
 

@@ -23,10 +23,7 @@ async def status_report(
     control: Control, state: StateStore | None, budget: tuple[int, float] | None
 ) -> dict[str, object]:
     now = control.clock()
-    pauses = [
-        p.to_json() | {"until": _iso(p.until), "since": _iso(p.since)}
-        for p in await control.pauses()
-    ]
+    pauses = [p.summary() for p in await control.pauses()]
     requests = pending(await control.requests())
     report: dict[str, object] = {
         "pauses": pauses,
