@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from remediator.cli import main
 from remediator.engine.control import (
@@ -19,6 +20,7 @@ from remediator.engine.control import (
 )
 from remediator.engine.guards import Budget, Guards
 from remediator.engine.state import MemoryStore
+from remediator.metrics import Metrics
 from remediator.model import Event
 from remediator.offline.replay import outcome
 from remediator.offline.sandbox import offline_engine, offline_rules, offline_secrets
@@ -119,6 +121,29 @@ async def test_paused_rule_reports_and_spends_no_throttle_or_budget(rule_file: P
     # Only the completion record: no throttle bucket, no budget spent, nothing escalated.
     assert [k for k in store.data if not k.startswith("done.")] == []
     assert recorder.published == []
+
+
+async def test_escalations_are_counted_by_reason(rule_file: Path) -> None:
+    secrets = offline_secrets({}, {})
+    metrics = Metrics(CollectorRegistry())
+    guards = Guards(
+        store=MemoryStore(),
+        verifications=MemoryStore(),
+        publisher=Recorder(),
+        budget=Budget(1, 3600.0),
+        metrics=metrics,
+    )
+    rules = offline_rules([rule_file], secrets)
+    # As replay: spends the budget as the daemon would, runs nothing.
+    engine = offline_engine(rules, secrets, guards=guards, simulate=True)
+    for host in ("a", "b", "c"):
+        event = Event(
+            subject="disk.full", headers={}, payload={"host": host}, event_id=host, trace_id="t"
+        )
+        await engine.process(event)
+    sample = metrics.registry.get_sample_value
+    assert sample("remediator_escalations_total", {"reason": "budget_spent"}) == 1
+    assert sample("remediator_escalations_total", {"reason": "circuit_open"}) == 0
 
 
 def test_decisions_move_once() -> None:

@@ -213,6 +213,20 @@ class ControlWatcher:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("control bucket: ignoring unreadable %s: %s", key, exc)
 
+    async def _forget_replicas(self) -> None:
+        """Heartbeats of replicas gone for a day: a fleet that scales up and down would
+        otherwise fill the bucket with them."""
+        horizon = self.control.clock() - 24 * 3600.0
+        for name in await self.control.store.keys():
+            if (
+                not name.startswith("replica.")
+                or (entry := await self.control.store.get(name)) is None
+            ):
+                continue
+            if float(json.loads(entry.value).get("seen", 0)) < horizon:
+                with contextlib.suppress(Conflict):
+                    await self.control.store.delete(name, entry.revision)
+
     def refresh_paused(self) -> None:
         if self.metrics is None:
             return
