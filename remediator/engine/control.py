@@ -23,9 +23,12 @@ import datetime as dt
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from remediator.model import Event, StepResult
 
 ALL = "all"
 DECIDED = ("approved", "denied", "expired")
@@ -171,6 +174,44 @@ class ApprovalRequest:
     claimed_at: float | None = None
     outcome: str | None = None
 
+    @classmethod
+    def ask(
+        cls,
+        rule: str,
+        event: Event,
+        rendered: Iterable[StepResult],
+        now: dt.datetime,
+        timeout: float,
+    ) -> ApprovalRequest:
+        """A new request for `rule` fired by `event` (its `url` is the desk's to set)."""
+        sequence = event.delivery.sequence if event.delivery else uuid.uuid4().hex
+        return cls(
+            id=approval_id(event.event_id, rule, sequence),
+            rule=rule,
+            subject=event.subject,
+            payload=dict(event.payload),
+            headers=dict(event.headers),
+            event_id=event.event_id,
+            trace_id=event.trace_id,
+            steps=tuple(step.to_json() for step in rendered),
+            created_at=now.timestamp(),
+            expires_at=now.timestamp() + timeout,
+        )
+
+    def event(self) -> Event:
+        """The event the request was made for, to render the steps again."""
+        return Event(
+            subject=self.subject,
+            headers=self.headers,
+            payload=self.payload,
+            event_id=self.event_id,
+            trace_id=self.trace_id,
+        )
+
+    def context(self) -> dict[str, str]:
+        """`approval.*` in the templates of the `notify` steps."""
+        return {"id": self.id, "url": self.url, "expires_at": _iso(self.expires_at)}
+
     @property
     def key(self) -> str:
         return f"approval.{self.id}"
@@ -247,10 +288,8 @@ def approval_id(event_id: str, rule: str, sequence: int | str) -> str:
 class ApprovalDesk(Protocol):
     """Where the engine files a request: stores and announces it (the NATS edge)."""
 
-    def url(self, request_id: str) -> str: ...
-
     async def open(self, request: ApprovalRequest) -> ApprovalRequest:
-        """Store it (or find the one a redelivery stored) and publish it."""
+        """Give it its `url`, store it (or find the one a redelivery stored), publish it."""
         ...
 
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
 from remediator.actions.base import ActionSet
-from remediator.engine.control import ApprovalDesk, ApprovalRequest, PauseView, approval_id
+from remediator.engine.control import ApprovalDesk, ApprovalRequest, PauseView
 from remediator.engine.guards import Guards
 from remediator.engine.runner import StepRunner
 from remediator.errors import TemplateError
@@ -227,49 +226,24 @@ class Engine:
     ) -> Result:
         """File the request, announce it (`notify`), and report that it waits."""
         assert self.desk is not None and rule.approval is not None
-        sequence = event.delivery.sequence if event.delivery else uuid.uuid4().hex
-        request_id = approval_id(event.event_id, rule.name, sequence)
-        now = self.now()
-        expires = now + dt.timedelta(seconds=rule.approval.timeout)
-        request = ApprovalRequest(
-            id=request_id,
-            rule=rule.name,
-            subject=event.subject,
-            payload=dict(event.payload),
-            headers=dict(event.headers),
-            event_id=event.event_id,
-            trace_id=event.trace_id,
-            steps=tuple(step.to_json() for step in rendered),
-            created_at=now.timestamp(),
-            expires_at=expires.timestamp(),
-            url=self.desk.url(request_id),
+        request = await self.desk.open(
+            ApprovalRequest.ask(rule.name, event, rendered, self.now(), rule.approval.timeout)
         )
-        request = await self.desk.open(request)
-        context["approval"] = {
-            "id": request.id,
-            "url": request.url,
-            "expires_at": expires.isoformat(timespec="seconds"),
-        }
+        asked = context["approval"] = request.context()
         notified = tuple(
             [
                 await self.runner.run_step(rule, s, context, dry_run=False)
                 for s in rule.approval.notify
             ]
         )
-        why = f"waiting for approval {request.id} until {expires.isoformat(timespec='seconds')}"
+        why = f"waiting for approval {request.id} until {asked['expires_at']}"
         return self._finish(
             rule, event, started, "awaiting_approval", notified, why, approval_id=request.id
         )
 
     async def run_approved(self, rule: Rule, request: ApprovalRequest) -> Result:
         """Run the steps of an approved request, rendered from the event it stored."""
-        event = Event(
-            subject=request.subject,
-            headers=request.headers,
-            payload=request.payload,
-            event_id=request.event_id,
-            trace_id=request.trace_id,
-        )
+        event = request.event()
         started = self.now()
         context = self.context(event) | {"rule": rule.name, "results": {}}
         context["approval"] = request.approval()
@@ -282,7 +256,21 @@ class Engine:
         dry_run = self.dry_run or rule.dry_run
         steps, ok = await self.runner.run_steps(rule, context, dry_run=dry_run)
         status = "dry_run" if dry_run else "succeeded" if ok else "failed"
+        if self.guards is not None and rule.verify is not None and status == "succeeded":
+            await self._verify_after_approval(rule, event, context)
         return self._finish(rule, event, started, status, steps, approval=decided)
+
+    async def _verify_after_approval(
+        self, rule: Rule, event: Event, context: dict[str, object]
+    ) -> None:
+        """Verification starts with the run, not with the question."""
+        assert self.guards is not None
+        try:
+            bucket, key = throttle_bucket(rule, context), verify_key(rule, context)
+        except TemplateError as exc:
+            log.warning("rule %s: verify key: %s", rule.name, self._mask(exc))
+            return
+        await self.guards.expect(rule, event, key, bucket)
 
     async def _run_steps(
         self,

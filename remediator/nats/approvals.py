@@ -62,6 +62,7 @@ class NatsDesk:
         return f"{self.base_url.rstrip('/')}/#/approvals/{request_id}"
 
     async def open(self, request: ApprovalRequest) -> ApprovalRequest:
+        request = request.with_(url=self.url(request.id))
         stored = await self.control.create(request)
         body = json.dumps(stored.summary(), default=str).encode()
         headers = {"Nats-Msg-Id": f"approval:{stored.id}", "trace-id": stored.trace_id}
