@@ -209,6 +209,11 @@ async def test_approval_two_replicas_two_approvals_one_run(
         request_id = await asked(nc, results, unique)
         (announced,) = await requests.wait_for(1)
         await http_target.wait_for(1)
+        await until(
+            lambda: all(metric(p, "remediator_approvals_pending") == 1 for p in procs),
+            HONOURED_WITHIN,
+            "every replica counts the pending request",
+        )
         _code, listed, _ = await cli(nats_server.url, "approvals", "--json")
         decisions = await asyncio.gather(
             cli(nats_server.url, "approve", request_id, "--by", "carol"),
