@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain(commands)
     _add_replay(commands)
     _add_history(commands)
+    _add_brake(commands)
     return parser
 
 
@@ -120,6 +121,12 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add("--secrets-dir", dest="secrets_dir", help="directory of secret files")
     add("--webhook-subject", dest="webhook_subject", help="subject template for alerts")
     add("--webhook-token", dest="webhook_token", help="bearer token the webhook requires")
+    add(
+        "--public-url",
+        dest="public_url",
+        metavar="URL",
+        help="how people reach --http, for links in approval requests (default http://HOST:PORT)",
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -402,6 +409,93 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(json.dumps(body, default=str))
     else:
         print(detail(results, now))
+    return 0
+
+
+# --- the brake: pause, resume, status, approvals (remediator.nats.brake does the work) ---
+
+
+def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def command(name: str, help: str, run: object) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help)
+        parser.add_argument(
+            "--nats", dest="nats_url", metavar="URL", help="env REMEDIATOR_NATS_URL"
+        )
+        parser.add_argument("--config", metavar="FILE", help="YAML config file (NATS access)")
+        parser.set_defaults(command=run)
+        return parser
+
+    for name, help, run in (
+        ("pause", "stop rules from acting (all, some, or one throttle key)", cmd_pause),
+        ("resume", "lift a pause", cmd_resume),
+    ):
+        parser = command(name, help, run)
+        parser.add_argument("rules", nargs="*", metavar="RULE")
+        parser.add_argument("--all", dest="every", action="store_true", help="every rule")
+        parser.add_argument("--key", help="only this throttle-key value (e.g. a host)")
+    pause = commands.choices["pause"]
+    pause.add_argument("--for", dest="duration", type=_duration, default=3600.0, metavar="DUR")
+    pause.add_argument("--reason", default="", help="why, for whoever looks next")
+    pause.add_argument("--by", help="who (default: your login name)")
+    status = command("status", "pauses, circuits, budget, approvals, replicas", cmd_status)
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--max-actions", dest="max_actions", metavar="N[/WINDOW]")
+    for name, help in (("approve", "approve a request"), ("deny", "deny a request")):
+        decide = command(name, help, cmd_decide)
+        decide.add_argument("id", metavar="ID")
+        decide.add_argument("--by", help="who (default: your login name)")
+        decide.add_argument("--comment", default="")
+        decide.set_defaults(decision="approved" if name == "approve" else "denied")
+    command("approvals", "list pending approval requests", cmd_approvals).add_argument(
+        "--json", action="store_true"
+    )
+
+
+def _brake_settings(args: argparse.Namespace) -> Settings:
+    from remediator import logs
+
+    logs.configure("text", "ERROR")  # the answer is the output; reconnect chatter is not
+    flags = {k: getattr(args, k, None) for k in ("nats_url", "config", "max_actions")}
+    return Settings.load({k: v for k, v in flags.items() if v is not None}, os.environ)
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from remediator.nats import brake
+
+    work = brake.pause(
+        _brake_settings(args), args.rules, args.every, args.key, args.duration, args.reason, args.by
+    )
+    print(asyncio.run(work))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from remediator.nats import brake
+
+    print(asyncio.run(brake.resume(_brake_settings(args), args.rules, args.every, args.key)))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from remediator.nats import brake
+
+    print(asyncio.run(brake.status(_brake_settings(args), args.json)))
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from remediator.nats import brake
+
+    settings = _brake_settings(args)
+    ok, message = asyncio.run(brake.decide(settings, args.id, args.decision, args.by, args.comment))
+    print(message if ok else f"remediator: {message}", file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    from remediator.nats import brake
+
+    print(asyncio.run(brake.approvals(_brake_settings(args), args.json)))
     return 0
 
 

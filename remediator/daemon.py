@@ -32,12 +32,15 @@ from remediator.engine.guards import Budget, Guards
 from remediator.engine.resultlog import DAY_MINUTES, MINUTE, ResultLog
 from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import RemediatorError, TransportError
+from remediator.http.api import ControlAPI
+from remediator.http.auth import Access
 from remediator.http.consolefiles import mount_console
 from remediator.http.listener import Listener
 from remediator.http.results import ResultsAPI
 from remediator.http.webhook import AlertmanagerBridge, compile_subject
 from remediator.metrics import Metrics
 from remediator.model import Result, Rule
+from remediator.nats.controlplane import ControlPlane
 from remediator.nats.embedded import EmbeddedServer
 from remediator.nats.kvstore import STATE_BUCKET, VERIFY_BUCKET, KVStore
 from remediator.nats.results import read_results
@@ -92,6 +95,10 @@ class Daemon:
         self._reloading = asyncio.Lock()
         self._watcher: RuleWatcher | None = None
         self.results = ResultLog()  # what the console and /api/results read
+        self.plane: ControlPlane | None = None
+        self.access = Access.from_config(
+            settings.section("api"), self.secrets, loopback=is_loopback(settings.http)
+        )
 
     def ready(self) -> bool:
         transport = self.transport
@@ -106,6 +113,9 @@ class Daemon:
         assert self.ruleset is not None
         return self.ruleset.engine
 
+    def _rules(self) -> tuple[Rule, ...]:
+        return self.ruleset.rules if self.ruleset is not None else ()
+
     def load(self, rules: tuple[Rule, ...] | None = None) -> Ruleset:
         """Build the engine for `rules` (read from `--rules` when not given)."""
         if rules is None:
@@ -116,6 +126,8 @@ class Daemon:
             self.secrets,
             guards=self.guards,
             metrics=self.metrics,
+            pauses=self.plane.pauses if self.plane else None,
+            desk=self.plane.desk if self.plane else None,
             dry_run=self.settings.dry_run,
         )
         self.metrics.rules_loaded.set(len(rules))
@@ -138,13 +150,20 @@ class Daemon:
         listener = Listener(self.registry, self.ready)
         try:
             self.transport = Transport(await connect(self.settings, url), self.settings)
+            self.transport.on_result = self._record
             self.actions.update(build_actions(self.transport, self.settings, self.environ))
             await self.transport.prepare({s for rule in rules for s in rule.subjects})
-            self.guards = await build_guards(self.transport, self.settings)
+            self.guards = await build_guards(self.transport, self.settings, self.metrics)
+            if not self.settings.core:
+                self.plane = await ControlPlane.open(
+                    self.transport, self.settings, self.metrics, self._engine
+                )
             self.ruleset = self.load(rules)
-            self.pipeline = Pipeline(
-                self.transport, self.settings, self.metrics, self._engine, self._record
-            )
+            controls = await self.plane.start() if self.plane else []
+            state = self.guards.store if not self.settings.core else None
+            api = ControlAPI(self.access, self.plane, self._rules, state, self.settings.max_actions)
+            listener.add_api(api)
+            self.pipeline = Pipeline(self.transport, self.settings, self.metrics, self._engine)
             listener.add_webhook(
                 AlertmanagerBridge(
                     self.transport,
@@ -153,7 +172,7 @@ class Daemon:
                     self.pipeline.new_trace_id,
                 )
             )
-            ResultsAPI(self.results, self._rule_names).mount(listener.app)
+            ResultsAPI(self.results, self._rule_names, self.access).mount(listener.app)
             mount_console(listener.app)
             await listener.start(*self.settings.http_host_port)
             self._install_signals()
@@ -164,6 +183,8 @@ class Daemon:
                 self.settings.http,
             )
             await self._serve()
+            for task in controls:
+                task.cancel()
         finally:
             await listener.stop()
             await self._close(embedded)
@@ -314,7 +335,7 @@ def build_actions(
     }
 
 
-async def build_guards(transport: Transport, settings: Settings) -> Guards:
+async def build_guards(transport: Transport, settings: Settings, metrics: Metrics) -> Guards:
     """Shared state in JetStream key-value buckets; in memory in core mode."""
     budget = Budget(*settings.max_actions) if settings.max_actions else None
     if settings.core:
@@ -324,4 +345,15 @@ async def build_guards(transport: Transport, settings: Settings) -> Guards:
         js, replicas = transport.js, settings.replicas
         state = await KVStore.open(js, STATE_BUCKET, ttl=STATE_TTL, replicas=replicas)
         verifications = await KVStore.open(js, VERIFY_BUCKET, ttl=STATE_TTL, replicas=replicas)
-    return Guards(store=state, verifications=verifications, publisher=transport, budget=budget)
+    return Guards(
+        store=state,
+        verifications=verifications,
+        publisher=transport,
+        budget=budget,
+        metrics=metrics,
+    )
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")

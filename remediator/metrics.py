@@ -12,6 +12,16 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 DEAD_LETTER_REASONS = ("invalid_json", "not_an_object", "infrastructure")
+ESCALATION_REASONS = ("circuit_open", "budget_spent", "not_resolved", "approval_expired")
+APPROVAL_RESULTS = ("requested", "approved", "denied", "expired")
+# The escalation event says `budget_exhausted` (as it always has); the metric uses §8's name.
+_ESCALATION_LABELS = {"budget_exhausted": "budget_spent"}
+
+
+def escalation_label(reason: str) -> str:
+    return _ESCALATION_LABELS.get(reason, reason)
+
+
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
 
 
@@ -24,6 +34,7 @@ class Metrics:
         self._declare_rules(registry)
         self._declare_steps(registry)
         self._declare_backlog(registry)
+        self._declare_control(registry)
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)
         for result in ("ok", "error"):
@@ -103,6 +114,25 @@ class Metrics:
             "Messages delivered and not yet acked",
             ["stream", "consumer"],
             registry=r,
+        )
+
+    def _declare_control(self, r: CollectorRegistry) -> None:
+        self.escalations = Counter(
+            "remediator_escalations", "Escalations published, by reason", ["reason"], registry=r
+        )
+        for reason in ESCALATION_REASONS:
+            self.escalations.labels(reason)
+        self.paused = Gauge(
+            "remediator_paused",
+            "1 while a pause is in force (`all` or the rule)",
+            ["scope"],
+            registry=r,
+        )
+        self.approvals = Counter(
+            "remediator_approvals", "Approval requests by outcome", ["rule", "result"], registry=r
+        )
+        self.approvals_pending = Gauge(
+            "remediator_approvals_pending", "Approval requests waiting for a decision", registry=r
         )
 
     def know_rules(self, names: Iterable[str]) -> None:

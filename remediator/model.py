@@ -105,6 +105,14 @@ class Absent:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Approval:
+    """`approval:`: ask a human first; `notify` steps announce the request."""
+
+    timeout: float = 1800.0
+    notify: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Rule:
     name: str
     description: str = ""
@@ -121,6 +129,7 @@ class Rule:
     verify: Verify | None = None
     correlate: Correlate | None = None
     absent: Absent | None = None
+    approval: Approval | None = None
     source: Source
 
     @property
@@ -155,7 +164,17 @@ class Event:
 
 
 STEP_STATUSES = ("succeeded", "failed", "skipped", "dry_run")
-RESULT_STATUSES = ("succeeded", "failed", "throttled", "suppressed", "dry_run")
+RESULT_STATUSES = (
+    "succeeded",
+    "failed",
+    "throttled",
+    "suppressed",
+    "dry_run",
+    "paused",
+    "awaiting_approval",
+    "denied",
+    "expired",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,6 +225,8 @@ class Result:
     redelivered: bool = False
     steps: tuple[StepResult, ...] = ()
     reason: str | None = None
+    approval_id: str | None = None  # set while `awaiting_approval`
+    approval: Mapping[str, object] | None = None  # {id, decision, by, at} once decided
 
     @property
     def duration_ms(self) -> float:
@@ -228,6 +249,8 @@ class Result:
             if isinstance(steps, list)
             else (),
             reason=_optional_text(body.get("reason")),
+            approval_id=_optional_text(body.get("approval_id")),
+            approval=approval if isinstance(approval := body.get("approval"), Mapping) else None,
         )
 
     def to_json(self) -> dict[str, object]:
@@ -245,6 +268,10 @@ class Result:
         }
         if self.reason is not None:
             body["reason"] = self.reason
+        if self.approval_id is not None:
+            body["approval_id"] = self.approval_id
+        if self.approval is not None:
+            body["approval"] = dict(self.approval)
         return body
 
 

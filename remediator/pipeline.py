@@ -26,7 +26,7 @@ from remediator.engine.events import decode_event, event_id, trace_id
 from remediator.errors import EventError, TransportError
 from remediator.logs import bind_event
 from remediator.metrics import Metrics
-from remediator.model import Event, Result, Rule
+from remediator.model import Event, Rule
 from remediator.nats.transport import Inbound, Transport
 from remediator.settings import Settings
 
@@ -51,10 +51,8 @@ class Pipeline:
         settings: Settings,
         metrics: Metrics,
         engine: Callable[[], Engine],
-        record: Callable[[Result], None] | None = None,
     ) -> None:
         self.transport = transport
-        self.record = record  # told of every result once it is stored (the console's log)
         self.settings = settings
         self.metrics = metrics
         self.engine = engine  # the engine of the rules in force now
@@ -170,8 +168,6 @@ class Pipeline:
             # Guards and results both need NATS: if it is away, nothing is acked.
             for result in await engine.process(event, rules):
                 await self.transport.publish_result(result)
-                if self.record is not None:
-                    self.record(result)
         except TransportError as exc:
             log.warning(
                 "event %s: NATS trouble, will retry: %s",

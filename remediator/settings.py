@@ -110,6 +110,7 @@ class Settings:
     webhook_subject: str = "alerts.{{ alert.labels.alertname }}"
     webhook_token: str | None = None
     max_actions: tuple[int, float] | None = None
+    public_url: str | None = None  # base of links to the console (approval.url)
     sections: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     @classmethod
@@ -217,5 +218,6 @@ FIELDS: dict[str, Callable[[object], object]] = {
     "replicas": _positive,
     "embedded_port": _positive,
     "webhook_token": _text,
+    "public_url": _text,
 }
 assert set(FIELDS) == {f.name for f in fields(Settings)} - {"sections"}

@@ -28,6 +28,7 @@ from remediator import settings as settings_module
 from remediator.cli import build_parser
 from remediator.durations import parse_duration
 from remediator.metrics import Metrics
+from remediator.nats.control import CONTROL_BUCKET
 from remediator.nats.kvstore import STATE_BUCKET, VERIFY_BUCKET
 from remediator.nats.transport import MANAGED, RESULTS_STREAM
 from remediator.rules.loader import load_rules
@@ -61,6 +62,7 @@ NOT_SETTINGS = {
     RESULTS_STREAM: ROOT / "remediator" / "nats" / "transport.py",
     STATE_BUCKET: ROOT / "remediator" / "nats" / "kvstore.py",
     VERIFY_BUCKET: ROOT / "remediator" / "nats" / "kvstore.py",
+    CONTROL_BUCKET: ROOT / "remediator" / "nats" / "control.py",
     # Read by the test suite, not the daemon: SSH tests fail instead of skipping.
     "REMEDIATOR_REQUIRE_SSHD": ROOT / "tests" / "support" / "sshd.py",
 }
@@ -477,6 +479,9 @@ def test_alerts_cover_what_operators_must_hear_about() -> None:
         'remediator_rule_results_total{status="throttled"}',
         'remediator_rule_results_total{status="failed"}',
         'remediator_rules_reloads_total{result="error"}',
+        "remediator_approvals_pending",
+        'remediator_approvals_total{result="expired"}',
+        "remediator_paused",
     ):
         assert needle in text
 

@@ -62,7 +62,13 @@ async def test_cooldowns_run_on_the_stored_time(tmp_path: Path) -> None:
         stored(3, start + 400, {"host": "a"}),  # after it
         stored(4, start + 401, {"host": "b"}),
     )
-    assert target.counts["cool"] == {"ran": 3, "throttled": 1, "suppressed": 0, "failed": 0}
+    assert target.counts["cool"] == {
+        "ran": 3,
+        "throttled": 1,
+        "suppressed": 0,
+        "failed": 0,
+        "asked": 0,
+    }
     # A rule that is a dry run itself still "runs" (renders) every time.
     assert target.counts["rehearsal"]["ran"] == 4
 
@@ -70,8 +76,20 @@ async def test_cooldowns_run_on_the_stored_time(tmp_path: Path) -> None:
 async def test_the_budget_is_spent_by_real_runs_only(tmp_path: Path) -> None:
     target = replayer(tmp_path, Budget(max_runs=2, window=3600))
     await feed(target, *(stored(i, 1000.0 + i, {"host": f"h{i}"}) for i in range(1, 5)))
-    assert target.counts["cool"] == {"ran": 2, "throttled": 0, "suppressed": 2, "failed": 0}
-    assert target.counts["rehearsal"] == {"ran": 4, "throttled": 0, "suppressed": 0, "failed": 0}
+    assert target.counts["cool"] == {
+        "ran": 2,
+        "throttled": 0,
+        "suppressed": 2,
+        "failed": 0,
+        "asked": 0,
+    }
+    assert target.counts["rehearsal"] == {
+        "ran": 4,
+        "throttled": 0,
+        "suppressed": 0,
+        "failed": 0,
+        "asked": 0,
+    }
     assert target.escalations.counts == {"budget_exhausted": 1}
 
 
@@ -102,9 +120,15 @@ async def _once(message: Stored) -> AsyncIterator[Stored]:
 
 
 def test_diff_marks_rules_only_in_one_set() -> None:
-    old = {"a": {"ran": 1, "throttled": 0, "suppressed": 0, "failed": 0}}
-    new = {"b": {"ran": 2, "throttled": 1, "suppressed": 0, "failed": 0}}
+    old = {"a": {"ran": 1, "throttled": 0, "suppressed": 0, "failed": 0, "asked": 0}}
+    new = {"b": {"ran": 2, "throttled": 1, "suppressed": 0, "failed": 0, "asked": 0}}
     rows = diff(old, new)
     assert rows["b"] == {"old": None, "new": new["b"], "delta": new["b"]}
     assert rows["a"]["new"] is None
-    assert rows["a"]["delta"] == {"ran": -1, "throttled": 0, "suppressed": 0, "failed": 0}
+    assert rows["a"]["delta"] == {
+        "ran": -1,
+        "throttled": 0,
+        "suppressed": 0,
+        "failed": 0,
+        "asked": 0,
+    }

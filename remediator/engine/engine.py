@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from remediator.actions.base import ActionSet
+from remediator.engine.control import ApprovalDesk, ApprovalRequest, PauseView
 from remediator.engine.correlation import Firing, Windows, group_of
 from remediator.engine.guards import Guards
 from remediator.engine.runner import StepRunner
@@ -42,6 +43,8 @@ class Engine:
     secrets: Secrets
     guards: Guards | None = None
     metrics: Metrics | None = None
+    pauses: PauseView | None = None
+    desk: ApprovalDesk | None = None  # None: a rule with `approval` reports it would ask
     dry_run: bool = False
     # Replay's what-if: steps render instead of running, but throttles, the global budget
     # and verification treat the run as real (a rule's own `dry_run: true` still spends
@@ -71,6 +74,8 @@ class Engine:
         *,
         guards: Guards | None = None,
         metrics: Metrics | None = None,
+        pauses: PauseView | None = None,
+        desk: ApprovalDesk | None = None,
         dry_run: bool = False,
     ) -> Engine:
         runner = StepRunner(actions=actions, secrets=secrets, metrics=metrics)
@@ -80,6 +85,8 @@ class Engine:
             secrets=secrets,
             guards=guards,
             metrics=metrics,
+            pauses=pauses,
+            desk=desk,
             dry_run=dry_run,
         )
 
@@ -229,18 +236,94 @@ class Engine:
             bucket = throttle_bucket(rule, context)
         except TemplateError as exc:
             return self._finish(rule, event, started, "failed", (), reason=self._mask(exc))
+        # Before the guards: a paused rule spends no throttle and no budget.
+        pause = None if self.pauses is None else self.pauses.paused(rule.name, bucket)
+        if pause is not None:
+            return self._finish(rule, event, started, "paused", (), pause.describe())
         if self.guards is None:
-            return await self._run_steps(rule, event, context, started, dry_run)
+            return await self._act(rule, event, context, started, dry_run)
         admission = await self.guards.admit(rule, event, bucket, spend=acts)
         if admission.status != "run":
             return self._finish(rule, event, started, admission.status, (), admission.reason)
         try:
-            result = await self._run_steps(rule, event, context, started, dry_run)
+            result = await self._act(rule, event, context, started, dry_run)
         finally:
             await self.guards.release(admission)
         if rule.verify is not None and acts and result.status in ("succeeded", "dry_run"):
             await self.guards.expect(rule, event, verify_key(rule, context), bucket)
         return result
+
+    async def _act(
+        self,
+        rule: Rule,
+        event: Event,
+        context: dict[str, object],
+        started: dt.datetime,
+        dry_run: bool,
+    ) -> Result:
+        if rule.approval is None:
+            return await self._run_steps(rule, event, context, started, dry_run)
+        rendered, _ = await self.runner.run_steps(rule, dict(context), dry_run=True)
+        if self.desk is None or dry_run:
+            why = "approval required: would ask before acting (nothing runs)"
+            return self._finish(rule, event, started, "awaiting_approval", rendered, why)
+        return await self._ask(rule, event, context, started, rendered)
+
+    async def _ask(
+        self,
+        rule: Rule,
+        event: Event,
+        context: dict[str, object],
+        started: dt.datetime,
+        rendered: tuple[StepResult, ...],
+    ) -> Result:
+        """File the request, announce it (`notify`), and report that it waits."""
+        assert self.desk is not None and rule.approval is not None
+        request = await self.desk.open(
+            ApprovalRequest.ask(rule.name, event, rendered, self.now(), rule.approval.timeout)
+        )
+        asked = context["approval"] = request.context()
+        notified = tuple(
+            [
+                await self.runner.run_step(rule, s, context, dry_run=False)
+                for s in rule.approval.notify
+            ]
+        )
+        why = f"waiting for approval {request.id} until {asked['expires_at']}"
+        return self._finish(
+            rule, event, started, "awaiting_approval", notified, why, approval_id=request.id
+        )
+
+    async def run_approved(self, rule: Rule, request: ApprovalRequest) -> Result:
+        """Run the steps of an approved request, rendered from the event it stored."""
+        event = request.event()
+        started = self.now()
+        context = self.context(event) | {"rule": rule.name, "results": {}}
+        context["approval"] = request.approval()
+        decided = request.approval()
+        try:
+            context["vars"] = render_vars(rule, context)
+        except TemplateError as exc:
+            reason = self._mask(exc)
+            return self._finish(rule, event, started, "failed", (), reason, approval=decided)
+        dry_run = self.dry_run or rule.dry_run
+        steps, ok = await self.runner.run_steps(rule, context, dry_run=dry_run)
+        status = "dry_run" if dry_run else "succeeded" if ok else "failed"
+        if self.guards is not None and rule.verify is not None and status == "succeeded":
+            await self._verify_after_approval(rule, event, context)
+        return self._finish(rule, event, started, status, steps, approval=decided)
+
+    async def _verify_after_approval(
+        self, rule: Rule, event: Event, context: dict[str, object]
+    ) -> None:
+        """Verification starts with the run, not with the question."""
+        assert self.guards is not None
+        try:
+            bucket, key = throttle_bucket(rule, context), verify_key(rule, context)
+        except TemplateError as exc:
+            log.warning("rule %s: verify key: %s", rule.name, self._mask(exc))
+            return
+        await self.guards.expect(rule, event, key, bucket)
 
     async def _run_steps(
         self,
@@ -282,6 +365,9 @@ class Engine:
         status: str,
         steps: tuple[StepResult, ...],
         reason: str | None = None,
+        *,
+        approval_id: str | None = None,
+        approval: Mapping[str, object] | None = None,
     ) -> Result:
         result = Result(
             event_id=event.event_id,
@@ -294,6 +380,8 @@ class Engine:
             redelivered=event.redelivered,
             steps=steps,
             reason=reason,
+            approval_id=approval_id,
+            approval=approval,
         )
         if self.metrics is not None:
             self.metrics.rule_results.labels(rule.name, status).inc()

@@ -24,6 +24,7 @@ from remediator.actions.publish import Publisher
 from remediator.engine.reach import StoreCheck
 from remediator.engine.state import Conflict, Entry, StateStore, write
 from remediator.errors import TransportError
+from remediator.metrics import Metrics, escalation_label
 from remediator.model import Event, Rule, Throttle
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Guards:
     verifications: StateStore
     publisher: Publisher
     budget: Budget | None = None
+    metrics: Metrics | None = None
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
@@ -328,6 +330,9 @@ class Guards:
 
     async def _publish(self, subject: str, body: Mapping[str, object], msg_id: str) -> None:
         headers = {"Nats-Msg-Id": msg_id}
+        reason = body.get("reason")
+        if self.metrics is not None and isinstance(reason, str):
+            self.metrics.escalations.labels(escalation_label(reason)).inc()
         trace = body.get("trace_id")
         if isinstance(trace, str):
             headers["trace-id"] = trace

@@ -43,8 +43,10 @@ class Recorded:
         return str(self.body.get("status", ""))
 
     @property
-    def key(self) -> tuple[str, str]:
-        return str(self.body.get("event_id", "")), self.rule
+    def key(self) -> tuple[str, str, str]:
+        # The status too: one (event, rule) has two results when it asked first
+        # (awaiting_approval, then the run's own), and both belong in the history.
+        return str(self.body.get("event_id", "")), self.rule, self.status
 
 
 def finished_at(body: Body) -> float:
@@ -62,7 +64,7 @@ class ResultLog:
         self.clock = clock
         self.size = size
         self._ring: deque[Recorded] = deque()
-        self._keys: set[tuple[str, str]] = set()
+        self._keys: set[tuple[str, str, str]] = set()
         self._minutes: dict[int, Counter[tuple[str, str]]] = {}
         self._pruned = 0  # the minute the day's buckets were last pruned
 

@@ -1,4 +1,4 @@
-"""The HTTP listener: `/metrics`, `/healthz`, `/readyz`, and the Alertmanager webhook.
+"""The HTTP listener: `/metrics`, `/healthz`, `/readyz`, the Alertmanager webhook, `/api/`.
 
 One small aiohttp application. Liveness answers while the process runs;
 readiness asks the daemon (connected to NATS and rules loaded), so a
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from remediator.http.api import ControlAPI
 from remediator.http.webhook import MAX_BODY, PATH, AlertmanagerBridge
 
 
@@ -29,6 +30,10 @@ class Listener:
     def add_webhook(self, bridge: AlertmanagerBridge) -> None:
         """Mount `POST /webhook/alertmanager`; before `start`."""
         self.app.router.add_post(PATH, bridge.handle)
+
+    def add_api(self, api: ControlAPI) -> None:
+        """Mount the control routes under `/api/`; before `start`."""
+        api.mount(self.app)
 
     async def start(self, host: str, port: int) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)

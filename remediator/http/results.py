@@ -5,14 +5,13 @@ counts kept as results are published), never from rereading the stream, so the
 console may poll it every few seconds. Result bodies are the published ones,
 secrets already masked.
 
-Who may read is decided in one place, the `guard` handed in: by default
-`loopback_only`, the rule for a daemon with no API token configured (§10).
+Who may read is decided in one place, the `Access` handed in (tokens and
+roles; with no token configured, reads on a loopback listener only).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
@@ -21,29 +20,13 @@ from aiohttp import web
 
 from remediator.durations import parse_duration
 from remediator.engine.resultlog import DAY_MINUTES, HOUR_MINUTES, Body, ResultLog
+from remediator.http.auth import Access
 
-Guard = Callable[[web.Request], web.Response | None]
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 1000
 COUNTED: Final = ("fired", "failed", "throttled")
-
-
-def loopback_only(request: web.Request) -> web.Response | None:
-    """With no API token configured, reads are served only on a loopback listener."""
-    transport = request.transport
-    sockname = transport.get_extra_info("sockname") if transport is not None else None
-    try:
-        if sockname and ipaddress.ip_address(sockname[0]).is_loopback:
-            return None
-    except ValueError:
-        pass
-    return _error(
-        403,
-        "the API is served only on a loopback listener until an API token is configured "
-        "(config file: api: {tokens: [{name, token, role: viewer|operator}]})",
-    )
 
 
 class ResultsAPI:
@@ -53,11 +36,11 @@ class ResultsAPI:
         self,
         log: ResultLog,
         rules: Callable[[], Iterable[str]],
-        guard: Guard = loopback_only,
+        access: Access,
     ) -> None:
         self.log = log
         self.rules = rules  # names of the rules in force, listed even with no result yet
-        self.guard = guard
+        self.access = access
 
     def mount(self, app: web.Application) -> None:
         app.router.add_get("/api/results", self._guarded(self._results))
@@ -66,8 +49,8 @@ class ResultsAPI:
 
     def _guarded(self, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.Response:
-            refused = self.guard(request)
-            return refused if refused is not None else await handler(request)
+            self.access.require(request, "viewer")  # raises 401/403
+            return await handler(request)
 
         return guarded
 

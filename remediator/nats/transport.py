@@ -20,7 +20,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -213,6 +213,8 @@ class Transport:
         self._core_subs: dict[str, Subscription] = {}
         self._core_queue: asyncio.Queue[Msg | None] | None = None
         self._replicas_checked: set[str] = set()
+        # Told of every result once it is stored, whoever published it (the console's log).
+        self.on_result: Callable[[Result], None] | None = None
 
     @property
     def core(self) -> bool:
@@ -299,10 +301,14 @@ class Transport:
             msg=msg,
         )
 
-    async def publish_result(self, result: Result) -> None:
+    async def publish_result(self, result: Result, msg_id: str | None = None) -> None:
+        """`msg_id` for a second result of one (event, rule), e.g. after an approval."""
         data = json.dumps(result.to_json(), default=str).encode()
-        headers = {"Nats-Msg-Id": f"{result.event_id}:{result.rule}", "trace-id": result.trace_id}
+        msg_id = msg_id or f"{result.event_id}:{result.rule}"
+        headers = {"Nats-Msg-Id": msg_id, "trace-id": result.trace_id}
         await self.publish(f"remediator.results.{result.rule}", data, headers)
+        if self.on_result is not None:
+            self.on_result(result)
 
     async def dead_letter(self, inbound: Inbound, reason: str, error: str, event_id: str) -> None:
         body: dict[str, object] = {

@@ -77,6 +77,9 @@ def explain(engine: Engine, rules: Sequence[Rule], event: Event) -> list[Explana
 
 
 def _candidate(rule: Rule, verdict: Verdict, fires: bool, matches: Matches) -> Explanation:
+    if fires and rule.approval is not None:
+        why = f"matches (priority {rule.priority}); would ask for approval first, nothing runs yet"
+        return Explanation(rule.name, True, why)
     if fires:
         return Explanation(rule.name, True, f"matches (priority {rule.priority})")
     if not verdict.matched:

@@ -38,7 +38,7 @@ from remediator.offline.sandbox import offline_engine
 from remediator.rules.templating import Secrets
 from remediator.settings import Settings
 
-COLUMNS = ("ran", "throttled", "suppressed", "failed")
+COLUMNS = ("ran", "throttled", "suppressed", "failed", "asked")  # asked: would wait for a yes
 Counts = dict[str, int]
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
@@ -75,6 +75,8 @@ def outcome(result: Result) -> str:
     """The column a result counts in."""
     if result.status in ("throttled", "suppressed", "failed"):
         return result.status
+    if result.status == "awaiting_approval":
+        return "asked"  # a rule with `approval`: it would ask, and nothing would run yet
     return "failed" if any(step.status == "failed" for step in result.steps) else "ran"
 
 
@@ -199,7 +201,9 @@ def text(report: Report) -> str:
     if report.old is None:
         lines += _table(["rule", "fired", *COLUMNS], _rows(report.new.counts))
     else:
-        lines.append("counts are ran/throttled/suppressed/failed; old: --against, new: --rules")
+        lines.append(
+            "counts are ran/throttled/suppressed/failed/asked; old: --against, new: --rules"
+        )
         lines += _table(["rule", "old", "new", "delta"], _diff_rows(report))
     lines += _escalations("escalations", report.new)
     if report.old is not None:

@@ -143,6 +143,7 @@ class Outcome:
 
     case: Case
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # shown, never a failure
 
     @property
     def passed(self) -> bool:
@@ -150,7 +151,7 @@ class Outcome:
 
     def lines(self) -> list[str]:
         head = f"{'PASS' if self.passed else 'FAIL'} {self.case.where}: {self.case.name}"
-        return [head, *(f"    {line}" for line in self.problems)]
+        return [head, *(f"    {line}" for line in (*self.problems, *self.notes))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +303,8 @@ async def run_case(engine: Engine, case: Case) -> Outcome:
         outcome.problems.append(_fired_problem(case.fired, list(results)))
     for result in results.values():
         outcome.problems += _render_errors(result)
+        if result.status == "awaiting_approval":
+            outcome.notes.append(f"rule {result.rule}: would ask for approval; nothing runs")
     for rule, steps in case.steps.items():
         outcome.problems += _step_problems(rule, steps, results.get(rule))
     return outcome

@@ -26,6 +26,7 @@ from remediator.durations import parse_duration
 from remediator.errors import RuleError, RuleErrors
 from remediator.model import (
     Absent,
+    Approval,
     Condition,
     Correlate,
     Renderable,
@@ -48,6 +49,7 @@ D = TypeVar("D")
 Raw = Mapping[str, Any]  # a mapping the schema has already checked
 
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_APPROVAL = 1800.0  # 30m: long enough for a human on call to answer
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -188,6 +190,7 @@ class _RuleCompiler:
         verify = self.guard(("verify",), None, lambda: self.verify(raw.get("verify")))
         correlate = self.guard(("correlate",), None, lambda: self.correlate(raw.get("correlate")))
         absent = self.guard(("absent",), None, lambda: self.absent(raw.get("absent")))
+        approval = self.approval(raw.get("approval"), names)
         if self.failed:
             return None
         return Rule(
@@ -206,6 +209,7 @@ class _RuleCompiler:
             verify=verify,
             correlate=correlate,
             absent=absent,
+            approval=approval,
             source=self.source(),
         )
 
@@ -269,11 +273,13 @@ class _RuleCompiler:
             self.report((*base, key), problem)
         return subject
 
-    def steps(self, raw: object, section: str, first: dict[object, int]) -> tuple[Step, ...]:
+    def steps(
+        self, raw: object, section: str, first: dict[object, int], base: Where = ()
+    ) -> tuple[Step, ...]:
         built: list[Step] = []
         prefix = "" if section == "actions" else f"{section}-"
         for index, item in enumerate(raw if isinstance(raw, list) else []):
-            where: Where = (section, index)
+            where: Where = (*base, section, index)
             kinds = [k for k in schema.STEP_KINDS if k in item] if isinstance(item, Mapping) else []
             if len(kinds) != 1:
                 continue  # the schema has said why
@@ -327,6 +333,15 @@ class _RuleCompiler:
             max_runs=raw.get("max_runs"),
             window=self.duration(raw, "window", where, None, positive=True),
             escalate=self.literal_subject(raw, "escalate", where),
+        )
+
+    def approval(self, raw: Raw | None, names: dict[object, int]) -> Approval | None:
+        if not isinstance(raw, Mapping):
+            return None
+        where: Where = ("approval",)
+        return Approval(
+            timeout=self.duration(raw, "timeout", where, DEFAULT_APPROVAL, positive=True),
+            notify=self.steps(raw.get("notify", []), "notify", names, where),
         )
 
     def verify(self, raw: Raw | None) -> Verify | None:

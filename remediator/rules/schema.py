@@ -264,6 +264,17 @@ def _absent() -> dict[str, object]:
     return _object(description, properties, required=["within"])
 
 
+def _approval() -> dict[str, object]:
+    properties = {
+        "timeout": _duration("no decision within this: expired and escalated; default 30m"),
+        "notify": _array("steps run when the request is made (a chat webhook)", _STEP_REF),
+    }
+    return _object("ask a human before the actions run", properties)
+
+
+_STEP_REF = {"$ref": "#/$defs/step"}
+
+
 def _match() -> dict[str, object]:
     entry = {"type": [*_SCALARS, "object"], "if": {"type": "object"}}
     entry["then"] = {"$ref": "#/$defs/operators"}
@@ -292,6 +303,7 @@ def _rule() -> dict[str, object]:
         "verify": _verify(),
         "correlate": _correlate(),
         "absent": _absent(),
+        "approval": _approval(),
     }
     rule = _object("one rule", properties, required=["name", "on", "actions"])
     return rule | _not_both("correlate", "absent")

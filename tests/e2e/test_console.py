@@ -225,14 +225,15 @@ async def test_approving_in_the_console_runs_the_steps(
             driver.get(f"http://127.0.0.1:{proc.http_port}/")
             driver.find_element(By.ID, "token").send_keys(OPERATOR)
             driver.find_element(By.ID, "token-save").click()
+            done = f"/api/results?rule=ask-{unique}&status=succeeded"
+
+            def ran() -> bool:
+                status, body = get_json(proc, done, OPERATOR)
+                return status == 200 and isinstance(body, dict) and len(body["results"]) == 1
+
             button = wait(driver, "an approve button", css('button[data-action="approve"]'))[0]
             button.click()
-        done = f"/api/results?rule=ask-{unique}&status=succeeded"
-
-        def ran() -> bool:
-            status, body = get_json(proc, done, OPERATOR)
-            return status == 200 and isinstance(body, dict) and len(body["results"]) == 1
-
-        await until(ran, WAIT, "the approved steps' result")
+            # The browser stays open until the run is seen: closing it could cut the POST off.
+            await until(ran, WAIT, "the approved steps' result")
     finally:
         proc.stop()

@@ -1,0 +1,186 @@
+"""The control part of `/api/`: status, rules, approvals and their decisions, pause, resume.
+
+Every route asks `Access` first (viewer to read, operator to decide or
+pause) and records the token's name as `by`. The work is the same as the
+command line's (`remediator.nats.control`), so a pause made here and one made
+with `remediator pause` are the same key in `REMEDIATOR_CONTROL`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from aiohttp import web
+
+from remediator.durations import parse_duration
+from remediator.engine.control import (
+    AlreadyDecided,
+    ScopeError,
+    pause_names,
+    pauses_for,
+    pending,
+)
+from remediator.engine.state import StateStore
+from remediator.http.auth import Access
+from remediator.model import Rule
+from remediator.nats.control import UnknownApproval
+from remediator.nats.controlplane import ControlPlane
+from remediator.nats.status import status_report
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAUSE = 3600.0
+_DECISIONS = {"approve": "approved", "deny": "denied"}
+
+
+def _json(body: object, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=lambda b: json.dumps(b, default=str))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+class ControlAPI:
+    def __init__(
+        self,
+        access: Access,
+        plane: ControlPlane | None,
+        rules: Callable[[], tuple[Rule, ...]],
+        state: StateStore | None,
+        budget: tuple[int, float] | None,
+    ) -> None:
+        self.access = access
+        self.plane = plane
+        self.rules = rules
+        self.state = state
+        self.budget = budget
+
+    def mount(self, app: web.Application) -> None:
+        add = app.router
+        add.add_get("/api/status", self.status)
+        add.add_get("/api/rules", self.list_rules)
+        add.add_get("/api/approvals", self.approvals)
+        add.add_post("/api/approvals/{id}/{decision:approve|deny}", self.decide)
+        add.add_post("/api/pause", self.pause)
+        add.add_post("/api/resume", self.resume)
+
+    def _plane(self) -> ControlPlane:
+        if self.plane is None:
+            raise web.HTTPServiceUnavailable(
+                text=json.dumps({"error": "human control needs JetStream (not in --core mode)"}),
+                content_type="application/json",
+            )
+        return self.plane
+
+    async def status(self, request: web.Request) -> web.Response:
+        self.access.require(request, "viewer")
+        return _json(await status_report(self._plane().control, self.state, self.budget))
+
+    async def list_rules(self, request: web.Request) -> web.Response:
+        self.access.require(request, "viewer")
+        pauses = self.plane.pauses if self.plane is not None else None
+        body = []
+        for rule in self.rules():
+            paused = pauses.paused(rule.name, "") if pauses is not None else None
+            body.append(
+                {
+                    "name": rule.name,
+                    "description": rule.description,
+                    "subjects": list(rule.subjects),
+                    "priority": rule.priority,
+                    "dry_run": rule.dry_run,
+                    "approval": None
+                    if rule.approval is None
+                    else {"timeout_s": rule.approval.timeout},
+                    "paused": None if paused is None or paused.key else paused.describe(),
+                    "source": str(rule.source),
+                }
+            )
+        return _json({"rules": body})
+
+    async def approvals(self, request: web.Request) -> web.Response:
+        self.access.require(request, "viewer")
+        every = await self._plane().control.requests()
+        shown = every if request.query.get("state") == "all" else pending(every)
+        return _json({"approvals": [r.summary() for r in shown]})
+
+    async def decide(self, request: web.Request) -> web.Response:
+        by = self.access.require(request, "operator")
+        body = await _body(request)
+        comment = str(body.get("comment", ""))
+        decision = _DECISIONS[request.match_info["decision"]]
+        try:
+            decided = await self._plane().control.decide(
+                request.match_info["id"], decision, by, comment
+            )
+        except UnknownApproval as exc:
+            return _error(404, str(exc))
+        except AlreadyDecided as exc:
+            return _error(409, str(exc))
+        log.info("approval %s %s by %s", decided.id, decided.state, by)
+        return _json({"approval": decided.summary()})
+
+    async def pause(self, request: web.Request) -> web.Response:
+        by = self.access.require(request, "operator")
+        body = await _body(request)
+        try:
+            seconds = parse_duration(body.get("for", DEFAULT_PAUSE))
+            made = pauses_for(
+                _names(body),
+                bool(body.get("all")),
+                _key(body),
+                seconds=seconds,
+                reason=str(body.get("reason", "")),
+                by=by,
+                now=time.time(),
+            )
+        except (ScopeError, ValueError) as exc:
+            return _error(400, str(exc))
+        control = self._plane().control
+        for pause in made:
+            await control.pause(pause)
+            log.info("%s", pause.describe())
+        return _json({"pauses": [p.summary() for p in made]})
+
+    async def resume(self, request: web.Request) -> web.Response:
+        by = self.access.require(request, "operator")
+        body = await _body(request)
+        try:
+            names = pause_names(_names(body), bool(body.get("all")), _key(body))
+        except ScopeError as exc:
+            return _error(400, str(exc))
+        control = self._plane().control
+        resumed = [name for name in names if await control.resume(name)]
+        log.info("resumed %s by %s", ", ".join(resumed) or "nothing", by)
+        return _json({"resumed": resumed})
+
+
+async def _body(request: web.Request) -> Mapping[str, object]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"body is not JSON: {exc}"}), content_type="application/json"
+        ) from None
+    if not isinstance(body, Mapping):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "body must be a JSON object"}),
+            content_type="application/json",
+        )
+    return body
+
+
+def _names(body: Mapping[str, object]) -> list[str]:
+    rules = body.get("rules", [])
+    return [str(r) for r in rules] if isinstance(rules, list) else [str(rules)]
+
+
+def _key(body: Mapping[str, object]) -> str | None:
+    key = body.get("key")
+    return None if key is None else str(key)

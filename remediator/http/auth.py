@@ -1,0 +1,114 @@
+"""Who may use `/api/`: bearer tokens from the config file, and two roles.
+
+`api: {tokens: [{name, token, role: viewer | operator}]}`; a `token` of the
+form `secret(NAME)` is read like any secret (environment, then the secrets
+directory). A viewer reads; an operator also decides approvals and pauses.
+Tokens are compared in constant time, and every token value is registered
+with `Secrets`, so the log masking hides it wherever it might show up. With
+no token configured, reads are served only on a loopback listener and every
+control endpoint refuses with the way to configure one.
+
+`Access.require(request, role)` is the one call a route makes: it returns the
+caller's name (recorded as `by`) or raises 401/403.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from remediator.errors import ConfigError, TemplateError
+from remediator.rules.templating import Secrets
+
+ROLES = ("viewer", "operator")
+_SECRET = re.compile(r"^\s*secret\(\s*['\"]?([A-Za-z0-9_.-]+)['\"]?\s*\)\s*$")
+HOW_TO = (
+    "no API token is configured: add to the config file "
+    "`api: {tokens: [{name: alice, token: secret(API_TOKEN), role: operator}]}` "
+    "and send `Authorization: Bearer <token>`"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    name: str
+    value: str
+    role: str
+
+
+def _refuse(status: type[web.HTTPException], message: str) -> web.HTTPException:
+    body = json.dumps({"error": message})
+    extra = {"WWW-Authenticate": "Bearer"} if status is web.HTTPUnauthorized else {}
+    return status(text=body, content_type="application/json", headers=extra)
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    tokens: tuple[Token, ...]
+    loopback: bool
+
+    @classmethod
+    def from_config(
+        cls, section: Mapping[str, object], secrets: Secrets, *, loopback: bool
+    ) -> Access:
+        raw = section.get("tokens") or []
+        if not isinstance(raw, list):
+            raise ConfigError("config api.tokens: expected a list of {name, token, role}")
+        return cls(tuple(_token(item, i, secrets) for i, item in enumerate(raw)), loopback)
+
+    def require(self, request: web.Request, role: str) -> str:
+        """The caller's name when it may act as `role`; raises 401 or 403 otherwise."""
+        if not self.tokens:
+            if role == "viewer" and self.loopback:
+                return "anonymous"
+            why = (
+                HOW_TO if role == "operator" else HOW_TO + " (reads without a token: loopback only)"
+            )
+            raise _refuse(web.HTTPForbidden, why)
+        token = self._match(request.headers.get("Authorization", ""))
+        if token is None:
+            raise _refuse(
+                web.HTTPUnauthorized, "a valid `Authorization: Bearer <token>` is required"
+            )
+        if ROLES.index(token.role) < ROLES.index(role):
+            raise _refuse(
+                web.HTTPForbidden, f"token {token.name!r} is a {token.role}; this needs {role}"
+            )
+        return token.name
+
+    def _match(self, header: str) -> Token | None:
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            return None
+        given = presented.strip().encode()
+        found = None
+        for token in self.tokens:  # every token compared, so timing says nothing of which
+            if hmac.compare_digest(given, token.value.encode()):
+                found = token
+        return found
+
+
+def _token(item: object, index: int, secrets: Secrets) -> Token:
+    where = f"config api.tokens[{index}]"
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"{where}: expected {{name, token, role}}")
+    name, value, role = item.get("name"), item.get("token"), item.get("role", "viewer")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.name: a name is required (it is recorded as `by`)")
+    if role not in ROLES:
+        raise ConfigError(f"{where}.role: expected viewer or operator, got {role!r}")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}.token: required")
+    if (secret := _SECRET.match(value)) is not None:
+        try:
+            value = secrets.get(secret.group(1))
+        except TemplateError as exc:
+            raise ConfigError(f"{where}.token: {exc}") from exc
+    else:
+        secrets.known.add(value)  # masked in logs like a secret
+    return Token(name, value, str(role))

@@ -1,0 +1,255 @@
+"""The control bucket `REMEDIATOR_CONTROL`: pauses, approval requests, replica heartbeats.
+
+One JetStream key-value bucket holds what humans decide: `pause.all`,
+`pause.rule.<rule>`, `pause.key.<rule>.<digest>`, `approval.<id>` and
+`replica.<id>`. `Control` is the set of operations the command line, the
+HTTP API and the daemon share (every write to a request is a compare-and-set,
+so one decision wins). `ControlWatcher` follows the bucket with one watch per
+replica and keeps the in-memory `Pauses` view and the request cache current,
+so the engine never reads NATS per event and a change reaches every replica
+within a second or so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from remediator.engine.control import (
+    ApprovalRequest,
+    Pause,
+    Pauses,
+    decide,
+    pending,
+)
+from remediator.engine.state import Conflict
+from remediator.errors import RemediatorError, TransportError
+from remediator.metrics import Metrics
+from remediator.nats.kvstore import KVStore, _guard
+
+log = logging.getLogger(__name__)
+
+CONTROL_BUCKET = "REMEDIATOR_CONTROL"
+CONTROL_CONFIG = KeyValueConfig(
+    bucket=CONTROL_BUCKET,
+    history=1,
+    description="remediator human control: pauses, approval requests, replicas",
+)
+HEARTBEAT = 15.0  # seconds between a replica's `replica.<id>` writes
+SEEN_WITHIN = 60.0  # `status` lists replicas heard from within this
+KEEP_DONE = 7 * 24 * 3600.0  # finished requests stay this long (the results stream keeps more)
+_DELETES = ("DEL", "PURGE")
+
+
+class UnknownApproval(RemediatorError):
+    """No approval request has this id."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"no approval request {request_id!r}")
+
+
+def replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+class Control:
+    """Operations on the control bucket, shared by the CLI, the API and the daemon."""
+
+    def __init__(self, kv: KeyValue, clock: Callable[[], float] = time.time) -> None:
+        self.kv = kv
+        self.store = KVStore(kv)
+        self.clock = clock
+
+    @classmethod
+    async def open(cls, js: JetStreamContext) -> Control:
+        try:
+            try:
+                kv = await js.key_value(CONTROL_BUCKET)
+            except BucketNotFoundError:
+                kv = await js.create_key_value(CONTROL_CONFIG)
+        except (NatsError, TimeoutError, OSError) as exc:
+            raise TransportError(f"control bucket {CONTROL_BUCKET}: {exc}") from exc
+        return cls(kv)
+
+    # -- pauses
+
+    async def pause(self, pause: Pause) -> Pause:
+        await self.store.put(pause.name, json.dumps(pause.to_json()).encode())
+        return pause
+
+    async def resume(self, name: str) -> bool:
+        """Delete the pause stored under `name`; False when there was none."""
+        if await self.store.get(name) is None:
+            return False
+        try:
+            await _guard(self.kv.delete(name))
+        except KeyNotFoundError:
+            return False
+        return True
+
+    async def pauses(self) -> list[Pause]:
+        now = self.clock()
+        found = []
+        for name in await self.store.keys():
+            if name.startswith("pause.") and (entry := await self.store.get(name)) is not None:
+                pause = Pause.from_json(json.loads(entry.value))
+                if pause.active(now):
+                    found.append(pause)
+        return found
+
+    # -- approval requests
+
+    async def request(self, request_id: str) -> tuple[ApprovalRequest, int]:
+        entry = await self.store.get(f"approval.{request_id}")
+        if entry is None:
+            raise UnknownApproval(request_id)
+        return ApprovalRequest.decode(entry.value), entry.revision
+
+    async def requests(self) -> list[ApprovalRequest]:
+        found = []
+        for name in await self.store.keys():
+            if name.startswith("approval.") and (entry := await self.store.get(name)) is not None:
+                found.append(ApprovalRequest.decode(entry.value))
+        return found
+
+    async def create(self, request: ApprovalRequest) -> ApprovalRequest:
+        """Store a new request; a redelivered event finds the one it stored before."""
+        try:
+            await self.store.create(request.key, request.encode())
+        except Conflict:
+            found, _ = await self.request(request.id)
+            return found
+        return request
+
+    async def move(self, old: ApprovalRequest, revision: int, new: ApprovalRequest) -> int:
+        """Compare-and-set one request from what was read; Conflict when someone moved first."""
+        assert old.id == new.id
+        return await self.store.update(new.key, new.encode(), revision)
+
+    async def decide(
+        self, request_id: str, decision: str, by: str, comment: str = ""
+    ) -> ApprovalRequest:
+        """Approve or deny; AlreadyDecided names who did when someone was first."""
+        while True:
+            request, revision = await self.request(request_id)
+            decided = decide(request, decision, by, comment, self.clock())
+            try:
+                await self.move(request, revision, decided)
+            except Conflict:
+                continue  # read again: the answer is "already decided by ..."
+            return decided
+
+    # -- replicas
+
+    async def heartbeat(self, identity: str, facts: dict[str, object]) -> None:
+        body = {"id": identity, "seen": self.clock(), **facts}
+        await self.store.put(f"replica.{identity}", json.dumps(body).encode())
+
+    async def replicas(self) -> list[dict[str, object]]:
+        now, seen = self.clock(), []
+        for name in await self.store.keys():
+            if name.startswith("replica.") and (entry := await self.store.get(name)) is not None:
+                body = json.loads(entry.value)
+                if now - float(body.get("seen", 0)) <= SEEN_WITHIN:
+                    seen.append(body)
+        return seen
+
+
+@dataclass(slots=True)
+class ControlWatcher:
+    """Follows the bucket: the pause view, the request cache, and the gauges."""
+
+    control: Control
+    pauses: Pauses
+    metrics: Metrics | None = None
+    on_request: Callable[[], None] = lambda: None
+    requests: dict[str, tuple[ApprovalRequest, int]] = field(default_factory=dict)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _scopes: set[str] = field(default_factory=set)
+
+    async def run(self) -> None:
+        """Watch forever; a broken watch (NATS away) is started again."""
+        while True:
+            try:
+                watcher = await self.control.kv.watchall()
+                async for entry in watcher:
+                    if entry is None:
+                        self.ready.set()
+                        continue
+                    self.apply(entry.key, entry.value, entry.revision, entry.operation)
+            except (NatsError, TimeoutError, OSError) as exc:
+                log.warning("control bucket watch failed, watching again: %s", exc)
+                await asyncio.sleep(1.0)
+
+    def apply(self, key: str, value: bytes | None, revision: int | None, op: str | None) -> None:
+        gone = op in _DELETES or not value
+        try:
+            if key.startswith("pause."):
+                self.pauses.apply(key, None if gone else Pause.from_json(json.loads(value or b"")))
+                self.refresh_paused()
+            elif key.startswith("approval."):
+                request_id = key.removeprefix("approval.")
+                if gone:
+                    self.requests.pop(request_id, None)
+                else:
+                    request = ApprovalRequest.decode(value or b"")
+                    self.requests[request_id] = (request, int(revision or 0))
+                self.refresh_pending()
+                self.on_request()
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("control bucket: ignoring unreadable %s: %s", key, exc)
+
+    async def _forget_replicas(self) -> None:
+        """Heartbeats of replicas gone for a day: a fleet that scales up and down would
+        otherwise fill the bucket with them."""
+        horizon = self.control.clock() - 24 * 3600.0
+        for name in await self.control.store.keys():
+            if (
+                not name.startswith("replica.")
+                or (entry := await self.control.store.get(name)) is None
+            ):
+                continue
+            if float(json.loads(entry.value).get("seen", 0)) < horizon:
+                with contextlib.suppress(Conflict):
+                    await self.control.store.delete(name, entry.revision)
+
+    def refresh_paused(self) -> None:
+        if self.metrics is None:
+            return
+        scopes = {p.scope for p in self.pauses.active()}
+        for scope in scopes:
+            self.metrics.paused.labels(scope).set(1)
+        for scope in self._scopes - scopes:
+            self.metrics.paused.labels(scope).set(0)
+        self._scopes = scopes
+
+    def refresh_pending(self) -> None:
+        if self.metrics is not None:
+            waiting = pending(request for request, _ in self.requests.values())
+            self.metrics.approvals_pending.set(len(waiting))
+
+    async def clean_up(self) -> None:
+        """Remove pauses past their end (one replica wins each delete) and fix the gauge."""
+        for pause in self.pauses.expired():
+            entry = await self.control.store.get(pause.name)
+            if entry is None:
+                continue
+            if Pause.from_json(json.loads(entry.value)).active(self.control.clock()):
+                continue  # renewed meanwhile
+            with contextlib.suppress(Conflict):
+                await self.control.store.delete(pause.name, entry.revision)
+        self.refresh_paused()

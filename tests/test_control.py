@@ -1,0 +1,206 @@
+"""Human control without a network: the pause view, the engine's pause check before the
+guards, decisions, and the offline tools treating a rule with `approval` as one that asks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from remediator.cli import main
+from remediator.engine.control import (
+    AlreadyDecided,
+    ApprovalRequest,
+    Pause,
+    Pauses,
+    ScopeError,
+    decide,
+    pauses_for,
+)
+from remediator.engine.guards import Budget, Guards
+from remediator.engine.reach import PROBE_KEY
+from remediator.engine.state import MemoryStore
+from remediator.metrics import Metrics
+from remediator.model import Event
+from remediator.offline.replay import outcome
+from remediator.offline.sandbox import offline_engine, offline_rules, offline_secrets
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.published: list[str] = []
+
+    async def publish(self, subject: str, data: bytes, headers: object) -> dict[str, object]:
+        self.published.append(subject)
+        return {}
+
+
+RULES = """
+rules:
+  - name: fix
+    on: [disk.full]
+    throttle: {key: "{{ event.host }}", cooldown: 1h}
+    actions:
+      - http: {url: "http://fixer/{{ event.host }}"}
+  - name: restart
+    on: [web.down]
+    approval:
+      timeout: 10m
+      notify:
+        - http: {url: "http://chat/hook", json: {text: "{{ approval.url }}"}}
+    actions:
+      - http: {url: "http://restarter/{{ event.host }}"}
+"""
+
+
+@pytest.fixture
+def rule_file(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    return path
+
+
+def pause(scope: str, key: str | None = None, until: float = 2000.0) -> Pause:
+    return Pause(scope=scope, key=key, by="alice", reason="why", since=0.0, until=until)
+
+
+def test_pause_view_scopes_and_expiry() -> None:
+    clock = Clock()
+    view = Pauses(clock=clock)
+    view.apply("pause.key.fix.x", pause("fix", "a"))
+    assert view.paused("fix", "a") is not None
+    assert view.paused("fix", "b") is None and view.paused("other", "a") is None
+    view.apply("pause.rule.other", pause("other"))
+    assert view.paused("other", "anything") is not None
+    everything = pause("all", until=1500.0)
+    view.apply(everything.name, everything)
+    assert view.paused("fix", "b") is everything
+    clock.now = 1600.0  # the pause of everything has ended by itself
+    assert view.paused("fix", "b") is None and view.expired() == [everything]
+    view.apply("pause.rule.other", None)
+    assert view.paused("other", "a") is None
+
+
+def test_scopes_must_be_named() -> None:
+    with pytest.raises(ScopeError):
+        pauses_for([], False, None, seconds=60, reason="", by="a", now=0)
+    with pytest.raises(ScopeError):
+        pauses_for(["r"], True, None, seconds=60, reason="", by="a", now=0)
+    (made,) = pauses_for(["r"], False, "h1", seconds=60, reason="", by="a", now=0)
+    assert made.name.startswith("pause.key.r.") and made.until == 60
+
+
+async def test_paused_rule_reports_and_spends_no_throttle_or_budget(rule_file: Path) -> None:
+    secrets = offline_secrets({}, {})
+    store, recorder = MemoryStore(), Recorder()
+    guards = Guards(
+        store=store,
+        verifications=MemoryStore(),
+        publisher=recorder,
+        budget=Budget(1, 3600.0),
+    )
+    engine = offline_engine(offline_rules([rule_file], secrets), secrets, guards=guards)
+    engine.dry_run = False  # the refusing actions are never reached while paused
+    view = Pauses()
+    view.apply("pause.key.fix.x", pause("fix", "a", until=10.0**12))
+    engine.pauses = view
+    event = Event(
+        subject="disk.full", headers={}, payload={"host": "a"}, event_id="e1", trace_id="t"
+    )
+    (result,) = await engine.process(event)
+    assert result.status == "paused" and result.steps == ()
+    assert "alice" in str(result.reason) and "'a'" in str(result.reason)
+    # Only the completion record and the reachability probe: no throttle bucket, no budget
+    # spent, nothing escalated.
+    assert [k for k in store.data if not k.startswith("done.") and k != PROBE_KEY] == []
+    assert recorder.published == []
+
+
+async def test_escalations_are_counted_by_reason(rule_file: Path) -> None:
+    secrets = offline_secrets({}, {})
+    metrics = Metrics(CollectorRegistry())
+    guards = Guards(
+        store=MemoryStore(),
+        verifications=MemoryStore(),
+        publisher=Recorder(),
+        budget=Budget(1, 3600.0),
+        metrics=metrics,
+    )
+    rules = offline_rules([rule_file], secrets)
+    # As replay: spends the budget as the daemon would, runs nothing.
+    engine = offline_engine(rules, secrets, guards=guards, simulate=True)
+    for host in ("a", "b", "c"):
+        event = Event(
+            subject="disk.full", headers={}, payload={"host": host}, event_id=host, trace_id="t"
+        )
+        await engine.process(event)
+    sample = metrics.registry.get_sample_value
+    assert sample("remediator_escalations_total", {"reason": "budget_spent"}) == 1
+    assert sample("remediator_escalations_total", {"reason": "circuit_open"}) == 0
+
+
+def test_decisions_move_once() -> None:
+    request = ApprovalRequest(
+        id="r1",
+        rule="restart",
+        subject="web.down",
+        payload={},
+        headers={},
+        event_id="e",
+        trace_id="t",
+        steps=(),
+        created_at=0.0,
+        expires_at=100.0,
+    )
+    approved = decide(request, "approved", "bob", "ok", now=10.0)
+    assert approved.approval() == {
+        "id": "r1",
+        "decision": "approved",
+        "by": "bob",
+        "at": "1970-01-01T00:00:10+00:00",
+    }
+    with pytest.raises(AlreadyDecided, match="already decided by bob"):
+        decide(approved, "denied", "eve", "", now=11.0)
+    assert decide(request, "approved", "bob", "", now=200.0).state == "expired"
+
+
+def test_test_and_explain_say_the_rule_would_ask(
+    rule_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = tmp_path / "rules.cases.yaml"
+    cases.write_text(
+        """
+cases:
+  - name: web down asks
+    subject: web.down
+    event: {host: w1}
+    expect:
+      fired: [restart]
+      steps: {restart: {http-0: {url: "http://restarter/w1"}}}
+"""
+    )
+    assert main(["test", str(rule_file), "--cases", str(cases)]) == 0
+    tested = capsys.readouterr().out
+    assert "PASS" in tested and "rule restart: would ask for approval; nothing runs" in tested
+    assert main(["explain", str(rule_file), "web.down", '{"host": "w1"}']) == 0
+    assert "would ask for approval first" in capsys.readouterr().out
+
+
+async def test_replay_counts_the_rule_as_asked(rule_file: Path) -> None:
+    secrets = offline_secrets({}, {})
+    engine = offline_engine(offline_rules([rule_file], secrets), secrets, simulate=True)
+    event = Event(
+        subject="web.down", headers={}, payload={"host": "w1"}, event_id="e", trace_id="t"
+    )
+    (result,) = await engine.process(event)
+    assert result.status == "awaiting_approval" and outcome(result) == "asked"
+    assert [s.status for s in result.steps] == ["dry_run"]
