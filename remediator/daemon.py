@@ -33,6 +33,7 @@ from remediator.loader import load_rules
 from remediator.matching import RuleIndex
 from remediator.metrics import Metrics
 from remediator.model import Rule
+from remediator.ordering import OrderKey
 from remediator.pipeline import Pipeline
 from remediator.settings import Settings
 from remediator.state import STATE_BUCKET, VERIFY_BUCKET, KVStore, MemoryStore, StateStore
@@ -71,6 +72,7 @@ class Daemon:
         self.secrets = Secrets(environ, secrets_dir)
         self.templates = Templates(self.secrets)
         self.webhook_subject = compile_subject(self.templates, settings.webhook_subject)
+        self.order_key = OrderKey.compile(settings.order_key, self.templates)
         if settings.webhook_token:
             self.secrets.known.add(settings.webhook_token)
         self.ruleset: Ruleset | None = None
@@ -132,7 +134,9 @@ class Daemon:
             await self.transport.prepare({s for rule in rules for s in rule.subjects})
             self.guards = await build_guards(self.transport, self.settings)
             self.ruleset = self.load(rules)
-            self.pipeline = Pipeline(self.transport, self.settings, self.metrics, self._engine)
+            self.pipeline = Pipeline(
+                self.transport, self.settings, self.metrics, self._engine, self.order_key
+            )
             listener.add_webhook(
                 AlertmanagerBridge(
                     self.transport,
