@@ -110,9 +110,14 @@ class Daemon:
             metrics=self.metrics,
             dry_run=self.settings.dry_run,
         )
-        self.metrics.rules_loaded.set(len(rules))
         self.metrics.know_rules(rule.name for rule in rules)
         return Ruleset(rules, engine)
+
+    def _swap(self, ruleset: Ruleset) -> None:
+        """Put `ruleset` in force, then say so: a watcher of the gauge must never see the
+        new count while events are still matched against the old rules."""
+        self.ruleset = ruleset
+        self.metrics.rules_loaded.set(len(ruleset.rules))
 
     async def run(self) -> int:
         """Start everything, consume until asked to stop, drain, and exit 0."""
@@ -133,7 +138,8 @@ class Daemon:
             self.actions.update(build_actions(self.transport, self.settings, self.environ))
             await self.transport.prepare({s for rule in rules for s in rule.subjects})
             self.guards = await build_guards(self.transport, self.settings)
-            self.ruleset = self.load(rules)
+            ruleset = self.load(rules)
+            self._swap(ruleset)
             self.pipeline = Pipeline(
                 self.transport, self.settings, self.metrics, self._engine, self.order_key
             )
@@ -149,7 +155,7 @@ class Daemon:
             self._install_signals()
             log.info(
                 "remediator ready: %d rules, NATS %s, http %s",
-                len(self.ruleset.rules),
+                len(ruleset.rules),
                 url,
                 self.settings.http,
             )
@@ -231,11 +237,9 @@ class Daemon:
                     await self.transport.prepare(ruleset.subjects)
             except RemediatorError as exc:
                 self.metrics.rules_reloads.labels("error").inc()
-                if self.ruleset is not None:
-                    self.metrics.rules_loaded.set(len(self.ruleset.rules))
                 log.error("reload failed; the old rules stay in force:\n%s", exc)
                 return False
-            self.ruleset = ruleset
+            self._swap(ruleset)
             self.metrics.rules_reloads.labels("ok").inc()
             log.info("reloaded %d rules", len(ruleset.rules))
             return True
