@@ -48,7 +48,7 @@ class Engine:
     now: Callable[[], dt.datetime] = utcnow
     # `rule_evaluations_total` children by result, then rule name, bound on first use.
     _evaluation_counters: dict[str, dict[str, Counter]] = field(
-        default_factory=lambda: {"matched": {}, "no_match": {}, "error": {}},
+        default_factory=lambda: {"matched": {}, "error": {}},
         init=False,
         repr=False,
     )
@@ -96,25 +96,15 @@ class Engine:
         return matches.fired
 
     def _count_evaluations(self, metrics: Metrics, matches: Matches) -> None:
-        """One `rule_evaluations_total` increment per rule in play: those that fired are
-        `matched`, a `when` that raised (with a message) is `error`, every other rule,
-        evaluated or ruled out by the index, `no_match`. `fired` and `errors` come in the
-        order of `in_play`, so one walk pairs them up."""
-        fired, errors = matches.fired, matches.errors
-        counters = self._evaluation_counters
-        matched, no_match = counters["matched"], counters["no_match"]
-        f = e = 0
-        for rule in matches.in_play:
-            if f < len(fired) and fired[f] is rule:
-                f += 1
-                child = matched.get(rule.name) or self._bind(metrics, rule.name, "matched")
-            elif e < len(errors) and errors[e][0] is rule:
-                result = "error" if errors[e][1].error else "no_match"  # blank: as it was
-                e += 1
-                child = self._bind(metrics, rule.name, result)
-            else:
-                child = no_match.get(rule.name) or self._bind(metrics, rule.name, "no_match")
-            child.inc()
+        """`rule_evaluations_total` counts the rules that fired (`matched`) and the `when`s
+        that raised (`error`) only: a per-rule increment for every rule in play would make
+        an event's cost grow with the rules the indexes already ruled out (SPEC §8)."""
+        matched = self._evaluation_counters["matched"]
+        for rule in matches.fired:
+            (matched.get(rule.name) or self._bind(metrics, rule.name, "matched")).inc()
+        for rule, verdict in matches.errors:
+            if verdict.error:  # blank: a `when` that raised with no message, as it was
+                self._bind(metrics, rule.name, "error").inc()
 
     def _bind(self, metrics: Metrics, name: str, result: str) -> Counter:
         """The rule's `rule_evaluations_total` child for `result`, bound once, not per event."""
@@ -275,8 +265,11 @@ def throttle_bucket(rule: Rule, context: Mapping[str, object]) -> str:
 
 
 def verify_key(rule: Rule, context: Mapping[str, object]) -> str:
+    """The rendered `verify.key`; by default the payload's `fingerprint`, else the event id."""
     if rule.verify is None or rule.verify.key is None:
-        return str(context["event_id"])
+        payload = context["event"]
+        fingerprint = payload.get("fingerprint") if isinstance(payload, Mapping) else None
+        return str(context["event_id"] if fingerprint is None else fingerprint)
     return str(rule.verify.key.render(context))
 
 
