@@ -109,6 +109,7 @@ class Daemon:
             guards=self.guards,
             metrics=self.metrics,
             dry_run=self.settings.dry_run,
+            report=self.transport.publish_result if self.transport is not None else None,
         )
         self.metrics.know_rules(rule.name for rule in rules)
         return Ruleset(rules, engine)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter
@@ -46,6 +46,12 @@ class Engine:
     # nothing), so counts come out as the daemon's did.
     simulate: bool = False
     now: Callable[[], dt.datetime] = utcnow
+    # Where a finished rule's result goes (the daemon: the results stream), written after
+    # its completion record; None: the caller publishes what `process` returns.
+    report: Callable[[Result, bytes], Awaitable[None]] | None = None
+    _result_counters: dict[tuple[str, str], Counter] = field(
+        default_factory=dict, init=False, repr=False
+    )
     # `rule_evaluations_total` children by result, then rule name, bound on first use.
     _evaluation_counters: dict[str, dict[str, Counter]] = field(
         default_factory=lambda: {"matched": {}, "error": {}},
@@ -63,6 +69,7 @@ class Engine:
         guards: Guards | None = None,
         metrics: Metrics | None = None,
         dry_run: bool = False,
+        report: Callable[[Result, bytes], Awaitable[None]] | None = None,
     ) -> Engine:
         runner = StepRunner(actions=actions, secrets=secrets, metrics=metrics)
         return cls(
@@ -72,6 +79,7 @@ class Engine:
             guards=guards,
             metrics=metrics,
             dry_run=dry_run,
+            report=report,
         )
 
     def fired(self, event: Event) -> tuple[Rule, ...]:
@@ -115,6 +123,13 @@ class Engine:
             )
         return found
 
+    def _bind_result(self, metrics: Metrics, name: str, status: str) -> Counter:
+        """The rule's `rule_results_total` child for `status`, bound once."""
+        found = self._result_counters.get((name, status))
+        if found is None:
+            found = self._result_counters[name, status] = metrics.rule_results.labels(name, status)
+        return found
+
     async def process(self, event: Event, rules: tuple[Rule, ...] | None = None) -> list[Result]:
         """Fire every matching rule (`rules`, when the caller matched already), each
         independently and concurrently."""
@@ -150,10 +165,18 @@ class Engine:
             # Redelivered after it finished: report the same result again, run nothing.
             if self.metrics is not None:
                 self.metrics.rule_results.labels(rule.name, "deduplicated").inc()
-            return Result.from_json(stored)
+            result = Result.from_json(stored)
+            if self.report is not None:
+                await self.report(result, result.encode())
+            return result
         result = await self._guarded_run(rule, event)
+        body = result.encode()  # once, for both writes
         if guards is not None:
-            await guards.record(rule, event, result.to_json())
+            # The record first: a result stored means the rule's completion is on record,
+            # so a redelivery never runs a finished rule again.
+            await guards.record(rule, event, body)
+        if self.report is not None:
+            await self.report(result, body)
         return result
 
     async def _guarded_run(self, rule: Rule, event: Event) -> Result:
@@ -233,7 +256,7 @@ class Engine:
             reason=reason,
         )
         if self.metrics is not None:
-            self.metrics.rule_results.labels(rule.name, status).inc()
+            self._bind_result(self.metrics, rule.name, status).inc()
         log.info(
             "rule %s %s for event %s",
             rule.name,

@@ -86,11 +86,11 @@ class Guards:
         entry = await self.store.get(_done_key(rule, event))
         return None if entry is None else dict(json.loads(entry.value))
 
-    async def record(self, rule: Rule, event: Event, result: Mapping[str, object]) -> None:
-        """The latest result wins: an alert re-sent after the stream's duplicate window
-        (same event id, new message) runs again under its throttle, and its redelivery
-        must report that run, not the first one."""
-        await self.store.put(_done_key(rule, event), json.dumps(result, default=str).encode())
+    async def record(self, rule: Rule, event: Event, body: bytes) -> None:
+        """`body`: the encoded result. The latest result wins: an alert re-sent after the
+        stream's duplicate window (same event id, new message) runs again under its
+        throttle, and its redelivery must report that run, not the first one."""
+        await self.store.put(_done_key(rule, event), body)
 
     # -- throttle and budget
 

@@ -176,8 +176,10 @@ class Pipeline:
             self.metrics.redeliveries.inc()
         try:
             # Guards and results both need NATS: if it is away, nothing is acked.
-            for result in await engine.process(event, rules):
-                await self.transport.publish_result(result)
+            results = await engine.process(event, rules)  # the engine reports each...
+            if engine.report is None:  # ...unless it was built without a report
+                for result in results:
+                    await self.transport.publish_result(result)
             await inbound.ack()
         except TransportError as exc:
             log.warning(

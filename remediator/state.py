@@ -10,6 +10,7 @@ key-value buckets give exactly that and survive restarts of either side;
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -29,6 +30,7 @@ from nats.js.kv import KeyValue
 from remediator.errors import TransportError
 
 STATE_BUCKET = "REMEDIATOR_STATE"
+_PUT_TIMEOUT = 5.0
 VERIFY_BUCKET = "REMEDIATOR_VERIFY"
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 T = TypeVar("T")
@@ -115,8 +117,10 @@ class MemoryStore:
 class KVStore:
     """StateStore over a JetStream key-value bucket, shared by every replica."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, js: JetStreamContext | None = None, bucket: str = "") -> None:
         self._kv = kv
+        self._js = js
+        self._prefix = f"$KV.{bucket}."
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, ttl: float) -> KVStore:
@@ -131,7 +135,7 @@ class KVStore:
                     description="remediator state: throttles, budget, completions",
                 )
             )
-        return cls(kv)
+        return cls(kv, js, bucket)
 
     async def get(self, key: str) -> Entry | None:
         try:
@@ -152,7 +156,17 @@ class KVStore:
         await _guard(self._kv.delete(key, last=revision))
 
     async def put(self, key: str, value: bytes) -> int:
-        return int(await _guard(self._kv.put(key, value)))
+        if self._js is None:
+            return int(await _guard(self._kv.put(key, value)))
+        # An unconditional write (the completion record, once per fired rule) needs no
+        # request of its own: publish_async shares one reply subscription, as results do.
+        return int(await _guard(self._put_async(self._js, key, value)))
+
+    async def _put_async(self, js: JetStreamContext, key: str, value: bytes) -> int:
+        future = await js.publish_async(self._prefix + key, value)
+        async with asyncio.timeout(_PUT_TIMEOUT):
+            ack = await future
+        return int(ack.seq)
 
     async def keys(self) -> list[str]:
         try:

@@ -268,8 +268,9 @@ class Transport:
             msg=msg,
         )
 
-    async def publish_result(self, result: Result) -> None:
-        data = json.dumps(result.to_json(), default=str).encode()
+    async def publish_result(self, result: Result, data: bytes | None = None) -> None:
+        """The result event; `data`, when given, is `result.encode()` done already."""
+        data = result.encode() if data is None else data
         headers = {"Nats-Msg-Id": f"{result.event_id}:{result.rule}", "trace-id": result.trace_id}
         await self.publish(f"remediator.results.{result.rule}", data, headers)
 
