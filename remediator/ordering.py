@@ -50,13 +50,14 @@ class OrderKey:
             return None
         if self._template is None:
             fingerprint = event.payload.get("fingerprint")
-            return event.subject if fingerprint is None else f"fp:{fingerprint}"
+            # Prefixed, so a subject, a fingerprint and a rendered key never collide.
+            return f"s:{event.subject}" if fingerprint is None else f"fp:{fingerprint}"
         try:
             return f"k:{self._template.render(context(event))}"
         except TemplateError as exc:
             # An event the template does not fit is still ordered, by its subject.
             log.warning("order_key for event %s: %s; ordered by subject", event.event_id, exc)
-            return event.subject
+            return f"s:{event.subject}"
 
 
 class KeyedQueue:
