@@ -4,7 +4,8 @@ An aiohttp server on 127.0.0.1 (a port the OS picks), printing `ready PORT`
 once it listens. For every `POST /hook` with a JSON body holding `seq` and
 `sent` it takes `time.time()` as the request arrives, records (seq, arrival -
 sent) and answers 200. After `--expect N` requests (or `--timeout` seconds,
-or SIGTERM) it prints them as one JSON line and exits.
+or SIGTERM) it prints them as one JSON line and exits. `--delay S`: answer
+each request S seconds after it arrived (a slow remediation, for storm.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--delay", type=float, default=0.0)
     args = parser.parse_args()
     seen: list[tuple[int, float]] = []
     done = asyncio.Event()
@@ -31,6 +33,8 @@ async def main() -> int:
         arrived = time.time()
         body = await request.json()
         seen.append((int(body["seq"]), arrived - float(body["sent"])))
+        if args.delay:
+            await asyncio.sleep(args.delay)
         if len(seen) >= args.expect:
             done.set()
         return web.json_response({"ok": True})

@@ -10,9 +10,11 @@ a subprocess with one rule on `alerts.*` (severity and a numeric threshold in
 `match`, a `when`) whose `http` step POSTs the event's `sent` and `seq` to the
 target. This process paces `js.publish` (awaited) at `--rate`; each payload
 carries `sent` = time.time() just before its publish; the target takes
-time.time() when the request arrives (same clock, same machine). Subjects
-rotate over 50 alert names, so the daemon's in-order-per-subject rule never
-queues one event behind another.
+time.time() when the request arrives (same clock, same machine). Every event
+goes to one subject, `alerts.HighCPU` (`--subjects N` rotates over N alert
+names instead), each with its own `fingerprint`, as Alertmanager's alerts for
+many hosts arrive: the ordering key (SPEC §5) keeps them from waiting for
+each other.
 
 Baseline, same run, same server, same publisher, after the daemon has stopped:
 a raw durable push consumer (configured as the daemon's, read back from the
@@ -61,7 +63,6 @@ from nats.js.api import DeliverPolicy
 
 STREAM, DURABLE = BENCH_STREAM, BENCH_DURABLE
 RAW = "raw"
-SUBJECTS = 50
 
 
 def hook_rule(url: str) -> str:
@@ -89,9 +90,9 @@ def hook_rule(url: str) -> str:
     return str(yaml.safe_dump({"rules": [rule]}, sort_keys=False))
 
 
-def http_target(expect: int) -> tuple[subprocess.Popen[bytes], str]:
+def http_target(expect: int, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
     """bench/http_target.py in its own process; its URL once it listens."""
-    command = [PYTHON, str(BENCH_DIR / "http_target.py"), "--expect", str(expect)]
+    command = [PYTHON, str(BENCH_DIR / "http_target.py"), "--expect", str(expect), *extra]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, env=clean_env())
     assert process.stdout is not None
     words = process.stdout.readline().split()  # b"ready PORT" (or nothing if it died)
@@ -111,9 +112,9 @@ def collect(process: subprocess.Popen[bytes], timeout: float) -> list[tuple[int,
     return [(int(seq), float(lat)) for seq, lat in json.loads(out)["latencies"]]
 
 
-async def paced(js: JetStreamContext, rate: float, count: int) -> float:
-    """Publish `count` events at `rate` a second; the achieved rate."""
-    names = alert_names(SUBJECTS)
+async def paced(js: JetStreamContext, rate: float, count: int, subjects: int) -> float:
+    """Publish `count` events at `rate` a second over `subjects` subjects; the achieved rate."""
+    names = ["HighCPU"] if subjects == 1 else alert_names(subjects)
     start = time.perf_counter()
     for seq in range(count):
         delay = start + seq / rate - time.perf_counter()
@@ -121,13 +122,14 @@ async def paced(js: JetStreamContext, rate: float, count: int) -> float:
             await asyncio.sleep(delay)
         payload = {
             "status": "firing",
-            "labels": {"alertname": names[seq % SUBJECTS], "severity": "critical"}
+            "labels": {"alertname": names[seq % subjects], "severity": "critical"}
             | {"service": "web-frontend", "instance": f"h{seq % 200:03d}:9100"},
             "value": "97.5",
+            "fingerprint": f"{seq:016x}",
             "seq": seq,
             "sent": time.time(),
         }
-        await js.publish(f"alerts.{names[seq % SUBJECTS]}", json.dumps(payload).encode())
+        await js.publish(f"alerts.{names[seq % subjects]}", json.dumps(payload).encode())
     return count / (time.perf_counter() - start)
 
 
@@ -150,7 +152,12 @@ async def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     seconds = 1.0 if args.quick else args.seconds
     warmup = int(rate * (0.2 if args.quick else 1.0))
     total = warmup + int(rate * seconds)
-    report.params = {"rate": rate, "seconds": seconds, "warmup_events": warmup}
+    report.params = {
+        "rate": rate,
+        "seconds": seconds,
+        "warmup_events": warmup,
+        "subjects": args.subjects,
+    }
     target, url = http_target(total)
     (tmp / "rules").mkdir()
     (tmp / "rules" / "hook.yaml").write_text(hook_rule(url))
@@ -167,7 +174,7 @@ async def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         bench_before = time.process_time()
         started = time.perf_counter()
-        daemon_rate = await paced(js, rate, total)
+        daemon_rate = await paced(js, rate, total, args.subjects)
         seen = await asyncio.to_thread(collect, target, 30)
         wall = time.perf_counter() - started
         used = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
@@ -180,7 +187,7 @@ async def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
         await js.add_consumer(STREAM, config)
         raw = raw_consumer(server.url, deliver, RAW, "--expect", str(total), "--timeout", "60")
         await wait_push_bound(js, STREAM, RAW)
-        raw_rate = await paced(js, rate, total)
+        raw_rate = await paced(js, rate, total, args.subjects)
         raw_seen = await asyncio.to_thread(collect, raw, 60)
     finally:
         stop_process(target)
@@ -207,7 +214,8 @@ async def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     columns += [">10 ms", ">100 ms"]
     keys = ["count", "lost", "p50_ms", "p90_ms", "p99_ms", "max_ms", "over_10ms", "over_100ms"]
     report.table(
-        f"publish -> arrival latency at {rate:,.0f} events/s for {seconds:g} s",
+        f"publish -> arrival latency at {rate:,.0f} events/s for {seconds:g} s "
+        f"on {args.subjects} subject(s)",
         columns,
         [
             ["remediator: publish -> HTTP step request", daemon_rate, *(mine[k] for k in keys)],
@@ -234,6 +242,7 @@ def main() -> int:
     cli = parser(__doc__.splitlines()[0])
     cli.add_argument("--rate", type=float, default=500.0)
     cli.add_argument("--seconds", type=float, default=10.0)
+    cli.add_argument("--subjects", type=int, default=1, help="alert subjects to rotate over")
     cli.add_argument("--dump", type=Path, help="write every (seq, latency s) pair here")
     add_profile_flags(cli, "latency")
     return run_bench("latency", cli, run)

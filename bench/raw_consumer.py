@@ -14,6 +14,13 @@ group, the way `remediator.transport` does, and acks each message with
   get of the completion key, a JetStream publish of the step's event, a KV
   create of the completion key, a JetStream publish of the result, then the
   ack. The floor of that work in nats-py on this machine.
+- `--work pipelined`: the same JetStream writes the daemon makes for a fired
+  rule with a publish step on a first delivery, pipelined as nats-py allows:
+  per message, in a task of its own (at most `--concurrency` at once), the
+  step's event through `publish_async` (awaited: the result needs it), then
+  the result and the completion record (a KV put is a JetStream publish to
+  `$KV.<bucket>.<key>`) through `publish_async` together, then the ack. No
+  request/reply awaited one after another.
 """
 
 from __future__ import annotations
@@ -37,14 +44,14 @@ async def main() -> int:
     parser.add_argument("--deliver", required=True)
     parser.add_argument("--group", required=True)
     parser.add_argument("--expect", type=int, default=0)
-    parser.add_argument("--work", choices=["ack", "publish"], default="ack")
+    parser.add_argument("--work", choices=["ack", "publish", "pipelined"], default="ack")
     parser.add_argument("--concurrency", type=int, default=64, help="as the daemon's")
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
     nc = await nats.connect(args.nats)
     js = nc.jetstream()
     kv = None
-    if args.work == "publish":
+    if args.work != "ack":
         kv = await js.create_key_value(KeyValueConfig(bucket="BENCH_RAW_STATE", history=1))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -67,10 +74,23 @@ async def main() -> int:
             await js.publish("remediator.results.raw", msg.data, timeout=5)
             await msg.ack()
 
+    async def pipelined(msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        async with slots:
+            step = await js.publish_async("remediator.notifications.raw", msg.data)
+            await step
+            result = await js.publish_async(
+                "remediator.results.raw", msg.data, headers={"Nats-Msg-Id": f"raw:{seq}"}
+            )
+            record = await js.publish_async(f"$KV.BENCH_RAW_STATE.done.{seq}", msg.data)
+            await asyncio.gather(result, record)
+            await msg.ack()
+
     async def consume() -> None:
         async for msg in sub.messages:
-            if args.work == "publish":
-                task = asyncio.create_task(work(msg))
+            if args.work != "ack":
+                handler = work if args.work == "publish" else pipelined
+                task = asyncio.create_task(handler(msg))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 continue

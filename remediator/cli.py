@@ -72,6 +72,13 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add("--stream", help="JetStream stream of alerts (default ALERTS)")
     add("--durable", help="durable consumer name shared by replicas (default remediator)")
     add("--concurrency", help="events processed at once (default 64)")
+    add(
+        "--order-key",
+        dest="order_key",
+        metavar="TEMPLATE",
+        help="events with the same key run one at a time, in order (default: the "
+        "payload's fingerprint, else the subject; none: no ordering)",
+    )
     add("--ack-wait", dest="ack_wait", metavar="DURATION", help="default 30s")
     add(
         "--max-ack-pending",

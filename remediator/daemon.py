@@ -29,6 +29,7 @@ from remediator.actions.ssh import SSHAction
 from remediator.actions.sshsettings import SSHSettings
 from remediator.engine.engine import Engine
 from remediator.engine.guards import Budget, Guards
+from remediator.engine.ordering import OrderKey
 from remediator.engine.resultlog import DAY_MINUTES, MINUTE, ResultLog
 from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import RemediatorError, TransportError
@@ -83,6 +84,7 @@ class Daemon:
         self.secrets = Secrets(environ, secrets_dir)
         self.templates = Templates(self.secrets)
         self.webhook_subject = compile_subject(self.templates, settings.webhook_subject)
+        self.order_key = OrderKey.compile(settings.order_key, self.templates)
         if settings.webhook_token:
             self.secrets.known.add(settings.webhook_token)
         self.ruleset: Ruleset | None = None
@@ -129,10 +131,16 @@ class Daemon:
             pauses=self.plane.pauses if self.plane else None,
             desk=self.plane.desk if self.plane else None,
             dry_run=self.settings.dry_run,
+            report=self.transport.publish_result if self.transport is not None else None,
         )
-        self.metrics.rules_loaded.set(len(rules))
         self.metrics.know_rules(rule.name for rule in rules)
         return Ruleset(rules, engine)
+
+    def _swap(self, ruleset: Ruleset) -> None:
+        """Put `ruleset` in force, then say so: a watcher of the gauge must never see the
+        new count while events are still matched against the old rules."""
+        self.ruleset = ruleset
+        self.metrics.rules_loaded.set(len(ruleset.rules))
 
     async def run(self) -> int:
         """Start everything, consume until asked to stop, drain, and exit 0."""
@@ -158,12 +166,14 @@ class Daemon:
                 self.plane = await ControlPlane.open(
                     self.transport, self.settings, self.metrics, self._engine
                 )
-            self.ruleset = self.load(rules)
+            self._swap(self.load(rules))
             controls = await self.plane.start() if self.plane else []
             state = self.guards.store if not self.settings.core else None
             api = ControlAPI(self.access, self.plane, self._rules, state, self.settings.max_actions)
             listener.add_api(api)
-            self.pipeline = Pipeline(self.transport, self.settings, self.metrics, self._engine)
+            self.pipeline = Pipeline(
+                self.transport, self.settings, self.metrics, self._engine, self.order_key
+            )
             listener.add_webhook(
                 AlertmanagerBridge(
                     self.transport,
@@ -178,7 +188,7 @@ class Daemon:
             self._install_signals()
             log.info(
                 "remediator ready: %d rules, NATS %s, http %s",
-                len(self.ruleset.rules),
+                len(rules),
                 url,
                 self.settings.http,
             )
@@ -303,11 +313,9 @@ class Daemon:
                     await self.transport.prepare(ruleset.subjects)
             except RemediatorError as exc:
                 self.metrics.rules_reloads.labels("error").inc()
-                if self.ruleset is not None:
-                    self.metrics.rules_loaded.set(len(self.ruleset.rules))
                 log.error("reload failed; the old rules stay in force:\n%s", exc)
                 return False
-            self.ruleset = ruleset
+            self._swap(ruleset)
             self.metrics.rules_reloads.labels("ok").inc()
             log.info("reloaded %d rules", len(ruleset.rules))
             return True

@@ -9,6 +9,7 @@ protocols below, which keep this module free of Jinja and regex details.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -273,6 +274,10 @@ class Result:
         if self.approval is not None:
             body["approval"] = dict(self.approval)
         return body
+
+    def encode(self) -> bytes:
+        """The result event's bytes: one encoding for the completion record and the event."""
+        return json.dumps(self.to_json(), default=str).encode()
 
 
 def _optional_text(value: object) -> str | None:

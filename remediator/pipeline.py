@@ -1,9 +1,11 @@
 """The per-message path: receive, decode, match, run, publish results, then ack.
 
 An event that fires nothing (the common case under load) is acked inline in
-the receive loop. Anything else runs in a task queued behind the earlier
-events of its subject (order within a subject), under the concurrency
-limit; each task binds the event's ids for every log line written while it
+the receive loop, unless an earlier event of its ordering key is still in
+flight. Anything else runs in a task queued behind the earlier events of its
+ordering key (`ordering`; by default the alert's fingerprint, else the
+subject), under the concurrency limit; events of different keys run side by
+side. Each task binds the event's ids for every log line written while it
 runs. While events are in flight, one ticker tells the server each is in
 progress, so a long script is not redelivered. Nothing is acked before its
 results are stored; NATS trouble naks with backoff, and the last delivery
@@ -16,13 +18,14 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
 from remediator.engine.engine import Engine, resolving
 from remediator.engine.events import decode_event, event_id, trace_id
+from remediator.engine.ordering import KeyedQueue, OrderKey
 from remediator.errors import EventError, TransportError
 from remediator.logs import bind_event
 from remediator.metrics import Metrics
@@ -51,12 +54,14 @@ class Pipeline:
         settings: Settings,
         metrics: Metrics,
         engine: Callable[[], Engine],
+        order_key: OrderKey | None = None,
     ) -> None:
         self.transport = transport
         self.settings = settings
         self.metrics = metrics
         self.engine = engine  # the engine of the rules in force now
-        self._tails: dict[str, asyncio.Task[None]] = {}
+        self.order_key = order_key if order_key is not None else OrderKey(None)
+        self._queue = KeyedQueue()
         self._inflight: dict[int, Inflight] = {}
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._received: dict[str, Counter] = {}  # events_received children, bound once
@@ -68,29 +73,29 @@ class Pipeline:
 
     async def consume(self, subjects: set[str]) -> None:
         async for inbound in self.transport.messages(subjects):
-            if inbound.subject in self._tails:
-                self._start(inbound, None)  # behind an earlier event of its subject
+            try:
+                event = self._decode(inbound)
+            except EventError:
+                self._start(inbound, None, None, None)  # poison: dead-lettered in its task
                 continue
-            matched = self._match(inbound)
-            if matched is not None and not matched[1]:
-                await self._ack_quiet(inbound, matched[0])
+            key = self.order_key.of(event, self._context)
+            if self._queue.busy(key) or resolving(event):
+                # Behind an earlier event of its key; or a resolving event, which may close
+                # verifications: both take the full path, matched when their turn comes.
+                self._start(inbound, event, None, key)
+                continue
+            rules = self.engine().fired(event)
+            if rules:
+                self._start(inbound, event, rules, key)
             else:
-                self._start(inbound, matched)
+                await self._ack_quiet(inbound, event)
 
-    def _match(self, inbound: Inbound) -> tuple[Event, tuple[Rule, ...]] | None:
-        """Decode and match right away; None for what needs the full path (poison, or a
-        resolving event, which may close verifications)."""
-        try:
-            event = self._decode(inbound)
-        except EventError:
-            return None
-        if resolving(event):
-            return None
-        return event, self.engine().fired(event)
+    def _context(self, event: Event) -> Mapping[str, object]:
+        return self.engine().context(event)
 
     async def _ack_quiet(self, inbound: Inbound, event: Event) -> None:
         """The common case under load, an event that fires nothing: ack it here, with no
-        task, no slot and no ordering queue (nothing of its subject is in flight)."""
+        task, no slot and no ordering queue (nothing of its key is in flight)."""
         self._count_received(inbound.subject)
         if event.redelivered:
             self.metrics.redeliveries.inc()
@@ -116,46 +121,54 @@ class Pipeline:
         """Trace ids need to be unique, not secret: no system call per event."""
         return f"{self._ids.getrandbits(128):032x}"
 
-    def _start(self, inbound: Inbound, matched: tuple[Event, tuple[Rule, ...]] | None) -> None:
-        """Queue the message behind the earlier ones of its subject (order within a subject)."""
-        key = id(inbound)
-        self._inflight[key] = Inflight(inbound)
+    def _start(
+        self,
+        inbound: Inbound,
+        event: Event | None,
+        rules: tuple[Rule, ...] | None,
+        key: str | None,
+    ) -> None:
+        """Queue the message behind the earlier ones of its ordering key."""
+        entry = Inflight(inbound)
+        self._inflight[id(inbound)] = entry
         self.metrics.inflight.inc()
-        previous = self._tails.get(inbound.subject)
-        task = asyncio.create_task(self._handle(inbound, previous, matched))
-        self._tails[inbound.subject] = task
-        task.add_done_callback(lambda t: self._finished(key, inbound.subject, t))
+        task = self._queue.start(
+            key, lambda previous: asyncio.create_task(self._handle(inbound, previous, event, rules))
+        )
+        task.add_done_callback(lambda _: self._finished(id(inbound), entry))
 
-    def _finished(self, key: int, subject: str, task: asyncio.Task[None]) -> None:
-        entry = self._inflight.pop(key, None)
+    def _finished(self, key: int, entry: Inflight) -> None:
+        self._inflight.pop(key, None)
         self.metrics.inflight.dec()
-        if entry is not None:
-            self.metrics.event_duration.observe(time.monotonic() - entry.received)
-        if self._tails.get(subject) is task:
-            del self._tails[subject]
+        self.metrics.event_duration.observe(time.monotonic() - entry.received)
 
     async def _handle(
         self,
         inbound: Inbound,
         previous: asyncio.Task[None] | None,
-        matched: tuple[Event, tuple[Rule, ...]] | None,
+        event: Event | None,
+        rules: tuple[Rule, ...] | None,
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])
         engine = self.engine()  # in flight, an event keeps the rules it started with
         async with self._slots:
             try:
-                await self._process(inbound, engine, matched)
+                await self._process(inbound, engine, event, rules)
             except Exception:
                 log.exception("unexpected error on %s; will be redelivered", inbound.subject)
                 await self._retry_later(inbound, "", "internal error")
 
     async def _process(
-        self, inbound: Inbound, engine: Engine, matched: tuple[Event, tuple[Rule, ...]] | None
+        self,
+        inbound: Inbound,
+        engine: Engine,
+        event: Event | None,
+        rules: tuple[Rule, ...] | None,
     ) -> None:
         self._count_received(inbound.subject)
         try:
-            event, rules = matched if matched is not None else (self._decode(inbound), None)
+            event = event if event is not None else self._decode(inbound)
         except EventError as exc:
             poison_id = event_id(inbound.subject, inbound.headers, inbound.data, inbound.delivery)
             bind_event(trace_id(inbound.headers, {}) or self.new_trace_id(), poison_id)
@@ -166,8 +179,10 @@ class Pipeline:
             self.metrics.redeliveries.inc()
         try:
             # Guards and results both need NATS: if it is away, nothing is acked.
-            for result in await engine.process(event, rules):
-                await self.transport.publish_result(result)
+            results = await engine.process(event, rules)  # the engine reports each...
+            if engine.report is None:  # ...unless it was built without a report
+                for result in results:
+                    await self.transport.publish_result(result)
         except TransportError as exc:
             log.warning(
                 "event %s: NATS trouble, will retry: %s",
@@ -231,7 +246,7 @@ class Pipeline:
                         log.debug("in-progress signal failed: %s", exc)
 
     async def drain(self) -> None:
-        tasks = list(self._tails.values())
+        tasks = self._queue.tasks()
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=self.settings.drain_timeout)

@@ -87,6 +87,7 @@ class Settings:
     stream: str = "ALERTS"
     durable: str = "remediator"
     concurrency: int = 64
+    order_key: str | None = None  # fingerprint, else subject; `none`: no ordering
     ack_wait: float = 30.0
     max_deliver: int = 5
     max_ack_pending: int = 1000
@@ -195,6 +196,7 @@ FIELDS: dict[str, Callable[[object], object]] = {
     "stream": _text,
     "durable": _text,
     "concurrency": _positive,
+    "order_key": _text,
     "ack_wait": parse_duration,
     "max_deliver": _positive,
     "http": _address,

@@ -25,6 +25,11 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
         "daemon": ["count", "p50_ms", "p99_ms"],
         "raw": ["count", "p50_ms", "p99_ms"],
     },
+    "one_subject": {
+        "idle": ["daemon_eps", "raw_eps", "ratio"],
+        "firing": ["daemon_eps", "raw_eps", "ratio"],
+    },
+    "storm": {"": ["alerts", "started", "spread_s", "bound_s"]},
     "startup": {
         "import remediator.daemon": ["seconds", "rss_mib"],
         "rules_100": ["seconds", "rss_mib"],

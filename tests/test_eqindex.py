@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Mapping
 
@@ -126,12 +127,17 @@ def test_numeric_strings_and_booleans_still_compare_by_the_equality_rules() -> N
     }
 
 
-def test_rules_the_index_rules_out_are_counted_as_evaluated() -> None:
+def test_only_matched_and_error_are_counted_per_rule() -> None:
+    """A rule the index rules out, or that did not match, costs nothing per event (SPEC §8)."""
     index = RuleIndex(
         [
             rule("critical", {"labels.severity": "critical"}),
             rule("warning", {"labels.severity": "warning"}, stop=True, priority=1),
             rule("low", {}, priority=-1),
+            dataclasses.replace(
+                rule("broken", {}),
+                when=TEMPLATES.compile_expression("event.nope.deeper", rule="broken", field="when"),
+            ),
         ]
     )
     metrics = Metrics(CollectorRegistry())
@@ -144,6 +150,8 @@ def test_rules_the_index_rules_out_are_counted_as_evaluated() -> None:
         labels = {"rule": name, "result": result}
         return metrics.registry.get_sample_value("remediator_rule_evaluations_total", labels)
 
-    assert [count("critical", r) for r in ("matched", "no_match", "error")] == [1, 1, None]
-    assert [count("warning", r) for r in ("matched", "no_match", "error")] == [1, 2, None]
+    assert [count("critical", r) for r in ("matched", "no_match", "error")] == [1, None, None]
+    assert [count("warning", r) for r in ("matched", "no_match", "error")] == [1, None, None]
     assert [count("low", r) for r in ("matched", "no_match", "error")] == [2, None, None]
+    # `warning` stops lower priorities: `broken` ran (and raised) for the other two only.
+    assert [count("broken", r) for r in ("matched", "no_match", "error")] == [None, None, 2]

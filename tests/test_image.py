@@ -160,6 +160,7 @@ async def test_the_pod_configuration_runs_a_daemon(tmp_path: Path, own_nats: Nat
             "REMEDIATOR_RULES": str(rules),
             "REMEDIATOR_HTTP": f"0.0.0.0:{port}",
             "REMEDIATOR_DATA_DIR": str(tmp_path / "data"),
+            "REMEDIATOR_REPLICAS": "1",  # one local server, not the three-node cluster
         }
     )
     del environ["REMEDIATOR_CREDS"]  # the local server has no accounts

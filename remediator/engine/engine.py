@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter
@@ -54,9 +54,15 @@ class Engine:
     # Where correlation windows and absence timers live: the guards' store by default.
     state: StateStore | None = None
     windows: Windows = field(init=False, repr=False)
+    # Where a finished rule's result goes (the daemon: the results stream), written after
+    # its completion record; None: the caller publishes what `process` returns.
+    report: Callable[[Result, bytes], Awaitable[None]] | None = None
+    _result_counters: dict[tuple[str, str], Counter] = field(
+        default_factory=dict, init=False, repr=False
+    )
     # `rule_evaluations_total` children by result, then rule name, bound on first use.
     _evaluation_counters: dict[str, dict[str, Counter]] = field(
-        default_factory=lambda: {"matched": {}, "no_match": {}, "error": {}},
+        default_factory=lambda: {"matched": {}, "error": {}},
         init=False,
         repr=False,
     )
@@ -77,6 +83,7 @@ class Engine:
         pauses: PauseView | None = None,
         desk: ApprovalDesk | None = None,
         dry_run: bool = False,
+        report: Callable[[Result, bytes], Awaitable[None]] | None = None,
     ) -> Engine:
         runner = StepRunner(actions=actions, secrets=secrets, metrics=metrics)
         return cls(
@@ -88,6 +95,7 @@ class Engine:
             pauses=pauses,
             desk=desk,
             dry_run=dry_run,
+            report=report,
         )
 
     def fired(self, event: Event) -> tuple[Rule, ...]:
@@ -112,25 +120,15 @@ class Engine:
         return matches.fired
 
     def _count_evaluations(self, metrics: Metrics, matches: Matches) -> None:
-        """One `rule_evaluations_total` increment per rule in play: those that fired are
-        `matched`, a `when` that raised (with a message) is `error`, every other rule,
-        evaluated or ruled out by the index, `no_match`. `fired` and `errors` come in the
-        order of `in_play`, so one walk pairs them up."""
-        fired, errors = matches.fired, matches.errors
-        counters = self._evaluation_counters
-        matched, no_match = counters["matched"], counters["no_match"]
-        f = e = 0
-        for rule in matches.in_play:
-            if f < len(fired) and fired[f] is rule:
-                f += 1
-                child = matched.get(rule.name) or self._bind(metrics, rule.name, "matched")
-            elif e < len(errors) and errors[e][0] is rule:
-                result = "error" if errors[e][1].error else "no_match"  # blank: as it was
-                e += 1
-                child = self._bind(metrics, rule.name, result)
-            else:
-                child = no_match.get(rule.name) or self._bind(metrics, rule.name, "no_match")
-            child.inc()
+        """`rule_evaluations_total` counts the rules that fired (`matched`) and the `when`s
+        that raised (`error`) only: a per-rule increment for every rule in play would make
+        an event's cost grow with the rules the indexes already ruled out (SPEC §8)."""
+        matched = self._evaluation_counters["matched"]
+        for rule in matches.fired:
+            (matched.get(rule.name) or self._bind(metrics, rule.name, "matched")).inc()
+        for rule, verdict in matches.errors:
+            if verdict.error:  # blank: a `when` that raised with no message, as it was
+                self._bind(metrics, rule.name, "error").inc()
 
     def _bind(self, metrics: Metrics, name: str, result: str) -> Counter:
         """The rule's `rule_evaluations_total` child for `result`, bound once, not per event."""
@@ -139,6 +137,13 @@ class Engine:
             found = self._evaluation_counters[result][name] = metrics.rule_evaluations.labels(
                 name, result
             )
+        return found
+
+    def _bind_result(self, metrics: Metrics, name: str, status: str) -> Counter:
+        """The rule's `rule_results_total` child for `status`, bound once."""
+        found = self._result_counters.get((name, status))
+        if found is None:
+            found = self._result_counters[name, status] = metrics.rule_results.labels(name, status)
         return found
 
     async def process(self, event: Event, rules: tuple[Rule, ...] | None = None) -> list[Result]:
@@ -220,10 +225,18 @@ class Engine:
             # Redelivered after it finished: report the same result again, run nothing.
             if self.metrics is not None:
                 self.metrics.rule_results.labels(rule.name, "deduplicated").inc()
-            return Result.from_json(stored)
+            result = Result.from_json(stored)
+            if self.report is not None:
+                await self.report(result, result.encode())
+            return result
         result = await self._guarded_run(rule, event, extra or {})
+        body = result.encode()  # once, for both writes
         if guards is not None:
-            await guards.record(rule, event, result.to_json())
+            # The record first: a result stored means the rule's completion is on record,
+            # so a redelivery never runs a finished rule again.
+            await guards.record(rule, event, body)
+        if self.report is not None:
+            await self.report(result, body)
         return result
 
     async def _guarded_run(self, rule: Rule, event: Event, extra: Mapping[str, object]) -> Result:
@@ -384,7 +397,7 @@ class Engine:
             approval=approval,
         )
         if self.metrics is not None:
-            self.metrics.rule_results.labels(rule.name, status).inc()
+            self._bind_result(self.metrics, rule.name, status).inc()
         log.info(
             "rule %s %s for event %s",
             rule.name,
@@ -416,8 +429,11 @@ def throttle_bucket(rule: Rule, context: Mapping[str, object]) -> str:
 
 
 def verify_key(rule: Rule, context: Mapping[str, object]) -> str:
+    """The rendered `verify.key`; by default the payload's `fingerprint`, else the event id."""
     if rule.verify is None or rule.verify.key is None:
-        return str(context["event_id"])
+        payload = context["event"]
+        fingerprint = payload.get("fingerprint") if isinstance(payload, Mapping) else None
+        return str(context["event_id"] if fingerprint is None else fingerprint)
     return str(rule.verify.key.render(context))
 
 

@@ -98,21 +98,20 @@ class Guards:
         entry = await self.store.get(_done_key(rule, event))
         return None if entry is None else dict(json.loads(entry.value))
 
-    async def record(self, rule: Rule, event: Event, result: Mapping[str, object]) -> None:
-        """The latest result wins: an alert re-sent after the stream's duplicate window
-        (same event id, new message) runs again under its throttle, and its redelivery
-        must report that run, not the first one."""
-        value = json.dumps(result, default=str).encode()
+    async def record(self, rule: Rule, event: Event, body: bytes) -> None:
+        """`body`: the encoded result. The latest result wins: an alert re-sent after the
+        stream's duplicate window (same event id, new message) runs again under its
+        throttle, and its redelivery must report that run, not the first one."""
         # The steps have run: a few seconds' patience (a bucket leader failing over) here
         # saves running them again on redelivery.
         for pause in _RECORD_PAUSES:
             try:
-                await self.store.put(_done_key(rule, event), value)
+                await self.store.put(_done_key(rule, event), body)
                 return
             except TransportError as exc:
                 log.warning("completion not recorded, retry in %gs: %s", pause, exc)
             await self.sleep(pause)
-        await self.store.put(_done_key(rule, event), value)
+        await self.store.put(_done_key(rule, event), body)
 
     # -- throttle and budget
 

@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from prometheus_client import Counter, Histogram
+
 from remediator.actions.base import ActionSet, Previewing, StepContext
 from remediator.errors import StepError, StepTimeout, TemplateError
 from remediator.metrics import Metrics
@@ -32,6 +34,11 @@ class StepRunner:
     metrics: Metrics | None = None
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
+    # Metric children bound once per label set, not per step: `labels()` is a lock and a
+    # dictionary look-up of a tuple each time, on the path of every fired rule.
+    _children: dict[tuple[str, ...], tuple[Counter, Histogram]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     async def run_steps(
         self, rule: Rule, context: dict[str, object], *, dry_run: bool
@@ -127,8 +134,15 @@ class StepRunner:
     ) -> StepResult:
         seconds = time.perf_counter() - started
         if self.metrics is not None:
-            self.metrics.steps.labels(rule.name, step.name, step.kind, status).inc()
-            self.metrics.step_duration.labels(step.kind).observe(seconds)
+            labels = (rule.name, step.name, step.kind, status)
+            children = self._children.get(labels)
+            if children is None:
+                children = self._children[labels] = (
+                    self.metrics.steps.labels(*labels),
+                    self.metrics.step_duration.labels(step.kind),
+                )
+            children[0].inc()
+            children[1].observe(seconds)
         masked_error = None if error is None else str(self.secrets.mask(error))
         if masked_error:
             log.warning(

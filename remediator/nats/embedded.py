@@ -44,6 +44,7 @@ class EmbeddedServer:
         self.host = host
         self.port = port
         self._process: asyncio.subprocess.Process | None = None
+        self._drainer: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -81,23 +82,35 @@ class EmbeddedServer:
                 self.port = int(found.group(2))
             if _READY.search(line):
                 # Keep draining the server's log so a full pipe never blocks it.
-                asyncio.get_running_loop().create_task(self._drain())
+                self._drainer = asyncio.create_task(_drain(self._process.stderr))
                 return
         raise ConfigError(f"embedded nats-server exited: {output.decode(errors='replace')}")
 
-    async def _drain(self) -> None:
-        if self._process is not None and self._process.stderr is not None:
-            while await self._process.stderr.readline():
-                pass
-
     async def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            async with asyncio.timeout(timeout):
+        drainer, self._drainer = self._drainer, None
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                async with asyncio.timeout(timeout):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
                 await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        if drainer is not None:
+            # The log ends with the process; wait for the reader so no task outlives us.
+            try:
+                async with asyncio.timeout(timeout):
+                    await drainer
+            except TimeoutError:
+                drainer.cancel()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    """Read the server's log to its end; the stream, not the server object, is held, so
+    `stop` clearing the process cannot break the loop."""
+    try:
+        while await stream.readline():
+            pass
+    except (OSError, ValueError) as exc:  # a line past the reader's limit, a closed pipe
+        log.debug("embedded nats-server log: %s", exc)

@@ -90,6 +90,8 @@ async def read(nc: Client, stream: str, span: Span) -> AsyncIterator[Stored]:
                 messages = await subscription.fetch(min(BATCH, remaining), _FETCH_TIMEOUT)
             except NatsTimeoutError:
                 return  # the rest went (age or size limits) since the read started
+            except NatsError as exc:  # e.g. the connection closed under a daemon stopping
+                raise TransportError(f"cannot read stream {stream}: {exc}") from exc
             remaining -= len(messages)
             for msg in messages:
                 meta = msg.metadata
@@ -104,8 +106,9 @@ async def read(nc: Client, stream: str, span: Span) -> AsyncIterator[Stored]:
                     time=meta.timestamp.timestamp(),
                 )
     finally:
-        await subscription.unsubscribe()
-        await _forget(nc, stream, str(info.name))
+        with contextlib.suppress(NatsError):  # an inactive consumer goes by itself
+            await subscription.unsubscribe()
+            await _forget(nc, stream, str(info.name))
 
 
 async def _forget(nc: Client, stream: str, consumer: str) -> None:

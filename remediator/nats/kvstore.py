@@ -8,6 +8,7 @@ wrote first) and `TransportError` (the store cannot be reached).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -27,6 +28,7 @@ from remediator.errors import TransportError
 from remediator.nats.jsconfig import bucket_config, bucket_stream, check_replicas
 
 STATE_BUCKET = "REMEDIATOR_STATE"
+_PUT_TIMEOUT = 5.0
 VERIFY_BUCKET = "REMEDIATOR_VERIFY"
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 T = TypeVar("T")
@@ -35,8 +37,10 @@ T = TypeVar("T")
 class KVStore:
     """StateStore over a JetStream key-value bucket, shared by every replica."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, js: JetStreamContext | None = None, bucket: str = "") -> None:
         self._kv = kv
+        self._js = js
+        self._prefix = f"$KV.{bucket}."
 
     @classmethod
     async def open(
@@ -48,9 +52,9 @@ class KVStore:
         except NotFoundError:
             description = "remediator state: throttles, budget, completions"
             config = bucket_config(bucket, ttl, description, replicas)
-            return cls(await js.create_key_value(config))
+            return cls(await js.create_key_value(config), js, bucket)
         check_replicas(stream, info.config.num_replicas, replicas)
-        return cls(await js.key_value(bucket))
+        return cls(await js.key_value(bucket), js, bucket)
 
     async def get(self, key: str) -> Entry | None:
         try:
@@ -71,7 +75,17 @@ class KVStore:
         await _guard(self._kv.delete(key, last=revision))
 
     async def put(self, key: str, value: bytes) -> int:
-        return int(await _guard(self._kv.put(key, value)))
+        if self._js is None:
+            return int(await _guard(self._kv.put(key, value)))
+        # An unconditional write (the completion record, once per fired rule) needs no
+        # request of its own: publish_async shares one reply subscription, as results do.
+        return int(await _guard(self._put_async(self._js, key, value)))
+
+    async def _put_async(self, js: JetStreamContext, key: str, value: bytes) -> int:
+        future = await js.publish_async(self._prefix + key, value)
+        async with asyncio.timeout(_PUT_TIMEOUT):
+            ack = await future
+        return int(ack.seq)
 
     async def keys(self, under: str | None = None) -> list[str]:
         if under is not None:

@@ -301,9 +301,12 @@ class Transport:
             msg=msg,
         )
 
-    async def publish_result(self, result: Result, msg_id: str | None = None) -> None:
-        """`msg_id` for a second result of one (event, rule), e.g. after an approval."""
-        data = json.dumps(result.to_json(), default=str).encode()
+    async def publish_result(
+        self, result: Result, data: bytes | None = None, msg_id: str | None = None
+    ) -> None:
+        """The result event; `data`, when given, is `result.encode()` done already;
+        `msg_id` for a second result of one (event, rule), e.g. after an approval."""
+        data = result.encode() if data is None else data
         msg_id = msg_id or f"{result.event_id}:{result.rule}"
         headers = {"Nats-Msg-Id": msg_id, "trace-id": result.trace_id}
         await self.publish(f"remediator.results.{result.rule}", data, headers)

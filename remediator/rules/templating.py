@@ -17,6 +17,7 @@ the rule and field its errors name.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import weakref
 from collections.abc import Callable, Mapping
@@ -119,7 +120,9 @@ class Templates:
         if call is None:
             call = self.env.compile_expression(source, undefined_to_none=False)
             self._expressions[source] = call
-        return _Expression(source=source, call=call, rule=rule, field=field)
+        expression = _Expression(source=source, call=call, rule=rule, field=field)
+        names = _plain_path(source)
+        return expression if names is None else _Path(names=names, expression=expression)
 
     def _compile_string(self, source: str, rule: str, field: str) -> Renderable:
         if "{{" not in source and "{%" not in source and "{#" not in source:
@@ -179,6 +182,44 @@ class _Expression:
                 value._fail_with_undefined_error()
         except Exception as exc:
             raise _fail(exc, self.rule, self.field) from exc
+        return value
+
+
+_PATH = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*")
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+def _plain_path(source: str) -> tuple[str, ...] | None:
+    """`event.labels.host` -> its names; None for anything else, or for a name Jinja
+    would read as an attribute of a dict (`event.items` is the method, not the key)."""
+    found = _PATH.fullmatch(source)
+    if found is None:
+        return None
+    names = tuple(found.group(1).split("."))
+    return None if _DICT_ATTRIBUTES.intersection(names[1:]) else names
+
+
+@dataclass(frozen=True, slots=True)
+class _Path:
+    """A plain dotted read, the commonest template (`{{ event.labels.host }}`), done as
+    dictionary look-ups with no Jinja context: a quarter of a fired rule's engine time
+    went to building contexts for these. Anything but dicts all the way (a missing key,
+    a list, an object) is handed to the compiled expression, so values and errors stay
+    exactly Jinja's."""
+
+    names: tuple[str, ...]
+    expression: _Expression
+
+    @property
+    def source(self) -> str:
+        return self.expression.source
+
+    def render(self, context: Mapping[str, object]) -> object:
+        value: object = context
+        for name in self.names:
+            if type(value) is not dict or name not in value:
+                return self.expression.render(context)
+            value = value[name]
         return value
 
 

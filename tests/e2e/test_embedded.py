@@ -54,3 +54,17 @@ async def test_embedded_server_runs_the_example_rule(tmp_path: Path) -> None:
     assert result["status"] == "succeeded"
     assert (tmp_path / ".remediator" / "jetstream").is_dir()
     assert f"embedded nats-server ready at {url}" in proc.logs()
+
+
+async def test_sigterm_stops_the_embedded_server_without_a_stray_task_error(
+    tmp_path: Path,
+) -> None:
+    """The server's log reader must end with the server, not raise after `stop` (issue 12 f)."""
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    proc = DaemonProcess(["--embedded-port", str(free_port())], tmp_path).start(timeout=60)
+    assert proc.stop() == 0
+    logs = proc.logs()
+    assert "stopping: no new messages" in logs
+    assert "Task exception was never retrieved" not in logs
+    assert "AttributeError" not in logs
+    assert "Traceback" not in logs
