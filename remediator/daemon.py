@@ -28,6 +28,7 @@ from remediator.actions.ssh import SSHAction
 from remediator.actions.sshsettings import SSHSettings
 from remediator.engine.engine import Engine
 from remediator.engine.guards import Budget, Guards
+from remediator.engine.limits import DEFAULT_MAX_PAYLOAD
 from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import RemediatorError, TransportError
 from remediator.http.listener import Listener
@@ -47,6 +48,7 @@ from remediator.settings import Settings
 log = logging.getLogger(__name__)
 
 VERIFY_TICK = 1.0  # seconds between looks for expired verifications
+LIVENESS_TICK = 0.5  # seconds between looks at the consume loop and the NATS connection
 BACKLOG_TICK = 5.0  # seconds between refreshes of the consumer backlog gauges
 STATE_TTL = 7 * 24 * 3600.0  # completion records and throttle state outlive any sane window
 
@@ -84,6 +86,7 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self._reloading = asyncio.Lock()
         self._watcher: RuleWatcher | None = None
+        self.failure: str | None = None  # why the daemon can no longer work; exits 1
 
     def ready(self) -> bool:
         transport = self.transport
@@ -109,6 +112,7 @@ class Daemon:
             guards=self.guards,
             metrics=self.metrics,
             dry_run=self.settings.dry_run,
+            max_payload=self.transport.max_payload if self.transport else DEFAULT_MAX_PAYLOAD,
         )
         self.metrics.rules_loaded.set(len(rules))
         self.metrics.know_rules(rule.name for rule in rules)
@@ -127,7 +131,7 @@ class Daemon:
             url = await embedded.start()
             log.info("no NATS URL given: using the embedded server at %s", url)
         self.secrets.known.update(connection_secrets(self.settings, url))
-        listener = Listener(self.registry, self.ready)
+        listener = Listener(self.registry, self.ready, alive=lambda: self.failure is None)
         try:
             self.transport = Transport(await connect(self.settings, url), self.settings)
             self.actions.update(build_actions(self.transport, self.settings, self.environ))
@@ -155,7 +159,7 @@ class Daemon:
         finally:
             await listener.stop()
             await self._close(embedded)
-        return 0
+        return 1 if self.failure else 0
 
     async def _serve(self) -> None:
         assert self.transport is not None and self.ruleset is not None
@@ -166,9 +170,12 @@ class Daemon:
         verifier = asyncio.create_task(self._expire_verifications())
         backlog = asyncio.create_task(self._track_backlog())
         watcher = asyncio.create_task(self._watcher.run()) if self._watcher else None
-        await self._stopping.wait()
+        await self._until_stopped_or_dead(consume)
         log.info("stopping: no new messages; draining %d in flight", pipeline.in_flight)
-        await self.transport.stop_receiving()
+        try:
+            await self.transport.stop_receiving()
+        except Exception as exc:  # the connection may be the thing that died
+            log.warning("stop receiving: %s", exc)
         consume.cancel()
         verifier.cancel()
         backlog.cancel()
@@ -176,6 +183,31 @@ class Daemon:
             watcher.cancel()
         await pipeline.drain()
         ticker.cancel()
+
+    async def _until_stopped_or_dead(self, consume: asyncio.Task[None]) -> None:
+        """Until SIGTERM, or until the daemon can no longer work: then `/healthz` fails
+        and `run` returns 1, so a supervisor restarts it instead of it idling as healthy."""
+        stopping = asyncio.create_task(self._stopping.wait())
+        watchdog = asyncio.create_task(self._watch(consume))
+        await asyncio.wait([stopping, watchdog], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if watchdog.done():
+            self.failure = watchdog.result()
+            log.error("exiting: %s", self.failure)
+        else:
+            watchdog.cancel()
+
+    async def _watch(self, consume: asyncio.Task[None]) -> str:
+        """Why the daemon can no longer work, once it cannot: the consume loop ended (it
+        runs until stopped), or the NATS connection is closed for good."""
+        assert self.transport is not None
+        while True:
+            await asyncio.wait([consume], timeout=LIVENESS_TICK)
+            if self.transport.nc.is_closed:  # the root cause when both happened
+                return "the NATS connection is closed for good"
+            if consume.done():
+                error = None if consume.cancelled() else consume.exception()
+                return f"the consume loop ended: {error!r}"
 
     async def _expire_verifications(self) -> None:
         """Every replica looks; the store lets exactly one act on each expired record."""

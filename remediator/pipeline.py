@@ -23,7 +23,7 @@ from prometheus_client import Counter
 
 from remediator.engine.engine import Engine, resolving
 from remediator.engine.events import decode_event, event_id, trace_id
-from remediator.errors import EventError, TransportError
+from remediator.errors import EventError, TransportError, Unpublishable
 from remediator.logs import bind_event
 from remediator.metrics import Metrics
 from remediator.model import Event, Rule
@@ -79,11 +79,11 @@ class Pipeline:
         resolving event, which may close verifications)."""
         try:
             event = self._decode(inbound)
-        except EventError:
+            if resolving(event):
+                return None
+            return event, self.engine().fired(event)
+        except Exception:  # anything else too: the full path dead-letters it; the loop lives
             return None
-        if resolving(event):
-            return None
-        return event, self.engine().fired(event)
 
     async def _ack_quiet(self, inbound: Inbound, event: Event) -> None:
         """The common case under load, an event that fires nothing: ack it here, with no
@@ -166,6 +166,8 @@ class Pipeline:
             for result in await engine.process(event, rules):
                 await self.transport.publish_result(result)
             await inbound.ack()
+        except Unpublishable as exc:  # no retry can store it: do not re-run its steps
+            await self._dead_letter(inbound, "unpublishable", str(exc), event.event_id)
         except TransportError as exc:
             log.warning(
                 "event %s: NATS trouble, will retry: %s",

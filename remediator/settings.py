@@ -36,6 +36,13 @@ def _positive(value: object) -> int:
     return number
 
 
+def _attempts(value: object) -> int:
+    number = _int(value)
+    if number < -1:
+        raise ValueError(f"must be -1 (forever) or at least 0: {value!r}")
+    return number
+
+
 def _flag(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -80,7 +87,8 @@ class Settings:
     concurrency: int = 64
     ack_wait: float = 30.0
     max_deliver: int = 5
-    max_ack_pending: int = 1000
+    max_ack_pending: int = 256
+    reconnect_attempts: int = -1
     http: str = "127.0.0.1:9464"
     dry_run: bool = False
     data_dir: str = ".remediator"
@@ -205,6 +213,7 @@ FIELDS: dict[str, Callable[[object], object]] = {
     "max_actions": _budget,
     "max_ack_pending": _positive,
     "embedded_port": _positive,
+    "reconnect_attempts": _attempts,
     "webhook_token": _text,
 }
 assert set(FIELDS) == {f.name for f in fields(Settings)} - {"sections"}

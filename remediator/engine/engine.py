@@ -19,6 +19,7 @@ from prometheus_client import Counter
 
 from remediator.actions.base import ActionSet
 from remediator.engine.guards import Guards
+from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, HEADER_ROOM, dumps, fit_result
 from remediator.engine.runner import StepRunner
 from remediator.errors import TemplateError
 from remediator.metrics import Metrics
@@ -46,6 +47,8 @@ class Engine:
     # nothing), so counts come out as the daemon's did.
     simulate: bool = False
     now: Callable[[], dt.datetime] = utcnow
+    # JSON bytes a result may take: the server's max_payload less room for headers.
+    max_result_bytes: int = DEFAULT_MAX_PAYLOAD - HEADER_ROOM
     # `rule_evaluations_total` children by result, then rule name, bound on first use.
     _evaluation_counters: dict[str, dict[str, Counter]] = field(
         default_factory=lambda: {"matched": {}, "no_match": {}, "error": {}},
@@ -63,6 +66,7 @@ class Engine:
         guards: Guards | None = None,
         metrics: Metrics | None = None,
         dry_run: bool = False,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
     ) -> Engine:
         runner = StepRunner(actions=actions, secrets=secrets, metrics=metrics)
         return cls(
@@ -72,6 +76,7 @@ class Engine:
             guards=guards,
             metrics=metrics,
             dry_run=dry_run,
+            max_result_bytes=max_payload - HEADER_ROOM,
         )
 
     def fired(self, event: Event) -> tuple[Rule, ...]:
@@ -242,6 +247,7 @@ class Engine:
             steps=steps,
             reason=reason,
         )
+        result = _fitted(result, self.max_result_bytes)
         if self.metrics is not None:
             self.metrics.rule_results.labels(rule.name, status).inc()
         log.info(
@@ -255,6 +261,15 @@ class Engine:
 
     def _mask(self, exc: Exception) -> str:
         return str(self.secrets.mask(str(exc)))
+
+
+def _fitted(result: Result, limit: int) -> Result:
+    """`result`, with outputs cut when its JSON would not fit `limit` bytes (it must be
+    storable: a result that cannot be stored would re-run every step)."""
+    body = result.to_json()
+    if len(dumps(body).encode()) <= limit:
+        return result
+    return Result.from_json(fit_result(body, limit))
 
 
 def render_vars(rule: Rule, context: Mapping[str, object]) -> dict[str, object]:
