@@ -53,7 +53,9 @@ async def serve(
     listener = Listener(CollectorRegistry(), lambda: True)
     template = compile_subject(Templates(Secrets({})), subject)
     listener.add_webhook(AlertmanagerBridge(transport, template, token, lambda: "generated"))
-    async with TestClient(TestServer(listener.app)) as client:
+    # Alertmanager posts JSON: every request here says so unless a test says otherwise.
+    json_type = {"Content-Type": "application/json"}
+    async with TestClient(TestServer(listener.app), headers=json_type) as client:
         yield client
 
 
