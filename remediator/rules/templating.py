@@ -79,7 +79,7 @@ class Secrets:
             return [self.mask(v) for v in value]
         return value
 
-    def _all_forms(self) -> list[str]:
+    def _all_forms(self) -> tuple[str, ...]:
         """Every secret as it may be sent: raw, percent-encoded (path and query styles,
         `+` for spaces) and base64; longest first, so a form is masked before its parts."""
         if len(self._forms) != len(self.known) + 1:  # `known` only grows: recompute then
@@ -87,7 +87,7 @@ class Secrets:
             forms = {secret: encoded_forms(secret) for secret in tuple(self.known)}
             everything = sorted({f for fs in forms.values() for f in fs}, key=len, reverse=True)
             self._forms = {**forms, "": tuple(everything)}
-        return list(self._forms[""])
+        return self._forms[""]
 
 
 def encoded_forms(secret: str) -> tuple[str, ...]:
