@@ -107,11 +107,13 @@ class AlertmanagerBridge:
         subject: Renderable,
         token: str | None,
         new_trace_id: Callable[[], str],
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.publisher = publisher
         self.subject = subject
         self.token = token.encode() if token else None
         self.new_trace_id = new_trace_id
+        self.body_timeout = body_timeout
 
     def authorized(self, header: str | None) -> bool:
         if self.token is None:
@@ -132,12 +134,12 @@ class AlertmanagerBridge:
         if (request.content_length or 0) > MAX_BODY:
             return _answer(413, f"body over {MAX_BODY} bytes")
         try:
-            async with asyncio.timeout(BODY_TIMEOUT):
+            async with asyncio.timeout(self.body_timeout):
                 body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _answer(413, f"body over {MAX_BODY} bytes")
         except TimeoutError:
-            return _answer(408, f"body not received within {BODY_TIMEOUT:g}s")
+            return _answer(408, f"body not received within {self.body_timeout:g}s")
         try:
             events = self.events(body, request.headers)
         except EventError as exc:
