@@ -84,7 +84,13 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--max-ack-pending",
         dest="max_ack_pending",
         metavar="N",
-        help="messages delivered and not yet acked across the fleet (default 1000)",
+        help="messages delivered and not yet acked across the fleet (default 256)",
+    )
+    add(
+        "--reconnect-attempts",
+        dest="reconnect_attempts",
+        metavar="N",
+        help="NATS reconnect attempts before exiting non-zero (default -1: forever)",
     )
     add("--max-deliver", dest="max_deliver", help="deliveries before dead letter (default 5)")
     add(

@@ -29,6 +29,7 @@ from remediator.actions.ssh import SSHAction
 from remediator.actions.sshsettings import SSHSettings
 from remediator.engine.engine import Engine
 from remediator.engine.guards import Budget, Guards
+from remediator.engine.limits import DEFAULT_MAX_PAYLOAD
 from remediator.engine.ordering import OrderKey
 from remediator.engine.resultlog import DAY_MINUTES, MINUTE, ResultLog
 from remediator.engine.state import MemoryStore, StateStore
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 VERIFY_TICK = 1.0  # seconds between looks for expired verifications
 ABSENT_TICK = 1.0  # seconds between sweeps for absence timers that ran out
 CLEAN_EVERY = 60  # sweeps between removals of expired correlation windows
+LIVENESS_TICK = 0.5  # seconds between looks at the consume loop and the NATS connection
 BACKLOG_TICK = 5.0  # seconds between refreshes of the consumer backlog gauges
 STATE_TTL = 7 * 24 * 3600.0  # completion records and throttle state outlive any sane window
 
@@ -101,6 +103,7 @@ class Daemon:
         self.access = Access.from_config(
             settings.section("api"), self.secrets, loopback=is_loopback(settings.http)
         )
+        self.failure: str | None = None  # why the daemon can no longer work; exits 1
 
     def ready(self) -> bool:
         transport = self.transport
@@ -132,6 +135,7 @@ class Daemon:
             desk=self.plane.desk if self.plane else None,
             dry_run=self.settings.dry_run,
             report=self.transport.publish_result if self.transport is not None else None,
+            max_payload=self.transport.max_payload if self.transport else DEFAULT_MAX_PAYLOAD,
         )
         self.metrics.know_rules(rule.name for rule in rules)
         return Ruleset(rules, engine)
@@ -155,7 +159,7 @@ class Daemon:
             url = await embedded.start()
             log.info("no NATS URL given: using the embedded server at %s", url)
         self.secrets.known.update(connection_secrets(self.settings, url))
-        listener = Listener(self.registry, self.ready)
+        listener = Listener(self.registry, self.ready, alive=lambda: self.failure is None)
         try:
             self.transport = Transport(await connect(self.settings, url), self.settings)
             self.transport.on_result = self._record
@@ -198,7 +202,7 @@ class Daemon:
         finally:
             await listener.stop()
             await self._close(embedded)
-        return 0
+        return 1 if self.failure else 0
 
     async def _serve(self) -> None:
         assert self.transport is not None and self.ruleset is not None
@@ -211,9 +215,12 @@ class Daemon:
         backlog = asyncio.create_task(self._track_backlog())
         watcher = asyncio.create_task(self._watcher.run()) if self._watcher else None
         seeding = asyncio.create_task(self._seed_results())
-        await self._stopping.wait()
+        await self._until_stopped_or_dead(consume)
         log.info("stopping: no new messages; draining %d in flight", pipeline.in_flight)
-        await self.transport.stop_receiving()
+        try:
+            await self.transport.stop_receiving()
+        except Exception as exc:  # the connection may be the thing that died
+            log.warning("stop receiving: %s", exc)
         consume.cancel()
         verifier.cancel()
         sweeper.cancel()
@@ -241,6 +248,31 @@ class Daemon:
             log.warning("cannot read past results for the console: %s", exc)
             return
         log.info("console: %d results of the last 24h read back", count)
+
+    async def _until_stopped_or_dead(self, consume: asyncio.Task[None]) -> None:
+        """Until SIGTERM, or until the daemon can no longer work: then `/healthz` fails
+        and `run` returns 1, so a supervisor restarts it instead of it idling as healthy."""
+        stopping = asyncio.create_task(self._stopping.wait())
+        watchdog = asyncio.create_task(self._watch(consume))
+        await asyncio.wait([stopping, watchdog], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if watchdog.done():
+            self.failure = watchdog.result()
+            log.error("exiting: %s", self.failure)
+        else:
+            watchdog.cancel()
+
+    async def _watch(self, consume: asyncio.Task[None]) -> str:
+        """Why the daemon can no longer work, once it cannot: the consume loop ended (it
+        runs until stopped), or the NATS connection is closed for good."""
+        assert self.transport is not None
+        while True:
+            await asyncio.wait([consume], timeout=LIVENESS_TICK)
+            if self.transport.nc.is_closed:  # the root cause when both happened
+                return "the NATS connection is closed for good"
+            if consume.done():
+                error = None if consume.cancelled() else consume.exception()
+                return f"the consume loop ended: {error!r}"
 
     async def _expire_verifications(self) -> None:
         """Every replica looks; the store lets exactly one act on each expired record."""

@@ -113,3 +113,9 @@ class EventError(RemediatorError):
 
 class TransportError(RemediatorError):
     """NATS could not be reached or refused a request; the message is nak'ed, not lost."""
+
+
+class Unpublishable(TransportError):
+    """A message the server would refuse whatever the retry: headers plus payload over its
+    max_payload, or headers that are not text. Never sent (the server would close the
+    connection); a webhook answers 413, a step fails."""

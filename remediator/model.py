@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -277,8 +278,26 @@ class Result:
 
     def encode(self) -> bytes:
         """The result event's bytes: one encoding for the completion record and the event."""
-        return json.dumps(self.to_json(), default=str).encode()
+        return dumps(self.to_json()).encode()
 
 
 def _optional_text(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def dumps(value: object) -> str:
+    """Strict JSON: non-finite floats become strings, anything else unknown its `str`."""
+    try:
+        return json.dumps(value, default=str, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), default=str, allow_nan=False)
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

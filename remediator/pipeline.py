@@ -26,7 +26,7 @@ from prometheus_client import Counter
 from remediator.engine.engine import Engine, resolving
 from remediator.engine.events import decode_event, event_id, trace_id
 from remediator.engine.ordering import KeyedQueue, OrderKey
-from remediator.errors import EventError, TransportError
+from remediator.errors import EventError, TransportError, Unpublishable
 from remediator.logs import bind_event
 from remediator.metrics import Metrics
 from remediator.model import Event, Rule
@@ -75,16 +75,16 @@ class Pipeline:
         async for inbound in self.transport.messages(subjects):
             try:
                 event = self._decode(inbound)
-            except EventError:
-                self._start(inbound, None, None, None)  # poison: dead-lettered in its task
+                key = self.order_key.of(event, self._context)
+                if self._queue.busy(key) or resolving(event):
+                    # Behind an earlier event of its key; or a resolving event, which may
+                    # close verifications: both take the full path, matched in their turn.
+                    self._start(inbound, event, None, key)
+                    continue
+                rules = self.engine().fired(event)
+            except Exception:  # poison, or worse: its task dead-letters it; the loop lives
+                self._start(inbound, None, None, None)
                 continue
-            key = self.order_key.of(event, self._context)
-            if self._queue.busy(key) or resolving(event):
-                # Behind an earlier event of its key; or a resolving event, which may close
-                # verifications: both take the full path, matched when their turn comes.
-                self._start(inbound, event, None, key)
-                continue
-            rules = self.engine().fired(event)
             if rules:
                 self._start(inbound, event, rules, key)
             else:
@@ -183,6 +183,9 @@ class Pipeline:
             if engine.report is None:  # ...unless it was built without a report
                 for result in results:
                     await self.transport.publish_result(result)
+        except Unpublishable as exc:  # no retry can store it: do not re-run its steps
+            await self._dead_letter(inbound, "unpublishable", str(exc), event.event_id)
+            return
         except TransportError as exc:
             log.warning(
                 "event %s: NATS trouble, will retry: %s",

@@ -36,6 +36,13 @@ def _positive(value: object) -> int:
     return number
 
 
+def _attempts(value: object) -> int:
+    number = _int(value)
+    if number < -1:
+        raise ValueError(f"must be -1 (forever) or at least 0: {value!r}")
+    return number
+
+
 def _flag(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -90,8 +97,9 @@ class Settings:
     order_key: str | None = None  # fingerprint, else subject; `none`: no ordering
     ack_wait: float = 30.0
     max_deliver: int = 5
-    max_ack_pending: int = 1000
+    max_ack_pending: int = 256
     replicas: int = 1  # of every stream and key-value bucket remediator creates
+    reconnect_attempts: int = -1
     http: str = "127.0.0.1:9464"
     dry_run: bool = False
     data_dir: str = ".remediator"
@@ -219,6 +227,7 @@ FIELDS: dict[str, Callable[[object], object]] = {
     "max_ack_pending": _positive,
     "replicas": _positive,
     "embedded_port": _positive,
+    "reconnect_attempts": _attempts,
     "webhook_token": _text,
     "public_url": _text,
 }

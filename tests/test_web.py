@@ -7,6 +7,7 @@ and a server going away are the real thing.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
@@ -48,12 +49,15 @@ def alert(**changes: object) -> dict[str, object]:
 
 @asynccontextmanager
 async def serve(
-    transport: Transport, subject: str, token: str | None = None
+    transport: Transport, subject: str, token: str | None = None, body_timeout: float = 10.0
 ) -> AsyncIterator[Client_]:
     listener = Listener(CollectorRegistry(), lambda: True)
     template = compile_subject(Templates(Secrets({})), subject)
-    listener.add_webhook(AlertmanagerBridge(transport, template, token, lambda: "generated"))
-    async with TestClient(TestServer(listener.app)) as client:
+    bridge = AlertmanagerBridge(transport, template, token, lambda: "generated", body_timeout)
+    listener.add_webhook(bridge)
+    # Alertmanager posts JSON: every request here says so unless a test says otherwise.
+    json_type = {"Content-Type": "application/json"}
+    async with TestClient(TestServer(listener.app), headers=json_type) as client:
         yield client
 
 
@@ -233,3 +237,23 @@ def test_connection_secrets_cover_url_credentials_and_settings() -> None:
     assert connection_secrets(settings, "nats://bob:pw2@h:4222") == {"pw1", "tok1", "SUAB", "pw2"}
     assert connection_secrets(Settings(), "nats://tok3@h:4222") == {"tok3"}
     assert connection_secrets(Settings(), "nats://h:4222") == set()
+
+
+async def test_a_client_too_slow_to_send_its_body_gets_408(transport: Transport) -> None:
+    async with serve(transport, "x.{{ alert.labels.alertname }}", body_timeout=0.5) as client:
+        server = client.server
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(
+            b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        await writer.drain()
+        async with asyncio.timeout(10):
+            status_line = await reader.readline()
+        writer.close()
+    assert b" 408 " in status_line
+
+
+async def test_a_body_that_is_not_declared_json_gets_415(client: Client_) -> None:
+    response = await client.post(PATH, data=FIRING, headers={"Content-Type": "text/plain"})
+    assert response.status == 415

@@ -3,7 +3,8 @@
 The action knows nothing of NATS; the transport hands it a `Publisher` that
 goes through JetStream (acknowledged) when a stream captures the subject.
 The step's idempotency key becomes `Nats-Msg-Id`, so a retried publish is
-stored once.
+stored once. `json` is strict: a value JSON cannot carry (NaN, Infinity, from an
+event's `1e999`) fails the step instead of emitting text strict consumers reject.
 """
 
 from __future__ import annotations
@@ -45,7 +46,13 @@ class PublishAction:
 
 def _data(request: Mapping[str, object]) -> bytes:
     if "json" in request:
-        return json.dumps(request["json"], default=str).encode()
+        try:  # strict: NaN and Infinity are not JSON, and strict consumers reject them
+            return json.dumps(request["json"], default=str, allow_nan=False).encode()
+        except ValueError as exc:
+            raise StepError(
+                f"json: not standard JSON ({exc}); convert the value, e.g. with | string",
+                permanent=True,
+            ) from exc
     if "data" in request:
         return str(request["data"]).encode()
     raise StepError("one of json or data is required", permanent=True)

@@ -21,11 +21,12 @@ from remediator.actions.base import ActionSet
 from remediator.engine.control import ApprovalDesk, ApprovalRequest, PauseView
 from remediator.engine.correlation import Firing, Windows, group_of
 from remediator.engine.guards import Guards
+from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, HEADER_ROOM, fit_result
 from remediator.engine.runner import StepRunner
 from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import TemplateError
 from remediator.metrics import Metrics
-from remediator.model import Event, Result, Rule, StepResult
+from remediator.model import Event, Result, Rule, StepResult, dumps
 from remediator.rules.matching import Matches, RuleIndex
 from remediator.rules.templating import Secrets
 
@@ -60,6 +61,8 @@ class Engine:
     _result_counters: dict[tuple[str, str], Counter] = field(
         default_factory=dict, init=False, repr=False
     )
+    # JSON bytes a result may take: the server's max_payload less room for headers.
+    max_result_bytes: int = DEFAULT_MAX_PAYLOAD - HEADER_ROOM
     # `rule_evaluations_total` children by result, then rule name, bound on first use.
     _evaluation_counters: dict[str, dict[str, Counter]] = field(
         default_factory=lambda: {"matched": {}, "error": {}},
@@ -84,6 +87,7 @@ class Engine:
         desk: ApprovalDesk | None = None,
         dry_run: bool = False,
         report: Callable[[Result, bytes], Awaitable[None]] | None = None,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
     ) -> Engine:
         runner = StepRunner(actions=actions, secrets=secrets, metrics=metrics)
         return cls(
@@ -96,6 +100,7 @@ class Engine:
             desk=desk,
             dry_run=dry_run,
             report=report,
+            max_result_bytes=max_payload - HEADER_ROOM,
         )
 
     def fired(self, event: Event) -> tuple[Rule, ...]:
@@ -396,6 +401,7 @@ class Engine:
             approval_id=approval_id,
             approval=approval,
         )
+        result = _fitted(result, self.max_result_bytes)
         if self.metrics is not None:
             self._bind_result(self.metrics, rule.name, status).inc()
         log.info(
@@ -409,6 +415,15 @@ class Engine:
 
     def _mask(self, exc: Exception) -> str:
         return str(self.secrets.mask(str(exc)))
+
+
+def _fitted(result: Result, limit: int) -> Result:
+    """`result`, with outputs cut when its JSON would not fit `limit` bytes (it must be
+    storable: a result that cannot be stored would re-run every step)."""
+    body = result.to_json()
+    if len(dumps(body).encode()) <= limit:
+        return result
+    return Result.from_json(fit_result(body, limit))
 
 
 def render_vars(rule: Rule, context: Mapping[str, object]) -> dict[str, object]:

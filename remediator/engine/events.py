@@ -4,6 +4,8 @@ The event id is what makes processing idempotent, so it prefers what the
 publisher chose (`Nats-Msg-Id`), then the stream position, then a content
 hash. The trace id follows the W3C `traceparent` header, a `trace-id` header
 or a `trace_id` field, so one id runs from the alert through every action.
+Both are hashed past `limits.MAX_ID` characters: they travel in headers, and
+headers count toward the server's max_payload.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 
+from remediator.engine.limits import bounded_id
 from remediator.errors import EventError
 from remediator.model import Delivery, Event
 
@@ -26,7 +29,9 @@ def decode_event(
     """The event in a message, or EventError for data that is not a JSON object."""
     try:
         payload = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except RecursionError as exc:  # nested deeper than the interpreter's stack allows
+        raise EventError("invalid_json", "payload is not JSON: nested too deeply") from exc
+    except (ValueError, UnicodeError) as exc:
         raise EventError("invalid_json", f"payload is not JSON: {exc}") from exc
     if not isinstance(payload, dict):
         raise EventError("not_an_object", f"payload is a JSON {_json_type(payload)}, not an object")
@@ -44,7 +49,7 @@ def event_id(
     subject: str, headers: Mapping[str, str], data: bytes, delivery: Delivery | None
 ) -> str:
     if msg_id := headers.get("Nats-Msg-Id"):
-        return msg_id
+        return bounded_id(msg_id)
     if delivery is not None:
         return f"{delivery.stream}:{delivery.sequence}"
     digest = hashlib.blake2b(subject.encode() + b"\0" + data, digest_size=12)
@@ -52,6 +57,12 @@ def event_id(
 
 
 def trace_id(headers: Mapping[str, str], payload: Mapping[str, object]) -> str | None:
+    """The trace id the message carries, if any; hashed past `MAX_ID` characters."""
+    found = _given_trace_id(headers, payload)
+    return None if found is None else bounded_id(found)
+
+
+def _given_trace_id(headers: Mapping[str, str], payload: Mapping[str, object]) -> str | None:
     if parent := headers.get("traceparent"):
         parts = parent.split("-")
         if len(parts) >= 2 and parts[1]:

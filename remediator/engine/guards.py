@@ -21,11 +21,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from remediator.actions.publish import Publisher
+from remediator.engine.limits import MAX_ID, bounded_id, cap_text
 from remediator.engine.reach import StoreCheck
 from remediator.engine.state import Conflict, Entry, StateStore, write
 from remediator.errors import TransportError
 from remediator.metrics import Metrics, escalation_label
-from remediator.model import Event, Rule, Throttle
+from remediator.model import Event, Rule, Throttle, dumps
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,7 @@ class Guards:
         assert rule.verify is not None
         record = {
             "rule": rule.name,
-            "key": key,
+            "key": cap_text(key, KEY_CAP),  # rendered from the event: any size
             "deadline": self.clock() + rule.verify.resolved_within,
             "event_id": event.event_id,
             "trace_id": event.trace_id,
@@ -319,7 +320,7 @@ class Guards:
         body = {
             "reason": reason,
             "rule": rule.name,
-            "key": key,
+            "key": None if key is None else cap_text(key, KEY_CAP),
             "detail": detail,
             "event_id": event.event_id,
             "trace_id": event.trace_id,
@@ -328,7 +329,7 @@ class Guards:
         await self._publish(subject, body, f"{reason}:{rule.name}:{key}:{event.event_id}")
 
     async def _publish(self, subject: str, body: Mapping[str, object], msg_id: str) -> None:
-        headers = {"Nats-Msg-Id": msg_id}
+        headers = {"Nats-Msg-Id": bounded_id(msg_id, 2 * MAX_ID)}  # keys come from events
         reason = body.get("reason")
         if self.metrics is not None and isinstance(reason, str):
             self.metrics.escalations.labels(escalation_label(reason)).inc()
@@ -336,9 +337,12 @@ class Guards:
         if isinstance(trace, str):
             headers["trace-id"] = trace
         try:
-            await self.publisher.publish(subject, json.dumps(body, default=str).encode(), headers)
+            await self.publisher.publish(subject, dumps(body).encode(), headers)
         except TransportError as exc:
             log.error("cannot publish %s to %s: %s", body.get("reason", "event"), subject, exc)
+
+
+KEY_CAP = 1024  # bytes of a throttle or verify key kept in records and escalations
 
 
 def _refusal(throttle: Throttle, state: _Throttled, now: float) -> str | None:

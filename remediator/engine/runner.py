@@ -4,7 +4,8 @@ Retries are exponential with jitter, capped by `max_backoff`; a `Retry-After`
 from the target wins when it is shorter than the cap. Permanent errors
 (template errors, most 4xx, SSH authentication) are not retried. Every output
 and error is masked before it leaves this module, so no secret reaches a
-result event or a log line.
+result event or a log line, and capped (`limits`), so no output can make a
+result too big to store.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter, Histogram
 
 from remediator.actions.base import ActionSet, Previewing, StepContext
+from remediator.engine.limits import cap_output, cap_text
 from remediator.errors import StepError, StepTimeout, TemplateError
 from remediator.metrics import Metrics
 from remediator.model import RetryPolicy, Rule, Step, StepResult
@@ -63,11 +65,12 @@ class StepRunner:
     ) -> StepResult:
         started = time.perf_counter()
         try:
-            if step.when is not None and not step.when.render(context):
-                return self._record(rule, step, "skipped", 0, started)
-            request = step.request.render(context)
+            rendered = await _render(step, context)
         except TemplateError as exc:
             return self._record(rule, step, "failed", 0, started, error=str(exc))
+        if rendered is None:
+            return self._record(rule, step, "skipped", 0, started)
+        request = rendered
         if dry_run:
             return self._dry_run(rule, step, request, started)
         assert isinstance(request, Mapping)  # the loader compiles a kind's mapping to a mapping
@@ -143,7 +146,7 @@ class StepRunner:
                 )
             children[0].inc()
             children[1].observe(seconds)
-        masked_error = None if error is None else str(self.secrets.mask(error))
+        masked_error = None if error is None else cap_text(str(self.secrets.mask(error)))
         if masked_error:
             log.warning(
                 "rule %s: step %s %s after %d attempt(s): %s",
@@ -160,9 +163,30 @@ class StepRunner:
             status=status,
             attempts=attempts,
             duration_ms=seconds * 1000,
-            output=self.secrets.mask(output),
+            output=cap_output(self.secrets.mask(output)),
             error=masked_error,
         )
+
+
+async def _render(step: Step, context: Mapping[str, object]) -> object | None:
+    """The step's request, or None when its `when` is false; rendered in a worker thread
+    and awaited under the step timeout, so a template that runs long (nested loops: the
+    sandbox's budgets cap sizes, not time) fails the step instead of blocking the event
+    loop. Python cannot stop the thread: it runs on to the end of its loops, in the
+    background, bounded by those budgets."""
+
+    def render() -> object | None:
+        if step.when is not None and not step.when.render(context):
+            return None
+        return step.request.render(context)
+
+    try:
+        async with asyncio.timeout(step.timeout):
+            return await asyncio.to_thread(render)
+    except TimeoutError:
+        raise TemplateError(
+            f"rendering took over the step timeout of {step.timeout:g}s", field=step.name
+        ) from None
 
 
 def backoff(

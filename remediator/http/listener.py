@@ -1,6 +1,8 @@
 """The HTTP listener: `/metrics`, `/healthz`, `/readyz`, the Alertmanager webhook, `/api/`.
 
-One small aiohttp application. Liveness answers while the process runs;
+One small aiohttp application. Liveness answers while the process can work
+(it fails once the consume loop or the NATS connection died for good, while
+the daemon exits non-zero);
 readiness asks the daemon (connected to NATS and rules loaded), so a
 Kubernetes Service only routes to replicas that can do work. The webhook
 (`remediator.webhook`) is mounted once the daemon has a transport.
@@ -16,11 +18,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from remediator.http.api import ControlAPI
 from remediator.http.webhook import MAX_BODY, PATH, AlertmanagerBridge
 
+KEEPALIVE = 15.0  # seconds an idle client connection is kept open
+
 
 class Listener:
-    def __init__(self, registry: CollectorRegistry, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        ready: Callable[[], bool],
+        alive: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.registry = registry
         self.ready = ready
+        self.alive = alive
         self.app = web.Application(client_max_size=MAX_BODY)
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
@@ -36,7 +46,9 @@ class Listener:
         api.mount(self.app)
 
     async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        # Idle keep-alive connections are closed after KEEPALIVE s, and a webhook body
+        # must arrive within webhook.BODY_TIMEOUT; headers are bounded in size by aiohttp.
+        self._runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=KEEPALIVE)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
 
@@ -45,7 +57,9 @@ class Listener:
             await self._runner.cleanup()
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+        if self.alive():
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="dead: exiting\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
         if self.ready():

@@ -10,9 +10,14 @@ drops the repeats inside its duplicate window.
 
 The answer tells Alertmanager whether to retry: 200 only once every event is
 stored (JetStream-acknowledged when a stream captures the subject, else
-flushed to the server), 503 while NATS is unreachable (it retries), 400 for
-a body no retry can fix, 401 without the configured bearer token, 413 over
-1 MiB. The whole body is checked before anything is published.
+flushed to the server), 503 while NATS is unreachable (it retries), and a
+4xx for what no retry can fix: 400 for a malformed body (nested too deeply,
+lone surrogates, not version 4), 401 without the configured bearer token, 408
+for a body not sent within 10 s, 413 over 1 MiB or over the server's
+max_payload, 415 without a JSON content type (a browser cannot post JSON
+cross-site without a CORS preflight, which this listener never grants). The
+whole body is checked before anything is published; ids are hashed past
+`limits.MAX_ID` characters, so a huge fingerprint cannot overflow a header.
 """
 
 from __future__ import annotations
@@ -30,7 +35,14 @@ import jinja2
 from aiohttp import web
 
 from remediator.engine.events import trace_id as header_trace_id
-from remediator.errors import ConfigError, EventError, TemplateError, TransportError
+from remediator.engine.limits import bounded_id
+from remediator.errors import (
+    ConfigError,
+    EventError,
+    TemplateError,
+    TransportError,
+    Unpublishable,
+)
 from remediator.model import Renderable
 from remediator.rules.templating import Templates
 
@@ -38,6 +50,7 @@ log = logging.getLogger(__name__)
 
 PATH = "/webhook/alertmanager"
 MAX_BODY = 1024 * 1024
+BODY_TIMEOUT = 10.0  # seconds a client may take to send its body (slow clients hold memory)
 ALERT_FIELDS = (
     "status",
     "labels",
@@ -94,11 +107,13 @@ class AlertmanagerBridge:
         subject: Renderable,
         token: str | None,
         new_trace_id: Callable[[], str],
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.publisher = publisher
         self.subject = subject
         self.token = token.encode() if token else None
         self.new_trace_id = new_trace_id
+        self.body_timeout = body_timeout
 
     def authorized(self, header: str | None) -> bool:
         if self.token is None:
@@ -112,12 +127,19 @@ class AlertmanagerBridge:
     async def handle(self, request: web.Request) -> web.Response:
         if not self.authorized(request.headers.get("Authorization")):
             return _answer(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+        if request.content_type != "application/json" and not request.content_type.endswith(
+            "+json"
+        ):  # a browser posts text/plain cross-site without a preflight: never accepted
+            return _answer(415, f"content type {request.content_type!r}; need application/json")
         if (request.content_length or 0) > MAX_BODY:
             return _answer(413, f"body over {MAX_BODY} bytes")
         try:
-            body = await request.read()
+            async with asyncio.timeout(self.body_timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _answer(413, f"body over {MAX_BODY} bytes")
+        except TimeoutError:
+            return _answer(408, f"body not received within {self.body_timeout:g}s")
         try:
             events = self.events(body, request.headers)
         except EventError as exc:
@@ -127,6 +149,9 @@ class AlertmanagerBridge:
             return _answer(503, "NATS is unreachable; retry later")
         try:
             await self.publish(events)
+        except Unpublishable as exc:  # over the server's max_payload: no retry can help
+            log.warning("webhook: %s", exc)
+            return _answer(413, str(exc))
         except TransportError as exc:
             log.warning("webhook: %s", exc)
             return _answer(503, f"NATS is unreachable; retry later ({exc})")
@@ -136,7 +161,7 @@ class AlertmanagerBridge:
         """The events in a webhook body, or EventError naming what is wrong with it."""
         group, alerts = _group(body)
         shared = {k: group[k] for k in GROUP_FIELDS if k in group}
-        trace = header_trace_id(headers, {})
+        trace = header_trace_id(headers, {})  # hashed past limits.MAX_ID characters
         return [
             self._event(index, alert, group, shared, trace) for index, alert in enumerate(alerts)
         ]
@@ -187,13 +212,15 @@ class AlertmanagerBridge:
             raise _malformed(f"{where}.startsAt is missing")
         if not isinstance(alert.get("annotations", {}), Mapping):
             raise _malformed(f"{where}.annotations is not an object")
+        if not _text(alert):
+            raise _malformed(f"{where} holds a lone surrogate: not valid Unicode text")
         payload = {k: alert[k] for k in ALERT_FIELDS if k in alert}
         # Alertmanager before 0.20 sends no fingerprint: derive a stable one from the labels.
         fingerprint = str(alert.get("fingerprint") or _fingerprint(labels))
         payload["fingerprint"] = fingerprint
         payload.update(shared)
         subject = self._subject(where, alert, group)
-        event_id = f"{fingerprint}:{status}:{starts}"
+        event_id = bounded_id(f"{fingerprint}:{status}:{starts}")
         return AlertEvent(name, subject, payload, event_id, trace or self.new_trace_id())
 
     def _subject(self, where: str, alert: Mapping[str, object], group: Mapping[str, object]) -> str:
@@ -206,10 +233,22 @@ class AlertmanagerBridge:
         return subject
 
 
+def _text(value: object) -> bool:
+    """Whether every string in `value` is valid Unicode (JSON escapes can carry lone
+    surrogates, which no subject, header or UTF-8 payload can)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _group(body: bytes) -> tuple[Mapping[str, object], list[object]]:
     try:
         group = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except RecursionError as exc:
+        raise _malformed("body is not JSON: nested too deeply") from exc
+    except (ValueError, UnicodeError) as exc:
         raise _malformed(f"body is not JSON: {exc}") from exc
     if not isinstance(group, dict):
         raise _malformed("body is not a JSON object")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import ssl
@@ -36,8 +37,9 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from remediator.errors import ConfigError, TransportError
-from remediator.model import Delivery, Result
+from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id, cap_text, fit_text
+from remediator.errors import ConfigError, TransportError, Unpublishable
+from remediator.model import Delivery, Result, dumps
 from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
 from remediator.rules.subjects import covers, minimal_cover
 from remediator.settings import Settings
@@ -50,6 +52,8 @@ DEAD_LETTER_SUBJECT = "remediator.deadletter"
 _WEEK = 7 * 24 * 3600.0
 _STREAM_CACHE_SECONDS = 30.0
 _PUBLISH_TIMEOUT = 5.0
+DEAD_LETTER_DATA_CAP = 64 * 1024  # bytes of the original data kept in a dead letter
+_HEADER_VALUE_CAP = 1024
 _FIRST_CONNECT_ATTEMPTS = 5  # about 3 s at 0.5 s apart before start-up gives up
 
 
@@ -141,7 +145,9 @@ async def connect(settings: Settings, url: str) -> Client:
         reason = str(cause) or type(cause).__name__
         where = ", ".join(_without_password(u) for u in servers)
         raise TransportError(f"cannot connect to NATS at {where}: {reason}") from exc
-    nc.options["max_reconnect_attempts"] = -1  # read at each reconnect: from now on, forever
+    # Read at each reconnect: from now on, as the settings say (-1: forever). Once they are
+    # spent the connection is closed for good and the daemon exits for its supervisor.
+    nc.options["max_reconnect_attempts"] = settings.reconnect_attempts
     return nc
 
 
@@ -198,6 +204,12 @@ async def _on_error(exc: Exception) -> None:
 
 async def _on_reconnect() -> None:
     log.info("nats: reconnected")
+
+
+def _capped_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """At most 64 headers, each key and value cut at 1 KiB, for a dead letter."""
+    items = list(headers.items())[:64]
+    return {cap_text(k, _HEADER_VALUE_CAP): cap_text(v, _HEADER_VALUE_CAP) for k, v in items}
 
 
 class Transport:
@@ -301,31 +313,43 @@ class Transport:
             msg=msg,
         )
 
+    @property
+    def max_payload(self) -> int:
+        """The largest message (headers plus payload) the server accepts."""
+        return int(self.nc.max_payload or DEFAULT_MAX_PAYLOAD)
+
     async def publish_result(
         self, result: Result, data: bytes | None = None, msg_id: str | None = None
     ) -> None:
         """The result event; `data`, when given, is `result.encode()` done already;
         `msg_id` for a second result of one (event, rule), e.g. after an approval."""
         data = result.encode() if data is None else data
-        msg_id = msg_id or f"{result.event_id}:{result.rule}"
+        msg_id = bounded_id(msg_id or f"{result.event_id}:{result.rule}", 2 * MAX_ID)
         headers = {"Nats-Msg-Id": msg_id, "trace-id": result.trace_id}
         await self.publish(f"remediator.results.{result.rule}", data, headers)
         if self.on_result is not None:
             self.on_result(result)
 
     async def dead_letter(self, inbound: Inbound, reason: str, error: str, event_id: str) -> None:
+        """Publish the dead letter of `inbound`, always small enough to store: the data is
+        cut (its `size` and `sha256` say what it was) and so are the headers and error."""
+        data = inbound.data
         body: dict[str, object] = {
             "reason": reason,
-            "error": error,
+            "error": cap_text(error),
             "subject": inbound.subject,
-            "headers": inbound.headers,
+            "headers": _capped_headers(inbound.headers),
             "event_id": event_id,
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
         }
+        cap = min(DEAD_LETTER_DATA_CAP, self.max_payload // 4)
         try:
-            body["data"] = inbound.data.decode()
+            body["data"] = fit_text(data[: cap + 4].decode(), cap)
         except UnicodeDecodeError:
-            body["data"] = base64.b64encode(inbound.data).decode()
+            body["data"] = base64.b64encode(data[: cap * 3 // 4]).decode()
             body["data_encoding"] = "base64"
+        body["data_truncated"] = len(data) > cap or len(json.dumps(body["data"])) > cap
         if inbound.delivery is not None:
             d = inbound.delivery
             body["delivery"] = {
@@ -333,13 +357,18 @@ class Transport:
                 "sequence": d.sequence,
                 "num_delivered": d.num_delivered,
             }
-        headers = {"Nats-Msg-Id": f"deadletter:{event_id}"}
-        await self.publish(DEAD_LETTER_SUBJECT, json.dumps(body).encode(), headers)
+        headers = {"Nats-Msg-Id": f"deadletter:{bounded_id(event_id)}"}
+        await self.publish(DEAD_LETTER_SUBJECT, dumps(body).encode(), headers)
 
     async def publish(
         self, subject: str, data: bytes, headers: Mapping[str, str]
     ) -> dict[str, object]:
-        """Through JetStream, acknowledged, when a stream captures `subject`; else core NATS."""
+        """Through JetStream, acknowledged, when a stream captures `subject`; else core NATS.
+
+        A message the server would refuse raises Unpublishable and is never sent: the
+        server answers it with an error that makes nats-py close the connection for good.
+        """
+        self._check_size(subject, data, headers)
         try:
             if not self.core and await self._stream_for(subject):
                 # publish_async shares one reply subscription: cheaper than a request each.
@@ -351,6 +380,19 @@ class Transport:
             return {}
         except (NatsError, TimeoutError, OSError) as exc:
             raise TransportError(f"publish to {subject}: {exc or type(exc).__name__}") from exc
+
+    def _check_size(self, subject: str, data: bytes, headers: Mapping[str, str]) -> None:
+        try:
+            # NATS/1.0 CRLF, then `Key: value` CRLF per header, then a closing CRLF.
+            size = len(data) + 12 + sum(len(f"{k}: {v}\r\n".encode()) for k, v in headers.items())
+            subject.encode()
+        except UnicodeError as exc:
+            raise Unpublishable(f"publish to {subject!r}: not valid text: {exc}") from exc
+        if size > self.max_payload:
+            raise Unpublishable(
+                f"publish to {subject}: {size} bytes (headers and payload) over the "
+                f"server's max_payload of {self.max_payload}"
+            )
 
     async def _stream_for(self, subject: str) -> str | None:
         cached = self._streams.get(subject)

@@ -90,6 +90,11 @@ def _http() -> dict[str, object]:
         "verify_tls": _typed(
             ["boolean", "string"], "verify the server's certificate; default true"
         ),
+        "follow_redirects": _typed(
+            ["boolean", "string"],
+            "follow 3xx answers (at most 10; the step's headers stay with the first origin); "
+            "default false",
+        ),
     }
     return _object("call an HTTP API", properties, required=["url"]) | _not_both("json", "body")
 

@@ -3,7 +3,8 @@
 Security comes first: templates run in Jinja's sandbox, undefined names are
 errors (never an empty string), values are never re-rendered (event data that
 looks like a template arrives literally), and `secret(name)` values are
-remembered by `Secrets` so every result and log line can mask them.
+remembered by `Secrets` so every result and log line can mask them, in every
+form they may be sent in (raw, percent-encoded, base64).
 
 A template that is a single expression (`"{{ vars.n }}"`) keeps its type, so
 `replicas: "{{ vars.n }}"` renders to a number when `vars.n` is one.
@@ -16,16 +17,21 @@ the rule and field its errors name.
 
 from __future__ import annotations
 
+import base64
+import functools
 import os
 import re
 import shlex
+import urllib.parse
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from jinja2.environment import TemplateExpression
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from remediator.errors import TemplateError
@@ -44,6 +50,7 @@ class Secrets:
     environ: Mapping[str, str]
     directory: Path | None = None
     known: set[str] = field(default_factory=set)
+    _forms: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     def get(self, name: str) -> str:
         value = self.environ.get(name)
@@ -62,14 +69,40 @@ class Secrets:
         if not self.known:
             return value
         if isinstance(value, str):
-            for secret in self.known:
-                value = value.replace(secret, MASK)
+            for form in self._all_forms():
+                if form in value:
+                    value = value.replace(form, MASK)
             return value
         if isinstance(value, Mapping):
             return {k: self.mask(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.mask(v) for v in value]
         return value
+
+    def _all_forms(self) -> tuple[str, ...]:
+        """Every secret as it may be sent: raw, percent-encoded (path and query styles,
+        `+` for spaces) and base64; longest first, so a form is masked before its parts."""
+        if len(self._forms) != len(self.known) + 1:  # `known` only grows: recompute then
+            # A snapshot: steps render (and call `get`) in worker threads.
+            forms = {secret: encoded_forms(secret) for secret in tuple(self.known)}
+            everything = sorted({f for fs in forms.values() for f in fs}, key=len, reverse=True)
+            self._forms = {**forms, "": tuple(everything)}
+        return self._forms[""]
+
+
+def encoded_forms(secret: str) -> tuple[str, ...]:
+    data = secret.encode(errors="surrogatepass")
+    forms = {secret}
+    for safe in ("", "/", _QUERY_SAFE):
+        forms.add(urllib.parse.quote(secret, safe=safe))
+        forms.add(urllib.parse.quote_plus(secret, safe=safe))
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        text = encode(data).decode()
+        forms.update({text, text.rstrip("=")})
+    return tuple(f for f in forms if f)
+
+
+_QUERY_SAFE = "/?:@!$'()*,;~"  # what URL libraries (yarl, requests) leave unescaped in a query
 
 
 def _safe_name(name: str) -> bool:
@@ -80,12 +113,77 @@ def shell_quote(value: object) -> str:
     return shlex.quote(str(value))
 
 
+MAX_OUTPUT = 1024 * 1024  # characters a template may render, and a string or list it may build
+MAX_EXPONENT = 1000  # `**` past this is refused (10 ** 10 ** 9 would freeze the daemon)
+
+
+class BudgetedEnvironment(SandboxedEnvironment):
+    """The sandbox, with budgets: `range` is capped by Jinja (MAX_RANGE, 100000); here
+    `*` and `**` cannot build huge values and string/list methods take no huge sizes.
+    Output is capped by the `_Template` wrapper; what is left (nested loops) is bounded
+    by the step timeout, the engine rendering steps in a worker thread."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        for name in ("center", "indent", "format", "wordwrap"):  # widths build strings
+            self.filters[name] = _sized(self.filters[name])
+
+    def call_binop(
+        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
+    ) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponent {right} over the budget of {MAX_EXPONENT}")
+        if operator == "%" and isinstance(left, str) and _HUGE_WIDTH.search(left):
+            raise SecurityError(f"a format width over the budget of {MAX_OUTPUT} characters")
+        if operator == "*" and _size(left, right) > MAX_OUTPUT:
+            raise SecurityError(f"a value over the budget of {MAX_OUTPUT} characters")
+        return super().call_binop(context, operator, left, right)
+
+    def call(
+        __self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str | bytes | list) and any(
+            isinstance(a, int) and a > MAX_OUTPUT for a in (*args, *kwargs.values())
+        ):
+            raise SecurityError(f"a size over the budget of {MAX_OUTPUT} characters")
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+_HUGE_WIDTH = re.compile(r"%[-+ #0]*(\*|\d{7,})")  # `%0*d`, `%9999999d`: huge output
+
+
+def _sized(filter_: Callable[..., Any]) -> Callable[..., Any]:
+    """`filter_`, refusing a width over the budget or a `*` / huge width in a format."""
+
+    @functools.wraps(filter_)
+    def sized(*args: Any, **kwargs: Any) -> Any:
+        values = (*args, *kwargs.values())
+        if any(isinstance(v, int) and not isinstance(v, bool) and v > MAX_OUTPUT for v in values):
+            raise SecurityError(f"a width over the budget of {MAX_OUTPUT} characters")
+        if any(isinstance(v, str) and _HUGE_WIDTH.search(v) for v in values):
+            raise SecurityError(f"a format width over the budget of {MAX_OUTPUT} characters")
+        return filter_(*args, **kwargs)
+
+    return sized
+
+
+def _size(left: object, right: object) -> int:
+    """The length `left * right` would have, when it repeats a sequence; else 0."""
+    for seq, times in ((left, right), (right, left)):
+        if isinstance(seq, str | bytes | list | tuple) and isinstance(times, int):
+            return len(seq) * times
+    return 0
+
+
 class Templates:
     """The environment and the compiler. One per daemon (or CLI command); no globals."""
 
     def __init__(self, secrets: Secrets) -> None:
         self.secrets = secrets
-        self.env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+        self.env = BudgetedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
         self.env.filters["shell_quote"] = shell_quote
         self.env.globals["secret"] = secrets.get
         # Weak: a source no loaded rule uses any more (after a reload) is not kept.
@@ -232,7 +330,14 @@ class _Template:
 
     def render(self, context: Mapping[str, object]) -> object:
         try:
-            return self.template.render(context)
+            parts: list[str] = []
+            size = 0
+            for part in self.template.generate(context):
+                size += len(part)
+                if size > MAX_OUTPUT:
+                    raise SecurityError(f"output over the budget of {MAX_OUTPUT} characters")
+                parts.append(part)
+            return "".join(parts)
         except Exception as exc:
             raise _fail(exc, self.rule, self.field) from exc
 

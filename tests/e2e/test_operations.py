@@ -100,7 +100,10 @@ async def own_nc(own_server: NatsServer) -> AsyncIterator[Client]:
 
 async def post(proc: DaemonProcess, body: bytes) -> int:
     url = f"http://127.0.0.1:{proc.http_port}/webhook/alertmanager"
-    async with aiohttp.ClientSession() as session, session.post(url, data=body) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers={"Content-Type": "application/json"}) as response,
+    ):
         return response.status
 
 

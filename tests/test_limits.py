@@ -1,0 +1,148 @@
+"""Size limits, strict JSON, secret masking in every encoding, the regex policy and the
+template budget (issue 13), as units."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.parse
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from remediator.cli import main
+from remediator.engine.events import decode_event
+from remediator.engine.limits import (
+    MAX_ID,
+    bounded_id,
+    cap_output,
+    dumps,
+    fit_result,
+    fit_text,
+)
+from remediator.errors import EventError, TemplateError
+from remediator.rules.conditions import build_condition
+from remediator.rules.templating import MAX_OUTPUT, Secrets, Templates
+
+
+def test_long_ids_are_hashed_stably_and_short_ones_kept() -> None:
+    assert bounded_id("abc") == "abc"
+    long = "x" * (MAX_ID + 1)
+    assert bounded_id(long) == bounded_id(long) and len(bounded_id(long)) <= 64
+    assert bounded_id(long) != bounded_id(long + "y")
+    assert bounded_id("\ud800").startswith("sha256:")  # not encodable: hashed too
+
+
+def test_deep_nesting_is_invalid_json_not_a_crash() -> None:
+    data = b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(EventError) as caught:
+        decode_event("s", {}, data, None, lambda: "t")
+    assert caught.value.reason == "invalid_json"
+
+
+def test_trace_and_message_ids_are_bounded_when_decoding() -> None:
+    data = json.dumps({"trace_id": "t" * 10_000}).encode()
+    event = decode_event("s", {"Nats-Msg-Id": "m" * 10_000}, data, None, lambda: "t")
+    assert len(event.event_id) <= MAX_ID and len(event.trace_id) <= MAX_ID
+
+
+def test_outputs_are_capped_after_encoding_with_a_marker() -> None:
+    control = "\x01" * 20_000  # 20 KB of text, 120 KB once JSON-escaped
+    capped = cap_output({"status": 200, "body": control})
+    assert isinstance(capped, dict) and capped["status"] == 200
+    assert capped["body"]["truncated"] is True and capped["body"]["size"] > 100_000
+    assert cap_output({"status": 200}) == {"status": 200}
+
+
+def test_a_result_is_shrunk_until_it_fits() -> None:
+    steps = [
+        {"name": f"s{i}", "output": {"body": "\x02" * 60_000}, "error": None} for i in range(5)
+    ]
+    body = fit_result({"event_id": "e", "steps": steps}, 50_000)
+    assert len(dumps(body).encode()) <= 50_000
+    assert all(s["output"]["body"]["truncated"] or s["output"]["truncated"] for s in steps)
+
+
+def test_fit_text_counts_json_escapes() -> None:
+    text = fit_text("\x01" * 10_000, 6_000)
+    assert len(json.dumps(text)) <= 6_000 and len(text) > 900
+
+
+def test_dumps_is_strict_json() -> None:
+    assert dumps({"a": float("inf"), "b": [float("nan")]}) == '{"a": "inf", "b": ["nan"]}'
+
+
+def test_secrets_are_masked_in_every_encoding() -> None:
+    secret = "s3cr+t/Tok=en é"
+    secrets = Secrets({"S": secret})
+    secrets.get("S")
+    forms = [
+        secret,
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote(secret),
+        urllib.parse.quote_plus(secret),
+        base64.b64encode(secret.encode()).decode(),
+        base64.urlsafe_b64encode(secret.encode()).decode().rstrip("="),
+    ]
+    for form in forms:
+        assert secrets.mask(f"GET http://x/?t={form} end") == "GET http://x/?t=*** end", form
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+$", "(a*)*", r"^(\w+\s?)*$", "(?:x{2,3})+"])
+def test_nested_quantifiers_are_refused_at_load(pattern: str) -> None:
+    with pytest.raises(ValueError, match="nests a repeat inside a repeat"):
+        build_condition("v", "regex", pattern)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["a+b+", "(ab)+", "(a|b)*c", r"^[a-z]+\.(com|org)$", "(/[^/]*)+", r"(/[A-Za-z0-9_-][\w.-]*)+$"],
+)
+def test_plain_regexes_are_accepted(pattern: str) -> None:
+    assert build_condition("v", "regex", pattern).test("ab") in (True, False)
+
+
+def test_validate_names_the_file_and_line_of_a_catastrophic_regex(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(
+        "rules:\n  - name: r\n    on: [a.b]\n    match:\n      v: {regex: '(a+)+$'}\n"
+        "    actions:\n      - publish: {subject: x, json: {}}\n"
+    )
+    assert main(["validate", str(rules)]) != 0
+    out = "".join(capsys.readouterr())
+    assert f"{rules}:5" in out and "nests a repeat inside a repeat" in out
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'a' * 100000000 }}",
+        "{{ [1] * 100000000 }}",
+        "{{ 10 ** 100000000 }}",
+        "{{ 'x'.ljust(100000000) }}",
+        "{{ 'x' | center(100000000) }}",
+        "{{ '%0*d' | format(100000000, 1) }}",
+        "{{ '%100000000d' % 1 }}",
+        "{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}",
+    ],
+)
+def test_template_bombs_fail_within_the_budget(source: str) -> None:
+    template = Templates(Secrets({})).compile(source, rule="r", field="f")
+    with pytest.raises(TemplateError, match="budget"):
+        template.render({})
+
+
+def test_templates_within_the_budget_still_render() -> None:
+    source = "{{ 'ab' * 3 }}-{{ 2 ** 10 }}-{{ 6 * 7 }}-{{ 7 % 4 }}-{{ '%5.1f' % 2.25 }}"
+    template = Templates(Secrets({})).compile(source)
+    assert template.render({}) == "ababab-1024-42-3-  2.2"
+    assert MAX_OUTPUT >= 1024 * 1024
+
+
+def test_range_is_capped_by_the_sandbox() -> None:
+    template = Templates(Secrets({})).compile("{{ range(10 ** 9) | list | length }}")
+    with pytest.raises((TemplateError, jinja2.exceptions.SecurityError, OverflowError)):
+        template.render({})
