@@ -161,40 +161,10 @@ class Daemon:
         self.secrets.known.update(connection_secrets(self.settings, url))
         listener = Listener(self.registry, self.ready, alive=lambda: self.failure is None)
         try:
-            self.transport = Transport(await connect(self.settings, url), self.settings)
-            self.transport.on_result = self._record
-            self.actions.update(build_actions(self.transport, self.settings, self.environ))
-            await self.transport.prepare({s for rule in rules for s in rule.subjects})
-            self.guards = await build_guards(self.transport, self.settings, self.metrics)
-            if not self.settings.core:
-                self.plane = await ControlPlane.open(
-                    self.transport, self.settings, self.metrics, self._engine
-                )
-            self._swap(self.load(rules))
-            controls = await self.plane.start() if self.plane else []
-            state = self.guards.store if not self.settings.core else None
-            api = ControlAPI(self.access, self.plane, self._rules, state, self.settings.max_actions)
-            listener.add_api(api)
-            self.pipeline = Pipeline(
-                self.transport, self.settings, self.metrics, self._engine, self.order_key
-            )
-            listener.add_webhook(
-                AlertmanagerBridge(
-                    self.transport,
-                    self.webhook_subject,
-                    self.settings.webhook_token,
-                    self.pipeline.new_trace_id,
-                )
-            )
-            ResultsAPI(self.results, self._rule_names, self.access).mount(listener.app)
-            mount_console(listener.app)
-            await listener.start(*self.settings.http_host_port)
+            controls = await self._start(url, rules, listener)
             self._install_signals()
             log.info(
-                "remediator ready: %d rules, NATS %s, http %s",
-                len(rules),
-                url,
-                self.settings.http,
+                "remediator ready: %d rules, NATS %s, http %s", len(rules), url, self.settings.http
             )
             await self._serve()
             for task in controls:
@@ -203,6 +173,47 @@ class Daemon:
             await listener.stop()
             await self._close(embedded)
         return 1 if self.failure else 0
+
+    async def _start(
+        self, url: str, rules: tuple[Rule, ...], listener: Listener
+    ) -> list[asyncio.Task[None]]:
+        """Connect, make the streams and buckets, build the engine and the pipeline, and
+        open the listener; returns the control plane's background tasks."""
+        self.transport = Transport(await connect(self.settings, url), self.settings)
+        self.transport.on_result = self._record
+        self.actions.update(build_actions(self.transport, self.settings, self.environ))
+        await self.transport.prepare({s for rule in rules for s in rule.subjects})
+        self.guards = await build_guards(self.transport, self.settings, self.metrics)
+        if not self.settings.core:
+            self.plane = await ControlPlane.open(
+                self.transport, self.settings, self.metrics, self._engine
+            )
+        self._swap(self.load(rules))
+        controls = await self.plane.start() if self.plane else []
+        self.pipeline = Pipeline(
+            self.transport, self.settings, self.metrics, self._engine, self.order_key
+        )
+        self._mount(listener)
+        await listener.start(*self.settings.http_host_port)
+        return controls
+
+    def _mount(self, listener: Listener) -> None:
+        """The webhook, the control and results API, and the console."""
+        assert self.transport is not None and self.guards is not None
+        assert self.pipeline is not None
+        state = self.guards.store if not self.settings.core else None
+        api = ControlAPI(self.access, self.plane, self._rules, state, self.settings.max_actions)
+        listener.add_api(api)
+        listener.add_webhook(
+            AlertmanagerBridge(
+                self.transport,
+                self.webhook_subject,
+                self.settings.webhook_token,
+                self.pipeline.new_trace_id,
+            )
+        )
+        ResultsAPI(self.results, self._rule_names, self.access).mount(listener.app)
+        mount_console(listener.app)
 
     async def _serve(self) -> None:
         assert self.transport is not None and self.ruleset is not None
