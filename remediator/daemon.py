@@ -19,34 +19,27 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from remediator.actions.base import Action, ActionSet
-from remediator.actions.http import HTTPAction
-from remediator.actions.kubeclient import KubeSettings
-from remediator.actions.kubernetes import KubernetesAction
-from remediator.actions.publish import PublishAction
-from remediator.actions.scale import ScaleAction
-from remediator.actions.ssh import SSHAction
-from remediator.actions.sshsettings import SSHSettings
+from remediator.actions.base import Action
 from remediator.engine.engine import Engine
-from remediator.engine.guards import Budget, Guards
+from remediator.engine.guards import Guards
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD
 from remediator.engine.ordering import OrderKey
 from remediator.engine.resultlog import DAY_MINUTES, MINUTE, ResultLog
-from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import RemediatorError, TransportError
 from remediator.http.api import ControlAPI
-from remediator.http.auth import Access
+from remediator.http.auth import Access, is_loopback
 from remediator.http.consolefiles import mount_console
 from remediator.http.listener import Listener
 from remediator.http.results import ResultsAPI
 from remediator.http.webhook import AlertmanagerBridge, compile_subject
 from remediator.metrics import Metrics
 from remediator.model import Result, Rule
+from remediator.nats.connection import connect, connection_secrets
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.embedded import EmbeddedServer
-from remediator.nats.kvstore import STATE_BUCKET, VERIFY_BUCKET, KVStore
 from remediator.nats.results import read_results
-from remediator.nats.transport import Transport, connect, connection_secrets
+from remediator.nats.transport import Transport
+from remediator.parts import build_actions, build_guards
 from remediator.pipeline import Pipeline
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex
@@ -61,7 +54,6 @@ ABSENT_TICK = 1.0  # seconds between sweeps for absence timers that ran out
 CLEAN_EVERY = 60  # sweeps between removals of expired correlation windows
 LIVENESS_TICK = 0.5  # seconds between looks at the consume loop and the NATS connection
 BACKLOG_TICK = 5.0  # seconds between refreshes of the consumer backlog gauges
-STATE_TTL = 7 * 24 * 3600.0  # completion records and throttle state outlive any sane window
 
 
 @dataclass(slots=True)
@@ -370,41 +362,3 @@ class Daemon:
             await self.transport.close()
         if embedded is not None:
             await embedded.stop()
-
-
-def build_actions(
-    transport: Transport, settings: Settings, environ: Mapping[str, str]
-) -> ActionSet:
-    """One instance per kind; integrations read their own config section."""
-    kube = KubeSettings.from_config(settings.section("kubernetes"), environ)
-    return {
-        "http": HTTPAction(),
-        "kubernetes": KubernetesAction(kube),
-        "publish": PublishAction(transport),
-        "scale": ScaleAction(kube),
-        "ssh": SSHAction(SSHSettings.from_config(settings.section("ssh"))),
-    }
-
-
-async def build_guards(transport: Transport, settings: Settings, metrics: Metrics) -> Guards:
-    """Shared state in JetStream key-value buckets; in memory in core mode."""
-    budget = Budget(*settings.max_actions) if settings.max_actions else None
-    if settings.core:
-        state: StateStore = MemoryStore()
-        verifications: StateStore = MemoryStore()
-    else:
-        js, replicas = transport.js, settings.replicas
-        state = await KVStore.open(js, STATE_BUCKET, ttl=STATE_TTL, replicas=replicas)
-        verifications = await KVStore.open(js, VERIFY_BUCKET, ttl=STATE_TTL, replicas=replicas)
-    return Guards(
-        store=state,
-        verifications=verifications,
-        publisher=transport,
-        budget=budget,
-        metrics=metrics,
-    )
-
-
-def is_loopback(address: str) -> bool:
-    host = address.rpartition(":")[0].strip("[]")
-    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")

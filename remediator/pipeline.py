@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
-from remediator.engine.engine import Engine, resolving
+from remediator.engine.engine import Engine
 from remediator.engine.events import decode_event, event_id, trace_id
 from remediator.engine.ordering import KeyedQueue, OrderKey
+from remediator.engine.rulecontext import resolving
 from remediator.errors import EventError, TransportError, Unpublishable
 from remediator.logs import bind_event
 from remediator.metrics import Metrics

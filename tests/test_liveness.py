@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry
 
 from remediator.daemon import Daemon
 from remediator.http.listener import Listener
-from remediator.nats.transport import Transport, connect
+from remediator.nats.connection import connect
+from remediator.nats.transport import Transport
 from remediator.settings import Settings
 from tests.support.nats import NatsServer
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from remediator.engine.engine import verify_key
 from remediator.engine.ordering import KeyedQueue, OrderKey
+from remediator.engine.rulecontext import verify_key
 from remediator.errors import ConfigError
 from remediator.model import Event, Rule, Source, Verify
 from remediator.rules.templating import Secrets, Templates

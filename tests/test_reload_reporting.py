@@ -6,7 +6,8 @@ import asyncio
 from pathlib import Path
 
 from remediator.daemon import Daemon
-from remediator.nats.transport import Transport, connect
+from remediator.nats.connection import connect
+from remediator.nats.transport import Transport
 from remediator.settings import Settings
 from tests.support.nats import NatsServer
 

@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry
 
 from remediator.http.listener import Listener
 from remediator.http.webhook import PATH, AlertmanagerBridge, compile_subject
-from remediator.nats.transport import Transport, connect, connection_secrets
+from remediator.nats.connection import connect, connection_secrets
+from remediator.nats.transport import Transport
 from remediator.rules.templating import Secrets, Templates
 from remediator.settings import Settings
 from tests.support.nats import NatsServer

@@ -42,7 +42,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 async def _publish(
     settings: Settings, subject: str, data: bytes, headers: dict[str, str]
 ) -> dict[str, object]:
-    from remediator.nats.transport import Transport, connect
+    from remediator.nats.connection import connect
+    from remediator.nats.transport import Transport
 
     transport = Transport(
         await connect(settings, settings.nats_url or "nats://127.0.0.1:4222"), settings

@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from remediator.actions.base import ActionSet
+from remediator.engine import asking
 from remediator.engine.control import ApprovalDesk, ApprovalRequest, PauseView
 from remediator.engine.correlation import Firing, Windows, group_of
 from remediator.engine.guards import Guards
-from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, HEADER_ROOM, fit_result
+from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, HEADER_ROOM, fitted
+from remediator.engine.rulecontext import render_vars, resolving, throttle_bucket, verify_key
 from remediator.engine.runner import StepRunner
 from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import TemplateError
 from remediator.metrics import Metrics
-from remediator.model import Event, Result, Rule, StepResult, dumps
+from remediator.model import Event, Result, Rule, StepResult
 from remediator.rules.matching import Matches, RuleIndex
 from remediator.rules.templating import Secrets
 
@@ -285,63 +287,11 @@ class Engine:
         if self.desk is None or dry_run:
             why = "approval required: would ask before acting (nothing runs)"
             return self._finish(rule, event, started, "awaiting_approval", rendered, why)
-        return await self._ask(rule, event, context, started, rendered)
-
-    async def _ask(
-        self,
-        rule: Rule,
-        event: Event,
-        context: dict[str, object],
-        started: dt.datetime,
-        rendered: tuple[StepResult, ...],
-    ) -> Result:
-        """File the request, announce it (`notify`), and report that it waits."""
-        assert self.desk is not None and rule.approval is not None
-        request = await self.desk.open(
-            ApprovalRequest.ask(rule.name, event, rendered, self.now(), rule.approval.timeout)
-        )
-        asked = context["approval"] = request.context()
-        notified = tuple(
-            [
-                await self.runner.run_step(rule, s, context, dry_run=False)
-                for s in rule.approval.notify
-            ]
-        )
-        why = f"waiting for approval {request.id} until {asked['expires_at']}"
-        return self._finish(
-            rule, event, started, "awaiting_approval", notified, why, approval_id=request.id
-        )
+        return await asking.ask(self, rule, event, context, started, rendered)
 
     async def run_approved(self, rule: Rule, request: ApprovalRequest) -> Result:
         """Run the steps of an approved request, rendered from the event it stored."""
-        event = request.event()
-        started = self.now()
-        context = self.context(event) | {"rule": rule.name, "results": {}}
-        context["approval"] = request.approval()
-        decided = request.approval()
-        try:
-            context["vars"] = render_vars(rule, context)
-        except TemplateError as exc:
-            reason = self._mask(exc)
-            return self._finish(rule, event, started, "failed", (), reason, approval=decided)
-        dry_run = self.dry_run or rule.dry_run
-        steps, ok = await self.runner.run_steps(rule, context, dry_run=dry_run)
-        status = "dry_run" if dry_run else "succeeded" if ok else "failed"
-        if self.guards is not None and rule.verify is not None and status == "succeeded":
-            await self._verify_after_approval(rule, event, context)
-        return self._finish(rule, event, started, status, steps, approval=decided)
-
-    async def _verify_after_approval(
-        self, rule: Rule, event: Event, context: dict[str, object]
-    ) -> None:
-        """Verification starts with the run, not with the question."""
-        assert self.guards is not None
-        try:
-            bucket, key = throttle_bucket(rule, context), verify_key(rule, context)
-        except TemplateError as exc:
-            log.warning("rule %s: verify key: %s", rule.name, self._mask(exc))
-            return
-        await self.guards.expect(rule, event, key, bucket)
+        return await asking.run_approved(self, rule, request)
 
     async def _run_steps(
         self,
@@ -401,7 +351,7 @@ class Engine:
             approval_id=approval_id,
             approval=approval,
         )
-        result = _fitted(result, self.max_result_bytes)
+        result = fitted(result, self.max_result_bytes)
         if self.metrics is not None:
             self._bind_result(self.metrics, rule.name, status).inc()
         log.info(
@@ -415,45 +365,6 @@ class Engine:
 
     def _mask(self, exc: Exception) -> str:
         return str(self.secrets.mask(str(exc)))
-
-
-def _fitted(result: Result, limit: int) -> Result:
-    """`result`, with outputs cut when its JSON would not fit `limit` bytes (it must be
-    storable: a result that cannot be stored would re-run every step)."""
-    body = result.to_json()
-    if len(dumps(body).encode()) <= limit:
-        return result
-    return Result.from_json(fit_result(body, limit))
-
-
-def render_vars(rule: Rule, context: Mapping[str, object]) -> dict[str, object]:
-    """Render `vars` in order; each sees the ones before it as `vars.x`."""
-    values: dict[str, object] = {}
-    scope = dict(context)
-    scope["vars"] = values
-    for name, template in rule.vars:
-        values[name] = template.render(scope)
-    return values
-
-
-def throttle_bucket(rule: Rule, context: Mapping[str, object]) -> str:
-    """The throttle key for this event; one bucket per rule when the rule gives none."""
-    if rule.throttle is None or rule.throttle.key is None:
-        return ""
-    return str(rule.throttle.key.render(context))
-
-
-def verify_key(rule: Rule, context: Mapping[str, object]) -> str:
-    """The rendered `verify.key`; by default the payload's `fingerprint`, else the event id."""
-    if rule.verify is None or rule.verify.key is None:
-        payload = context["event"]
-        fingerprint = payload.get("fingerprint") if isinstance(payload, Mapping) else None
-        return str(context["event_id"] if fingerprint is None else fingerprint)
-    return str(rule.verify.key.render(context))
-
-
-def resolving(event: Event) -> bool:
-    return event.payload.get("status") == "resolved"
 
 
 def _asks_for_resolved(rule: Rule) -> bool:

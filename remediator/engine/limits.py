@@ -23,7 +23,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from remediator.model import dumps
+from remediator.model import Result, dumps
 
 MAX_ID = 256  # characters kept of an id before it is hashed
 OUTPUT_JSON_CAP = 64 * 1024  # bytes of one step output, JSON-encoded
@@ -135,3 +135,12 @@ def _largest_output(steps: list[object]) -> int | None:
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def fitted(result: Result, limit: int) -> Result:
+    """`result`, with outputs cut when its JSON would not fit `limit` bytes (it must be
+    storable: a result that cannot be stored would re-run every step)."""
+    body = result.to_json()
+    if len(dumps(body).encode()) <= limit:
+        return result
+    return Result.from_json(fit_result(body, limit))

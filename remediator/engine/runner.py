@@ -137,15 +137,7 @@ class StepRunner:
     ) -> StepResult:
         seconds = time.perf_counter() - started
         if self.metrics is not None:
-            labels = (rule.name, step.name, step.kind, status)
-            children = self._children.get(labels)
-            if children is None:
-                children = self._children[labels] = (
-                    self.metrics.steps.labels(*labels),
-                    self.metrics.step_duration.labels(step.kind),
-                )
-            children[0].inc()
-            children[1].observe(seconds)
+            self._count(self.metrics, rule, step, status, seconds)
         masked_error = None if error is None else cap_text(str(self.secrets.mask(error)))
         if masked_error:
             log.warning(
@@ -166,6 +158,18 @@ class StepRunner:
             output=cap_output(self.secrets.mask(output)),
             error=masked_error,
         )
+
+    def _count(self, metrics: Metrics, rule: Rule, step: Step, status: str, seconds: float) -> None:
+        """The step's counter and histogram; their children bound once per label set."""
+        labels = (rule.name, step.name, step.kind, status)
+        children = self._children.get(labels)
+        if children is None:
+            children = self._children[labels] = (
+                metrics.steps.labels(*labels),
+                metrics.step_duration.labels(step.kind),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 async def _render(step: Step, context: Mapping[str, object]) -> object | None:

@@ -112,3 +112,9 @@ def _token(item: object, index: int, secrets: Secrets) -> Token:
     else:
         secrets.known.add(value)  # masked in logs like a secret
     return Token(name, value, str(role))
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a `HOST:PORT` listener address is on loopback (reads without a token)."""
+    host = address.rpartition(":")[0].strip("[]")
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")

@@ -15,14 +15,13 @@ from typing import TypeVar
 
 from remediator.engine.control import AlreadyDecided, ScopeError, pause_names, pauses_for, pending
 from remediator.errors import ConfigError
+from remediator.nats.connection import connect
 from remediator.nats.control import Control
-from remediator.nats.kvstore import STATE_BUCKET, KVStore
+from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, KVStore
 from remediator.nats.status import approvals_text, status_report, status_text
-from remediator.nats.transport import connect
 from remediator.settings import Settings
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
-_STATE_TTL = 7 * 24 * 3600.0
 T = TypeVar("T")
 
 
@@ -88,7 +87,7 @@ async def status(settings: Settings, as_json: bool) -> str:
     nc = await connect(settings, settings.nats_url or DEFAULT_URL)
     try:
         control = await Control.open(nc.jetstream())
-        state = await KVStore.open(nc.jetstream(), STATE_BUCKET, ttl=_STATE_TTL)
+        state = await KVStore.open(nc.jetstream(), STATE_BUCKET, ttl=STATE_TTL)
         report = await status_report(control, state, settings.max_actions)
     finally:
         await nc.close()

@@ -30,6 +30,7 @@ from remediator.nats.jsconfig import bucket_config, bucket_stream, check_replica
 STATE_BUCKET = "REMEDIATOR_STATE"
 _PUT_TIMEOUT = 5.0
 VERIFY_BUCKET = "REMEDIATOR_VERIFY"
+STATE_TTL = 7 * 24 * 3600.0  # completion records and throttle state outlive any sane window
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 T = TypeVar("T")
 

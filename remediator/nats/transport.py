@@ -1,4 +1,4 @@
-"""NATS: the only module that imports `nats`. Connect, streams, consume, publish, ack.
+"""NATS streams, consume, publish, ack (connecting is `remediator.nats.connection`).
 
 JetStream mode consumes through a durable *push* consumer with a deliver
 group: every replica subscribes to the same deliver subject in one queue
@@ -19,11 +19,9 @@ import base64
 import hashlib
 import json
 import logging
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -54,7 +52,6 @@ _STREAM_CACHE_SECONDS = 30.0
 _PUBLISH_TIMEOUT = 5.0
 DEAD_LETTER_DATA_CAP = 64 * 1024  # bytes of the original data kept in a dead letter
 _HEADER_VALUE_CAP = 1024
-_FIRST_CONNECT_ATTEMPTS = 5  # about 3 s at 0.5 s apart before start-up gives up
 
 
 @dataclass(slots=True)
@@ -101,109 +98,6 @@ class Inbound:
     async def in_progress(self) -> None:
         if self.delivery is not None:
             await self.msg.in_progress()
-
-
-async def connect(settings: Settings, url: str) -> Client:
-    """Connect with every security option the settings carry.
-
-    `url` may list several servers (`nats://a:4222,nats://b:4222`): the first
-    connection tries each a few times, so a down seed server does not stop
-    start-up while another is up; when none answers, start-up fails with the
-    server's reason (a wrong password must not look like a hang). Once
-    connected, the client reconnects forever, to any server of the cluster.
-    """
-    servers = [u.strip() for u in url.split(",") if u.strip()]
-    last_error: list[Exception] = []
-    nc = Client()
-
-    async def on_error(exc: Exception) -> None:
-        last_error[:] = [exc]
-        await _on_error(exc)
-
-    async def on_disconnect() -> None:
-        # nats-py calls this on a clean close too: only a lost connection is news.
-        if nc.is_closed:
-            log.info("nats: connection closed")
-        else:
-            log.warning("nats: disconnected; reconnecting")
-
-    options: dict[str, object] = {
-        "servers": servers,
-        "max_reconnect_attempts": _FIRST_CONNECT_ATTEMPTS,
-        "reconnect_time_wait": 0.5,
-        "connect_timeout": 5,
-        "error_cb": on_error,
-        "disconnected_cb": on_disconnect,
-        "reconnected_cb": _on_reconnect,
-        "name": "remediator",
-    }
-    options.update(_security(settings))
-    try:
-        await nc.connect(**options)  # type: ignore[arg-type]
-    except (OSError, NatsError, TimeoutError) as exc:
-        cause = last_error[0] if last_error else exc
-        reason = str(cause) or type(cause).__name__
-        where = ", ".join(_without_password(u) for u in servers)
-        raise TransportError(f"cannot connect to NATS at {where}: {reason}") from exc
-    # Read at each reconnect: from now on, as the settings say (-1: forever). Once they are
-    # spent the connection is closed for good and the daemon exits for its supervisor.
-    nc.options["max_reconnect_attempts"] = settings.reconnect_attempts
-    return nc
-
-
-def _security(settings: Settings) -> dict[str, object]:
-    options: dict[str, object] = {}
-    if settings.creds:
-        options["user_credentials"] = settings.creds
-    if settings.nkey_seed:
-        seed = settings.nkey_seed.strip()
-        # A user seed itself (SU...), or the path of a file holding it (kept out of `ps`).
-        options["nkeys_seed_str" if seed.startswith("SU") else "nkeys_seed"] = seed
-    if settings.nats_user:
-        options["user"] = settings.nats_user
-        options["password"] = settings.nats_password or ""
-    if settings.nats_token:
-        options["token"] = settings.nats_token
-    if settings.tls_ca or settings.tls_cert:
-        options["tls"] = _tls_context(settings)
-        options["tls_hostname"] = None
-    return options
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
-
-
-def connection_secrets(settings: Settings, url: str) -> set[str]:
-    """Every secret the connection uses, for the log masker: never in a log line."""
-    found = {settings.nats_password, settings.nats_token}
-    if settings.nkey_seed and settings.nkey_seed.strip().startswith("SU"):
-        found.add(settings.nkey_seed.strip())
-    for each in url.split(","):
-        parts = urlsplit(each.strip())
-        found.add(parts.password if parts.password else parts.username)  # bare user: a token
-    return {secret for secret in found if secret}
-
-
-def _tls_context(settings: Settings) -> ssl.SSLContext:
-    try:
-        context = ssl.create_default_context(cafile=settings.tls_ca)
-        if settings.tls_cert:
-            context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    except OSError as exc:  # ssl.SSLError is one too
-        raise ConfigError(f"NATS TLS (tls_ca, tls_cert, tls_key): {exc}") from exc
-    return context
-
-
-async def _on_error(exc: Exception) -> None:
-    log.warning("nats: %s", exc or type(exc).__name__)
-
-
-async def _on_reconnect() -> None:
-    log.info("nats: reconnected")
 
 
 def _capped_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from remediator.engine.correlation import group_of
-from remediator.engine.engine import Engine, resolving
+from remediator.engine.engine import Engine
 from remediator.engine.events import decode_event
+from remediator.engine.rulecontext import resolving
 from remediator.errors import TemplateError
 from remediator.model import Event, Rule
 from remediator.offline.sandbox import offline_engine, offline_rules

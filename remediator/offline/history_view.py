@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from remediator.engine.resultlog import finished_at
+from remediator.nats.connection import connect
 from remediator.nats.results import read_results
-from remediator.nats.transport import connect
 from remediator.settings import Settings
 
 DEFAULT_URL = "nats://127.0.0.1:4222"

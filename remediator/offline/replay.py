@@ -32,8 +32,8 @@ from remediator.engine.state import MemoryStore
 from remediator.errors import EventError
 from remediator.model import Delivery, Result, Rule
 from remediator.nats import history
+from remediator.nats.connection import connect
 from remediator.nats.history import Span, Stored
-from remediator.nats.transport import connect
 from remediator.offline.sandbox import offline_engine
 from remediator.rules.templating import Secrets
 from remediator.settings import Settings

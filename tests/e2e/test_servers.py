@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
+from remediator.nats.connection import connect
 from remediator.nats.kvstore import KVStore
-from remediator.nats.transport import Transport, connect
+from remediator.nats.transport import Transport
 from remediator.settings import Settings
 from tests.support.daemon import DaemonProcess, free_port
 from tests.support.nats import NatsServer

@@ -1,0 +1,58 @@
+"""The daemon's parts built from its settings: the action kinds and the guards.
+
+Kept beside the composition root (`daemon`) so that it reads as wiring only:
+which integration gets which config section, and where shared state lives
+(JetStream key-value buckets; memory in core mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from remediator.actions.base import ActionSet
+from remediator.actions.http import HTTPAction
+from remediator.actions.kubeclient import KubeSettings
+from remediator.actions.kubernetes import KubernetesAction
+from remediator.actions.publish import PublishAction
+from remediator.actions.scale import ScaleAction
+from remediator.actions.ssh import SSHAction
+from remediator.actions.sshsettings import SSHSettings
+from remediator.engine.guards import Budget, Guards
+from remediator.engine.state import MemoryStore, StateStore
+from remediator.metrics import Metrics
+from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, VERIFY_BUCKET, KVStore
+from remediator.nats.transport import Transport
+from remediator.settings import Settings
+
+
+def build_actions(
+    transport: Transport, settings: Settings, environ: Mapping[str, str]
+) -> ActionSet:
+    """One instance per kind; integrations read their own config section."""
+    kube = KubeSettings.from_config(settings.section("kubernetes"), environ)
+    return {
+        "http": HTTPAction(),
+        "kubernetes": KubernetesAction(kube),
+        "publish": PublishAction(transport),
+        "scale": ScaleAction(kube),
+        "ssh": SSHAction(SSHSettings.from_config(settings.section("ssh"))),
+    }
+
+
+async def build_guards(transport: Transport, settings: Settings, metrics: Metrics) -> Guards:
+    """Shared state in JetStream key-value buckets; in memory in core mode."""
+    budget = Budget(*settings.max_actions) if settings.max_actions else None
+    if settings.core:
+        state: StateStore = MemoryStore()
+        verifications: StateStore = MemoryStore()
+    else:
+        js, replicas = transport.js, settings.replicas
+        state = await KVStore.open(js, STATE_BUCKET, ttl=STATE_TTL, replicas=replicas)
+        verifications = await KVStore.open(js, VERIFY_BUCKET, ttl=STATE_TTL, replicas=replicas)
+    return Guards(
+        store=state,
+        verifications=verifications,
+        publisher=transport,
+        budget=budget,
+        metrics=metrics,
+    )
