@@ -204,7 +204,9 @@ class Daemon:
                 self.pipeline.new_trace_id,
             )
         )
-        ResultsAPI(self.results, self._rule_names, self.access).mount(listener.app)
+        ResultsAPI(self.results, self._rule_names, self.access, self.transport.stored).mount(
+            listener.app
+        )
         mount_console(listener.app)
 
     async def _serve(self) -> None:

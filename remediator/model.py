@@ -229,6 +229,8 @@ class Result:
     reason: str | None = None
     approval_id: str | None = None  # set while `awaiting_approval`
     approval: Mapping[str, object] | None = None  # {id, decision, by, at} once decided
+    # Where the alert is stored (stream, sequence): the console shows the event from there.
+    origin: tuple[str, int] | None = None
 
     @property
     def duration_ms(self) -> float:
@@ -253,6 +255,7 @@ class Result:
             reason=_optional_text(body.get("reason")),
             approval_id=_optional_text(body.get("approval_id")),
             approval=approval if isinstance(approval := body.get("approval"), Mapping) else None,
+            origin=_origin(body.get("origin")),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -274,11 +277,22 @@ class Result:
             body["approval_id"] = self.approval_id
         if self.approval is not None:
             body["approval"] = dict(self.approval)
+        if self.origin is not None:
+            body["origin"] = {"stream": self.origin[0], "sequence": self.origin[1]}
         return body
 
     def encode(self) -> bytes:
         """The result event's bytes: one encoding for the completion record and the event."""
         return dumps(self.to_json()).encode()
+
+
+def _origin(value: object) -> tuple[str, int] | None:
+    if not isinstance(value, Mapping):
+        return None
+    stream, sequence = value.get("stream"), value.get("sequence")
+    if isinstance(stream, str) and isinstance(sequence, int):
+        return stream, sequence
+    return None
 
 
 def _optional_text(value: object) -> str | None:

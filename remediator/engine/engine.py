@@ -350,6 +350,9 @@ class Engine:
             reason=reason,
             approval_id=approval_id,
             approval=approval,
+            origin=None
+            if event.delivery is None
+            else (event.delivery.stream, event.delivery.sequence),
         )
         result = fitted(result, self.max_result_bytes)
         if self.metrics is not None:
@@ -373,3 +376,8 @@ def _asks_for_resolved(rule: Rule) -> bool:
 
 def _log_extra(event: Event, rule: Rule) -> dict[str, object]:
     return {"trace_id": event.trace_id, "event_id": event.event_id, "rule": rule.name}
+
+
+def _origin(event: Event) -> tuple[str, int] | None:
+    delivery = event.delivery
+    return None if delivery is None else (delivery.stream, delivery.sequence)

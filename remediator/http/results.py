@@ -23,6 +23,7 @@ from remediator.engine.resultlog import DAY_MINUTES, HOUR_MINUTES, Body, ResultL
 from remediator.http.auth import Access
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+Stored = Callable[[str, int], Awaitable[object | None]]
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 1000
@@ -37,14 +38,17 @@ class ResultsAPI:
         log: ResultLog,
         rules: Callable[[], Iterable[str]],
         access: Access,
+        stored: Stored | None = None,
     ) -> None:
         self.log = log
         self.rules = rules  # names of the rules in force, listed even with no result yet
         self.access = access
+        self.stored = stored  # reads an alert back from its stream (stream, sequence)
 
     def mount(self, app: web.Application) -> None:
         app.router.add_get("/api/results", self._guarded(self._results))
         app.router.add_get("/api/results/{event_id}", self._guarded(self._event))
+        app.router.add_get("/api/results/{event_id}/event", self._guarded(self._payload))
         app.router.add_get("/api/overview", self._guarded(self._overview))
 
     def _guarded(self, handler: Handler) -> Handler:
@@ -75,6 +79,19 @@ class ResultsAPI:
         if not found:
             return _error(404, f"no recent result for event {event_id}")
         return web.json_response({"event_id": event_id, "results": found})
+
+    async def _payload(self, request: web.Request) -> web.Response:
+        """The alert itself, read back from the stream that holds it."""
+        event_id = request.match_info["event_id"]
+        origins = [o for r in self.log.event(event_id) if (o := _origin(r)) is not None]
+        if not origins or self.stored is None:
+            return _error(404, f"no stored alert known for event {event_id}")
+        stream, sequence = origins[0]
+        payload = await self.stored(stream, sequence)
+        if payload is None:
+            return _error(404, f"event {event_id} is no longer in stream {stream}")
+        body = {"event_id": event_id, "stream": stream, "sequence": sequence, "event": payload}
+        return web.json_response(body)
 
     async def _overview(self, request: web.Request) -> web.Response:
         return web.json_response(overview(self.log, self.rules()))
@@ -146,3 +163,11 @@ def _iso(at: float) -> str:
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def _origin(body: Body) -> tuple[str, int] | None:
+    origin = body.get("origin")
+    if not isinstance(origin, dict):
+        return None
+    stream, sequence = origin.get("stream"), origin.get("sequence")
+    return (stream, sequence) if isinstance(stream, str) and isinstance(sequence, int) else None

@@ -300,6 +300,16 @@ class Transport:
         self._streams[subject] = (name, now + _STREAM_CACHE_SECONDS)
         return name
 
+    async def stored(self, stream: str, sequence: int) -> object | None:
+        """The JSON payload of a stored message; None when it is gone (age, limits) or
+        not JSON. For people looking at a result, so one request and no retries."""
+        try:
+            msg = await self.js.get_msg(stream, sequence)
+            payload: object = json.loads(msg.data or b"null")
+            return payload
+        except (NatsError, TimeoutError, ValueError, RecursionError):
+            return None
+
     async def pending(self) -> tuple[int, int]:
         """(pending, ack pending) of the durable consumer, for the backlog gauges."""
         try:

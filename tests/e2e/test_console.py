@@ -168,8 +168,14 @@ async def test_a_result_shows_steps_outputs_and_errors(
     status, body = get_json(daemon, f"/api/results?rule=restart-{unique}&status=succeeded")
     assert status == 200 and isinstance(body, dict)
     event_id = body["results"][0]["event_id"]
+    status, stored = get_json(daemon, f"/api/results/{event_id}/event")
+    assert status == 200 and isinstance(stored, dict)
+    host = stored["event"]["host"]  # the alert itself, read back from its stream
+    assert host in ("web-1", "web-2")
     with chromium(tmp_path / "profile") as driver:
         driver.get(f"http://127.0.0.1:{daemon.http_port}/#/event/{event_id}")
+        alert = wait(driver, "the alert", css("#event pre.event"))[0]
+        assert f'"host": "{host}"' in alert.text
         steps = wait(driver, "the steps", css(f'[data-rule="restart-{unique}"] tr.step'))
         assert len(steps) == 2
         assert f"{unique}.actions.restart" in steps[0].text  # the publish output: its subject

@@ -292,7 +292,14 @@ async function eventDetail(id) {
     h("h2", {}, "Event ", h("code", {}, id)),
     h("dl", { class: "facts" }, h("dt", {}, "subject"), h("dd", {}, first.subject),
       h("dt", {}, "trace"), h("dd", {}, h("code", {}, first.trace_id))),
+    h("section", { id: "event" }, h("h3", {}, "The alert"), h("p", { class: "muted" }, "loading…")),
     ...reply.body.results.map(resultCard));
+  const stored = await api(`/api/results/${encodeURIComponent(id)}/event`);
+  const section = document.getElementById("event");
+  if (!section) return;
+  section.replaceChildren(h("h3", {}, "The alert"), stored.ok
+    ? h("pre", { class: "event" }, pretty(stored.body.event))
+    : h("p", { class: "muted" }, (stored.body && stored.body.error) || "not available"));
 }
 
 function resultCard(r) {
