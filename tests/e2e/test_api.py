@@ -4,11 +4,10 @@ pauses that record who, and the 403 that says how to configure a token."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import nats
 import pytest
 from nats.aio.client import Client
 
@@ -26,13 +25,6 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     server = NatsServer(store=tmp_path_factory.mktemp("nats-api")).start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
-    yield client
-    await client.drain()
 
 
 def daemon(workdir: Path, url: str, unique: str, config: str | None) -> DaemonProcess:
