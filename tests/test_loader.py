@@ -433,6 +433,8 @@ def test_steps_get_their_fields_and_defaults(templates: Templates) -> None:
     rendered = with_secret.steps[2].request.render(context)
     assert isinstance(rendered, dict) and rendered["json"] == {"text": "scaled web to 4"}
     assert rendered["headers"] == {"Authorization": "Bearer t"}
+    # plain reads and literals render on the event loop; `scaled {{ ... }}` is Jinja code
+    assert [s.instant for s in rule.steps] == [True, True, False]
     (failure,) = rule.on_failure
     assert isinstance(failure, Step) and (failure.name, failure.kind) == (
         "on_failure-publish-0",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from remediator.errors import TemplateError
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.templating import Secrets, Templates, renders_instantly
 
 FAST = Templates(Secrets({}))
 CONTEXT: dict[str, object] = {
@@ -51,3 +51,18 @@ def test_missing_names_fail_as_jinja_fails(source: str) -> None:
     with pytest.raises(TemplateError, match="undefined variable") as caught:
         FAST.compile(source, rule="r", field="f").render(CONTEXT)
     assert caught.value.rule == "r" and caught.value.field == "f"
+
+
+@pytest.mark.parametrize(
+    ("value", "instant"),
+    [
+        ({"host": "{{ event.labels.host }}", "n": 3, "tags": ["a", "{{ vars.a.b }}"]}, True),
+        ("plain text", True),
+        ({"host": "web-{{ event.labels.host }}"}, False),  # a Jinja template: may loop
+        ({"hosts": "{% for h in event.list %}{{ h }}{% endfor %}"}, False),
+        ("{{ event.labels.host | upper }}", False),
+    ],
+)
+def test_only_literals_and_plain_reads_render_instantly(value: object, instant: bool) -> None:
+    """Steps of these render on the event loop; the others in a thread, under a timeout."""
+    assert renders_instantly(FAST.compile(value, rule="r", field="f")) is instant

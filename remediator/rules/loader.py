@@ -39,7 +39,7 @@ from remediator.rules.conditions import build_condition
 from remediator.rules.fields import FieldCompiler, Raw
 from remediator.rules.matching import subject_problem
 from remediator.rules.rulefiles import rule_files
-from remediator.rules.templating import Templates
+from remediator.rules.templating import Templates, renders_instantly
 from remediator.rules.yamlsource import Where, parse_document
 
 DEFAULT_TIMEOUT = 30.0
@@ -232,6 +232,7 @@ class _RuleCompiler(FieldCompiler):
             when=when,
             continue_on_failure=raw.get("continue_on_failure", False),
             source=self.source(where),
+            instant=renders_instantly(request) and renders_instantly(when),
         )
 
     def retry(self, step: Raw, where: Where) -> RetryPolicy:

@@ -235,6 +235,18 @@ class Templates:
         return _Template(source=source, template=template, rule=rule, field=field)
 
 
+def renders_instantly(template: Renderable | None) -> bool:
+    """Whether rendering `template` is bounded by its size: literals and plain dotted
+    reads (and trees of them), no Jinja code that could loop."""
+    if template is None or isinstance(template, _Constant | _Path):
+        return True
+    if isinstance(template, _Tree):
+        return all(renders_instantly(part) for part in template.items.values())
+    if isinstance(template, _List):
+        return all(renders_instantly(part) for part in template.parts)
+    return False
+
+
 def _single_expression(source: str) -> str | None:
     text = source.strip()
     if not (text.startswith("{{") and text.endswith("}}")):
