@@ -275,13 +275,48 @@ def _predicate() -> Valid:
     return _Compiler(RULES_SCHEMA).compile(RULES_SCHEMA)
 
 
+# The closures below loop with `for` rather than all() over a generator: the predicate
+# runs for every key of every rule at start-up, and a generator per call costs more
+# than the check it wraps.
+
+
 def _all(checks: list[Valid]) -> Valid:
-    return checks[0] if len(checks) == 1 else lambda v: all(check(v) for check in checks)
+    if len(checks) == 1:
+        return checks[0]
+
+    def every(v: object) -> bool:
+        for check in checks:  # noqa: SIM110 (see above)
+            if not check(v):
+                return False
+        return True
+
+    return every
 
 
 def _of(kind: type, check: Callable[[Any], bool]) -> Valid:
     """`check` applied to values of `kind`; others pass, as the keyword ignores them."""
     return lambda v: not isinstance(v, kind) or check(v)
+
+
+def _each_value(subs: Mapping[str, Valid]) -> Callable[[dict[str, object]], bool]:
+    def check(obj: dict[str, object]) -> bool:
+        for key, value in obj.items():
+            sub = subs.get(key)
+            if sub is not None and not sub(value):
+                return False
+        return True
+
+    return check
+
+
+def _each_item(sub: Valid) -> Callable[[list[object]], bool]:
+    def check(array: list[object]) -> bool:
+        for item in array:  # noqa: SIM110 (see above)
+            if not sub(item):
+                return False
+        return True
+
+    return check
 
 
 class _Compiler:
@@ -313,7 +348,7 @@ class _Compiler:
 
     def k_properties(self, properties: Mapping[str, Any], _: object) -> Valid:
         subs = {name: self.compile(sub) for name, sub in properties.items()}
-        return _of(dict, lambda obj: all(subs[k](v) for k, v in obj.items() if k in subs))
+        return _of(dict, _each_value(subs))
 
     def k_patternProperties(self, patterns: Mapping[str, Any], _: object) -> Valid:
         subs = [
@@ -346,8 +381,7 @@ class _Compiler:
         return _of(dict, lambda obj: len(obj) >= least)
 
     def k_items(self, items: Mapping[str, Any], _: object) -> Valid:
-        sub = self.compile(items)
-        return _of(list, lambda array: all(sub(item) for item in array))
+        return _of(list, _each_item(self.compile(items)))
 
     def k_minItems(self, least: int, _: object) -> Valid:
         return _of(list, lambda array: len(array) >= least)
