@@ -232,13 +232,39 @@ class Templates:
         if template is None:
             template = self.env.from_string(source)
             self._templates[source] = template
-        return _Template(source=source, template=template, rule=rule, field=field)
+        compiled = _Template(source=source, template=template, rule=rule, field=field)
+        parts = _text_and_paths(source)
+        return compiled if parts is None else _Concat(parts=parts, template=compiled)
+
+
+_OUTPUT = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+
+
+def _text_and_paths(source: str) -> tuple[str | tuple[str, ...], ...] | None:
+    """`host {{ event.labels.host }} at {{ event.value }}` as its literal text and plain
+    reads; None for anything Jinja could read otherwise (statements, comments, filters,
+    whitespace control, the trailing newline and CR LF that Jinja rewrites)."""
+    if "{%" in source or "{#" in source or "\r" in source or source.endswith("\n"):
+        return None
+    parts: list[str | tuple[str, ...]] = []
+    for index, piece in enumerate(_OUTPUT.split(source)):
+        if index % 2 == 0:
+            if "{{" in piece or "}}" in piece:
+                return None
+            if piece:
+                parts.append(piece)
+            continue
+        names = _plain_path(piece)
+        if names is None:
+            return None
+        parts.append(names)
+    return tuple(parts)
 
 
 def renders_instantly(template: Renderable | None) -> bool:
     """Whether rendering `template` is bounded by its size: literals and plain dotted
     reads (and trees of them), no Jinja code that could loop."""
-    if template is None or isinstance(template, _Constant | _Path):
+    if template is None or isinstance(template, _Constant | _Path | _Concat):
         return True
     if isinstance(template, _Tree):
         return all(renders_instantly(part) for part in template.items.values())
@@ -352,6 +378,50 @@ class _Template:
             return "".join(parts)
         except Exception as exc:
             raise _fail(exc, self.rule, self.field) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Concat:
+    """Literal text and plain dotted reads (`host {{ event.labels.host }} is down`), joined
+    as Jinja joins them (`str` of each value) without a Jinja context. A read that is not
+    dicts all the way, or output over the budget, renders the whole template with Jinja
+    instead, so values and errors stay exactly Jinja's."""
+
+    parts: tuple[str | tuple[str, ...], ...]  # literal text, or the names of a read
+    template: _Template
+
+    @property
+    def source(self) -> str:
+        return self.template.source
+
+    def render(self, context: Mapping[str, object]) -> object:
+        out: list[str] = []
+        size = 0
+        for part in self.parts:
+            if isinstance(part, str):
+                text = part
+            else:
+                value = _read(part, context)
+                if value is _NOT_PLAIN:
+                    return self.template.render(context)
+                text = str(value)
+            size += len(text)
+            out.append(text)
+        if size > MAX_OUTPUT:
+            return self.template.render(context)  # which fails as Jinja's output would
+        return "".join(out)
+
+
+_NOT_PLAIN = object()
+
+
+def _read(names: tuple[str, ...], context: Mapping[str, object]) -> object:
+    value: object = context
+    for name in names:
+        if type(value) is not dict or name not in value:
+            return _NOT_PLAIN
+        value = value[name]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
