@@ -26,7 +26,7 @@ from remediator.engine.runner import StepRunner
 from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import TemplateError
 from remediator.metrics import Metrics
-from remediator.model import Event, Result, Rule, StepResult, dumps
+from remediator.model import Event, Result, Rule, StepResult
 from remediator.rules.matching import Matches, RuleIndex
 from remediator.rules.templating import Secrets
 
@@ -63,6 +63,9 @@ class Engine:
     )
     # JSON bytes a result may take: the server's max_payload less room for headers.
     max_result_bytes: int = DEFAULT_MAX_PAYLOAD - HEADER_ROOM
+    # The latest result `_finish` made and its JSON, which it encoded to check the size:
+    # `run_rule` writes those bytes instead of encoding the result a second time.
+    _encoded: tuple[Result, bytes] | None = field(default=None, init=False, repr=False)
     # `rule_evaluations_total` children by result, then rule name, bound on first use.
     _evaluation_counters: dict[str, dict[str, Counter]] = field(
         default_factory=lambda: {"matched": {}, "error": {}},
@@ -235,7 +238,9 @@ class Engine:
                 await self.report(result, result.encode())
             return result
         result = await self._guarded_run(rule, event, extra or {})
-        body = result.encode()  # once, for both writes
+        encoded = self._encoded
+        # once, for both writes (and the size check, unless other events came in between)
+        body = encoded[1] if encoded is not None and encoded[0] is result else result.encode()
         if guards is not None:
             # The record first: a result stored means the rule's completion is on record,
             # so a redelivery never runs a finished rule again.
@@ -401,7 +406,8 @@ class Engine:
             approval_id=approval_id,
             approval=approval,
         )
-        result = _fitted(result, self.max_result_bytes)
+        result, body = _fitted(result, self.max_result_bytes)
+        self._encoded = (result, body)
         if self.metrics is not None:
             self._bind_result(self.metrics, rule.name, status).inc()
         log.info(
@@ -417,13 +423,14 @@ class Engine:
         return str(self.secrets.mask(str(exc)))
 
 
-def _fitted(result: Result, limit: int) -> Result:
+def _fitted(result: Result, limit: int) -> tuple[Result, bytes]:
     """`result`, with outputs cut when its JSON would not fit `limit` bytes (it must be
-    storable: a result that cannot be stored would re-run every step)."""
-    body = result.to_json()
-    if len(dumps(body).encode()) <= limit:
-        return result
-    return Result.from_json(fit_result(body, limit))
+    storable: a result that cannot be stored would re-run every step), and that JSON."""
+    data = result.encode()
+    if len(data) <= limit:
+        return result, data
+    fitted = Result.from_json(fit_result(result.to_json(), limit))
+    return fitted, fitted.encode()
 
 
 def render_vars(rule: Rule, context: Mapping[str, object]) -> dict[str, object]:
