@@ -42,7 +42,8 @@ from remediator.metrics import Metrics
 from remediator.model import Event, Rule
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex, evaluate, resolve, subject_matches
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 
 TARGETS = {1_000: 200_000.0, 10_000: 150_000.0}
 

@@ -22,10 +22,15 @@ own process:
   threshold fails): baseline, a raw push consumer that only acks.
   Target: daemon >= 0.5 x raw.
 - firing (every `value` 95): per event the daemon publishes the step's event,
-  the result and the completion record, then acks. Baseline: raw nats-py
-  doing those same JetStream writes pipelined at the daemon's concurrency
-  (`--work pipelined`: publish_async, the result and record together).
-  Target: daemon >= 0.8 x raw. `--log-level INFO` runs it with the per-result
+  records the completion, then publishes the result, and acks with the
+  server's confirmation; before the step, a reachability probe of the state
+  store shared by the events waiting when it starts (`state_writes_per_event`
+  counts records and probes). Baseline (the target's): raw nats-py making the
+  same round trips through publish_async at the daemon's concurrency, in the
+  order the daemon's guarantees need (`--work ordered`). Beside it, the
+  earlier baseline `--work pipelined` (the result and record together, a
+  plain ack), which gives up two of those guarantees. Target: daemon >= 0.8 x
+  raw ordered. `--log-level INFO` runs it with the per-result
   log line (the daemon's default level; the other benches run at WARNING).
 """
 
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import nats
 import yaml
@@ -100,8 +106,8 @@ def host_events(hosts: int, count: int, value: int) -> list[tuple[str, dict[str,
 
 async def phase(
     args: argparse.Namespace, tmp: Path, n_rules: int, n_events: int, firing: bool
-) -> tuple[Drained, Drained, int, dict[str, int]]:
-    """(daemon, raw, max_ack_pending, counts) for one phase on a fresh server."""
+) -> tuple[Drained, dict[str, Drained], int, dict[str, int]]:
+    """(daemon, {baseline: raw}, max_ack_pending, counts) for one phase on a fresh server."""
     name = "firing" if firing else "idle"
     (tmp / name / "rules").mkdir(parents=True)
     (tmp / name / "rules" / "hosts.yaml").write_text(host_rules(n_rules))
@@ -109,16 +115,20 @@ async def phase(
     profiled = args if firing else argparse.Namespace(profile=None, profile_out=None)
     level = args.log_level if firing else "WARNING"
     daemon = Daemon.on(tmp / name, server.url, profiled, "--log-level", level)
+    works = ("ordered", "pipelined") if firing else ("ack",)
     raw = None
     nc = await nats.connect(server.url)
     try:
         js = nc.jetstream()
         await daemon.start_on(js, ["alerts.>"])
         await pause(js, STREAM, DURABLE)
-        deliver = f"_BENCH.deliver.{STREAM}.{RAW}"
-        config = await mirror_consumer(js, STREAM, DURABLE, RAW, deliver)
-        await js.add_consumer(STREAM, config)
-        await pause(js, STREAM, RAW)
+        configs = {}
+        for work in works:
+            durable = f"{RAW}{work}"
+            deliver = f"_BENCH.deliver.{STREAM}.{durable}"
+            configs[work] = await mirror_consumer(js, STREAM, DURABLE, durable, deliver)
+            await js.add_consumer(STREAM, configs[work])
+            await pause(js, STREAM, durable)
         last = await fill(js, host_events(n_rules, n_events, 95 if firing else 50))
         daemon.profile_start()
         assert daemon.process is not None and server.process is not None
@@ -126,18 +136,24 @@ async def phase(
         mine = await drain_time(js, STREAM, DURABLE, last, timeout=600, pids=pids)
         daemon.profile_stop()
         daemon.stop()
-        results = (await js.stream_info("REMEDIATOR_RESULTS")).state.messages
-        work = ("--work", "pipelined") if firing else ()
-        raw = raw_consumer(server.url, deliver, RAW, *work)
-        await wait_push_bound(js, STREAM, RAW)
-        pids = {"consumer": raw.pid, "server": server.process.pid}
-        base = await drain_time(js, STREAM, RAW, last, timeout=600, pids=pids)
+        counts = {"results_stream": (await js.stream_info("REMEDIATOR_RESULTS")).state.messages}
+        # Every write to the state bucket (completion records, reachability probes).
+        counts["state_writes"] = (await js.stream_info("KV_REMEDIATOR_STATE")).state.last_seq
+        bases = {}
+        for work, config in configs.items():
+            durable = str(config.durable_name)
+            raw = raw_consumer(server.url, str(config.deliver_subject), durable, "--work", work)
+            await wait_push_bound(js, STREAM, durable)
+            pids = {"consumer": raw.pid, "server": server.process.pid}
+            bases[work] = await drain_time(js, STREAM, durable, last, timeout=600, pids=pids)
+            stop_process(raw)
+            raw = None
     finally:
         stop_process(raw)
         daemon.stop()
         await nc.close()
         server.stop()
-    return mine, base, int(config.max_ack_pending or 0), {"results_stream": results}
+    return mine, bases, int(configs[works[0]].max_ack_pending or 0), counts
 
 
 async def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
@@ -150,33 +166,41 @@ async def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
         "firing_events": n_firing,
         "firing_log_level": args.log_level,
     }
-    rows, results = [], {}
+    rows: list[list[object]] = []
+    results: dict[str, Any] = {}
     for firing, count in ((False, n_idle), (True, n_firing)):
-        mine, base, pending, counts = await phase(args, tmp, n_rules, count, firing)
+        mine, bases, pending, counts = await phase(args, tmp, n_rules, count, firing)
         name = "firing" if firing else "idle"
         if firing and counts["results_stream"] != 2 * count:
             raise RuntimeError(f"REMEDIATOR_RESULTS holds {counts['results_stream']}")
         if not firing and counts["results_stream"] != 0:
             raise RuntimeError("an idle event fired a rule")
-        rate, raw_rate = count / mine.seconds, count / base.seconds
+        rate = count / mine.seconds
         results[name] = {
             "events": count,
             "daemon_eps": rate,
-            "raw_eps": raw_rate,
-            "ratio": rate / raw_rate,
             "daemon_cpu_us_per_event": 1e6 * mine.cpu["consumer"] / count,
-            "raw_cpu_us_per_event": 1e6 * base.cpu["consumer"] / count,
             "daemon_busy": mine.busy("consumer"),
-            "raw_busy": base.busy("consumer"),
             "server_busy_with_daemon": mine.busy("server"),
-            "server_busy_with_raw": base.busy("server"),
             "max_ack_pending": pending,
+            "state_writes_per_event": counts["state_writes"] / count,
+            "baselines": {},
         }
-        baseline = "raw pipelined writes" if firing else "raw ack-only"
-        rows.append([name, baseline, rate, raw_rate, rate / raw_rate,
-                     1e6 * mine.cpu["consumer"] / count, 1e6 * base.cpu["consumer"] / count,
-                     mine.busy("consumer"), mine.busy("server"), base.busy("consumer"),
-                     base.busy("server")])  # fmt: skip
+        for work, base in bases.items():
+            raw_rate = count / base.seconds
+            results[name]["baselines"][work] = {
+                "raw_eps": raw_rate,
+                "ratio": rate / raw_rate,
+                "raw_cpu_us_per_event": 1e6 * base.cpu["consumer"] / count,
+                "raw_busy": base.busy("consumer"),
+                "server_busy_with_raw": base.busy("server"),
+            }
+            rows.append([name, f"raw {work}", rate, raw_rate, rate / raw_rate,
+                         1e6 * mine.cpu["consumer"] / count, 1e6 * base.cpu["consumer"] / count,
+                         mine.busy("consumer"), mine.busy("server"), base.busy("consumer"),
+                         base.busy("server")])  # fmt: skip
+        # The target's baseline (the first) at the top level too, as the other benches.
+        results[name] |= results[name]["baselines"][next(iter(bases))]
     report.results = results
     report.table(
         f"{n_rules:,} per-host rules on one subject ({SUBJECT})",
@@ -197,7 +221,7 @@ async def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     )
     idle, fired = results["idle"], results["firing"]
     report.target("idle: daemon / raw ack-only", idle["ratio"], ">=", 0.5, "x")
-    report.target("firing: daemon / raw pipelined", fired["ratio"], ">=", 0.8, "x")
+    report.target("firing: daemon / raw, same round trips", fired["ratio"], ">=", 0.8, "x")
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ import logging
 import sys
 from contextvars import ContextVar
 
-from remediator.rules.templating import Secrets
+from remediator.rules.secrets import Secrets
 
 _FIELDS = ("trace_id", "event_id", "rule")
 

@@ -71,6 +71,9 @@ class Step:
     when: Renderable | None = None
     continue_on_failure: bool = False
     source: Source
+    # Its request and `when` are plain reads and literals, which cannot run long: rendered
+    # on the event loop, without the worker thread a Jinja template needs (for its timeout).
+    instant: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

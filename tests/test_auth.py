@@ -8,7 +8,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from remediator.errors import ConfigError
 from remediator.http.auth import Access
-from remediator.rules.templating import Secrets
+from remediator.rules.secrets import Secrets
 
 
 def request(token: str | None = None) -> web.Request:

@@ -19,7 +19,8 @@ from remediator.engine.state import Entry, MemoryStore
 from remediator.model import Delivery, Event
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 from tests.test_guards import Clock, Recorder
 
 CORRELATE = """

@@ -9,7 +9,8 @@ import pytest
 from remediator.errors import RuleErrors
 from remediator.rules.loader import load_rules
 from remediator.rules.schema import RULES_SCHEMA
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 
 HEAD = "rules:\n  - name: r\n    on: a.b\n    actions: [{publish: {subject: x}}]\n"
 

@@ -32,7 +32,8 @@ from remediator.nats.control import CONTROL_BUCKET
 from remediator.nats.kvstore import STATE_BUCKET, VERIFY_BUCKET
 from remediator.nats.transport import MANAGED, RESULTS_STREAM
 from remediator.rules.loader import load_rules
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 from remediator.settings import FIELDS, Settings, env_name
 from tests.support import dockerfile
 from tests.support.manifests import (

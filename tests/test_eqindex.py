@@ -14,7 +14,8 @@ from remediator.metrics import Metrics
 from remediator.model import Event, Rule, Source
 from remediator.rules.conditions import MISSING, build_condition, index_key
 from remediator.rules.matching import RuleIndex, evaluate, subject_matches
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 
 TEMPLATES = Templates(Secrets({}))
 SCALARS = ["a", "b", "5", "5.0", "true", "", "nan", 5, 5.0, 0, 1, True, False, None]

@@ -18,7 +18,8 @@ from remediator.engine.state import MemoryStore
 from remediator.model import Delivery, Event
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 
 
 @dataclass

@@ -23,7 +23,8 @@ from remediator.engine.limits import (
 )
 from remediator.errors import EventError, TemplateError
 from remediator.rules.conditions import build_condition
-from remediator.rules.templating import MAX_OUTPUT, Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import MAX_OUTPUT, Templates
 
 
 def test_long_ids_are_hashed_stably_and_short_ones_kept() -> None:

@@ -10,7 +10,8 @@ import pytest
 from remediator.errors import RuleError, RuleErrors
 from remediator.model import Rule, Step
 from remediator.rules.loader import load_rules
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 
 DATA = Path(__file__).parent / "data"
 BROKEN = DATA / "rules_broken"
@@ -433,6 +434,8 @@ def test_steps_get_their_fields_and_defaults(templates: Templates) -> None:
     rendered = with_secret.steps[2].request.render(context)
     assert isinstance(rendered, dict) and rendered["json"] == {"text": "scaled web to 4"}
     assert rendered["headers"] == {"Authorization": "Bearer t"}
+    # plain reads and literals render on the event loop; `scaled {{ ... }}` is Jinja code
+    assert [s.instant for s in rule.steps] == [True, True, False]
     (failure,) = rule.on_failure
     assert isinstance(failure, Step) and (failure.name, failure.kind) == (
         "on_failure-publish-0",

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from remediator.logs import EventFields, JsonFormatter, MaskSecrets, TextFormatter, bind_event
-from remediator.rules.templating import Secrets
+from remediator.rules.secrets import Secrets
 
 
 @pytest.fixture

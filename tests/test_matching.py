@@ -9,7 +9,8 @@ import pytest
 from remediator.model import Condition, Rule, Source
 from remediator.rules.conditions import MISSING, build_condition, resolve
 from remediator.rules.matching import RuleIndex, evaluate, subject_matches, subject_problem
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 
 TEMPLATES = Templates(Secrets({}))
 

@@ -10,7 +10,8 @@ from remediator.engine.ordering import KeyedQueue, OrderKey
 from remediator.engine.rulecontext import verify_key
 from remediator.errors import ConfigError
 from remediator.model import Event, Rule, Source, Verify
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 
 TEMPLATES = Templates(Secrets({}))
 

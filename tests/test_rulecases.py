@@ -15,7 +15,8 @@ from remediator.offline.expectations import compare
 from remediator.offline.rulecases import case_files, load_cases, run_cases
 from remediator.offline.sandbox import offline_secrets
 from remediator.rules.loader import load_rules
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 from tests.support.daemon import free_port
 
 RULES = """

@@ -3,10 +3,12 @@ what Jinja gives: the same values, and the same errors where Jinja raises."""
 
 from __future__ import annotations
 
+import jinja2
 import pytest
 
 from remediator.errors import TemplateError
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates, renders_instantly
 
 FAST = Templates(Secrets({}))
 CONTEXT: dict[str, object] = {
@@ -51,3 +53,48 @@ def test_missing_names_fail_as_jinja_fails(source: str) -> None:
     with pytest.raises(TemplateError, match="undefined variable") as caught:
         FAST.compile(source, rule="r", field="f").render(CONTEXT)
     assert caught.value.rule == "r" and caught.value.field == "f"
+
+
+@pytest.mark.parametrize(
+    ("value", "instant"),
+    [
+        ({"host": "{{ event.labels.host }}", "n": 3, "tags": ["a", "{{ vars.a.b }}"]}, True),
+        ("plain text", True),
+        ({"host": "web-{{ event.labels.host }}"}, True),  # text and plain reads
+        ({"host": "{{ event.list.0 }} web"}, False),  # a Jinja template: could be anything
+        ({"hosts": "{% for h in event.list %}{{ h }}{% endfor %}"}, False),
+        ("{{ event.labels.host | upper }}", False),
+    ],
+)
+def test_only_literals_and_plain_reads_render_instantly(value: object, instant: bool) -> None:
+    """Steps of these render on the event loop; the others in a thread, under a timeout."""
+    assert renders_instantly(FAST.compile(value, rule="r", field="f")) is instant
+
+
+TEXTS = [
+    "host {{ event.labels.host }} is down",
+    "{{ event.labels.host }}{{ event.labels.n }}",
+    "{{event.labels.host}}: {{ event.labels.none }} / {{ vars.a.b }}",
+    "{{ event.labels.items }} and {{ event.items }}",  # Jinja reads the dict's methods
+    "{{ event.list.0 }} x {{ event.labels.host }}",  # not a plain read: Jinja renders all
+    "{{ event.text.upper }} {{ event.labels.host }}",
+    "{{ event.labels.host }}\n",  # Jinja drops the trailing newline
+    "a\r\nb {{ event.labels.host }}",  # and writes CR LF as LF
+    "{{- event.labels.host }} x",
+    "}} {{ event.labels.host }}",
+]
+
+
+@pytest.mark.parametrize("source", TEXTS)
+def test_text_with_plain_reads_renders_what_jinja_renders(source: str) -> None:
+    fast = FAST.compile(source, rule="r", field="f").render(CONTEXT)
+    assert fast == FAST.env.from_string(source).render(CONTEXT)
+
+
+@pytest.mark.parametrize("source", [f"x {s} y" for s in FAILING])
+def test_text_with_plain_reads_fails_as_jinja_fails(source: str) -> None:
+    with pytest.raises(TemplateError) as fast:
+        FAST.compile(source, rule="r", field="f").render(CONTEXT)
+    with pytest.raises(jinja2.UndefinedError) as jinja:
+        FAST.env.from_string(source).render(CONTEXT)
+    assert fast.value.message == f"undefined variable: {jinja.value.message}"

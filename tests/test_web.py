@@ -24,7 +24,8 @@ from remediator.http.listener import Listener
 from remediator.http.webhook import PATH, AlertmanagerBridge, compile_subject
 from remediator.nats.connection import connect, connection_secrets
 from remediator.nats.transport import Transport
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 from remediator.settings import Settings
 from tests.support.nats import NatsServer
 from tests.support.poll import until

@@ -23,7 +23,8 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 def cmd_validate(args: argparse.Namespace) -> int:
     from remediator.errors import RuleErrors
     from remediator.rules.loader import load_rules
-    from remediator.rules.templating import Secrets, Templates
+    from remediator.rules.secrets import Secrets
+    from remediator.rules.templating import Templates
 
     try:
         rules = load_rules(args.paths, Templates(Secrets(os.environ)))

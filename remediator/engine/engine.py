@@ -30,7 +30,7 @@ from remediator.errors import TemplateError
 from remediator.metrics import Metrics
 from remediator.model import Event, Result, Rule, StepResult
 from remediator.rules.matching import Matches, RuleIndex
-from remediator.rules.templating import Secrets
+from remediator.rules.secrets import Secrets
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,9 @@ class Engine:
     )
     # JSON bytes a result may take: the server's max_payload less room for headers.
     max_result_bytes: int = DEFAULT_MAX_PAYLOAD - HEADER_ROOM
+    # The latest result `_finish` made and its JSON, which it encoded to check the size:
+    # `run_rule` writes those bytes instead of encoding the result a second time.
+    _encoded: tuple[Result, bytes] | None = field(default=None, init=False, repr=False)
     # `rule_evaluations_total` children by result, then rule name, bound on first use.
     _evaluation_counters: dict[str, dict[str, Counter]] = field(
         default_factory=lambda: {"matched": {}, "error": {}},
@@ -237,7 +240,9 @@ class Engine:
                 await self.report(result, result.encode())
             return result
         result = await self._guarded_run(rule, event, extra or {})
-        body = result.encode()  # once, for both writes
+        encoded = self._encoded
+        # once, for both writes (and the size check, unless other events came in between)
+        body = encoded[1] if encoded is not None and encoded[0] is result else result.encode()
         if guards is not None:
             # The record first: a result stored means the rule's completion is on record,
             # so a redelivery never runs a finished rule again.
@@ -350,11 +355,10 @@ class Engine:
             reason=reason,
             approval_id=approval_id,
             approval=approval,
-            origin=None
-            if event.delivery is None
-            else (event.delivery.stream, event.delivery.sequence),
+            origin=_origin(event),
         )
-        result = fitted(result, self.max_result_bytes)
+        result, body = fitted(result, self.max_result_bytes)
+        self._encoded = (result, body)
         if self.metrics is not None:
             self._bind_result(self.metrics, rule.name, status).inc()
         log.info(

@@ -137,10 +137,11 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def fitted(result: Result, limit: int) -> Result:
+def fitted(result: Result, limit: int) -> tuple[Result, bytes]:
     """`result`, with outputs cut when its JSON would not fit `limit` bytes (it must be
-    storable: a result that cannot be stored would re-run every step)."""
-    body = result.to_json()
-    if len(dumps(body).encode()) <= limit:
-        return result
-    return Result.from_json(fit_result(body, limit))
+    storable: a result that cannot be stored would re-run every step), and that JSON."""
+    data = result.encode()
+    if len(data) <= limit:
+        return result, data
+    cut = Result.from_json(fit_result(result.to_json(), limit))
+    return cut, cut.encode()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from remediator.errors import ConfigError, TemplateError
-from remediator.rules.templating import Secrets
+from remediator.rules.secrets import Secrets
 
 ROLES = ("viewer", "operator")
 _SECRET = re.compile(r"^\s*secret\(\s*['\"]?([A-Za-z0-9_.-]+)['\"]?\s*\)\s*$")

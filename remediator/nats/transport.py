@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 RESULTS_STREAM = "REMEDIATOR_RESULTS"
 RESULTS_SUBJECTS = ["remediator.>"]
+_RESULTS_PREFIX = "remediator."
 DEAD_LETTER_SUBJECT = "remediator.deadletter"
 _WEEK = 7 * 24 * 3600.0
 _STREAM_CACHE_SECONDS = 30.0
@@ -114,6 +115,7 @@ class Transport:
         self.js: JetStreamContext = nc.jetstream()
         self.settings = settings
         self._streams: dict[str, tuple[str | None, float]] = {}
+        self._results_ready = False  # REMEDIATOR_RESULTS ensured: it captures remediator.>
         self.receiving = False  # subscribed: /readyz must not say ready before this
         self._subscriptions: list[Subscription] = []
         self._core_subs: dict[str, Subscription] = {}
@@ -144,6 +146,7 @@ class Transport:
                     await self._follow(cover)
                 return
             await self._ensure_stream(RESULTS_STREAM, RESULTS_SUBJECTS, max_age=_WEEK)
+            self._results_ready = True
             # Alerts are kept a week by default: long enough for `replay`, not forever.
             await self._ensure_stream(self.settings.stream, cover, max_age=_WEEK)
             await self._ensure_consumer(cover)
@@ -289,6 +292,10 @@ class Transport:
             )
 
     async def _stream_for(self, subject: str) -> str | None:
+        if self._results_ready and subject.startswith(_RESULTS_PREFIX):
+            # Ours, ensured by prepare() (no other stream may overlap it): no look-up for
+            # each rule's result subject, nor for steps publishing under remediator.
+            return RESULTS_STREAM
         cached = self._streams.get(subject)
         now = time.monotonic()
         if cached is not None and cached[1] > now:

@@ -27,7 +27,7 @@ from remediator.errors import TemplateError
 from remediator.model import Event, Rule
 from remediator.offline.sandbox import offline_engine, offline_rules
 from remediator.rules.matching import Matches, Verdict
-from remediator.rules.templating import Secrets
+from remediator.rules.secrets import Secrets
 
 TRACE_ID = "0" * 32
 

@@ -35,7 +35,7 @@ from remediator.nats import history
 from remediator.nats.connection import connect
 from remediator.nats.history import Span, Stored
 from remediator.offline.sandbox import offline_engine
-from remediator.rules.templating import Secrets
+from remediator.rules.secrets import Secrets
 from remediator.settings import Settings
 
 COLUMNS = ("ran", "throttled", "suppressed", "failed", "asked")  # asked: would wait for a yes

@@ -39,7 +39,7 @@ from remediator.offline.sandbox import offline_engine, offline_rules
 from remediator.rules.matching import subject_problem
 from remediator.rules.rulefiles import CASES_SUFFIX, SUFFIXES, is_case_file
 from remediator.rules.schema import DURATION_PATTERN
-from remediator.rules.templating import Secrets
+from remediator.rules.secrets import Secrets
 from remediator.rules.yamlsource import parse_document
 
 TRACE_ID = "0" * 32  # the trace id of a case's event, unless its headers or payload give one

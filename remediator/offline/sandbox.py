@@ -25,7 +25,8 @@ from remediator.model import Rule
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex
 from remediator.rules.schema import STEP_KINDS
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 
 PLACEHOLDER = "<secret {name}>"
 

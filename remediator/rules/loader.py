@@ -4,11 +4,11 @@ This module owns the way from rule files to the model. It takes the files
 `rulefiles` finds, reads each with `yamlsource.parse_document` (which keeps the
 line of every key and item), checks it with `schemacheck.check`, then compiles
 it: subject patterns checked, `match` entries built into conditions, templates
-and `when` expressions compiled, durations parsed. Nothing is compiled later,
-per event. Every problem in every file is collected and raised together as
-`RuleErrors`, each naming file, line, rule and field (`rules/disk.yaml:14: rule
-disk-full: actions[0].http.url: ...`), so one `remediator validate` run
-reports them all.
+and `when` expressions compiled, durations parsed (each field through
+`fields.FieldCompiler`). Nothing is compiled later, per event. Every problem in
+every file is collected and raised together as `RuleErrors`, each naming file,
+line, rule and field (`rules/disk.yaml:14: rule disk-full: actions[0].http.url:
+...`), so one `remediator validate` run reports them all.
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeGuard, TypeVar
+from typing import TypeGuard
 
-import jinja2
-
-from remediator.durations import parse_duration
 from remediator.errors import RuleError, RuleErrors
 from remediator.model import (
     Absent,
@@ -39,14 +36,11 @@ from remediator.model import (
 )
 from remediator.rules import schema, schemacheck
 from remediator.rules.conditions import build_condition
+from remediator.rules.fields import FieldCompiler, Raw
 from remediator.rules.matching import subject_problem
 from remediator.rules.rulefiles import rule_files
-from remediator.rules.templating import Templates
-from remediator.rules.yamlsource import Document, Where, field_path, parse_document, rule_and_field
-
-T = TypeVar("T")
-D = TypeVar("D")
-Raw = Mapping[str, Any]  # a mapping the schema has already checked
+from remediator.rules.templating import Templates, renders_instantly
+from remediator.rules.yamlsource import Where, parse_document
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_APPROVAL = 1800.0  # 30m: long enough for a human on call to answer
@@ -118,57 +112,12 @@ def _load_file(
 # --- one rule ---------------------------------------------------------------------------
 
 
-class _RuleCompiler:
+class _RuleCompiler(FieldCompiler):
     """Compiles one schema-checked rule, reporting each problem at its own field.
 
     Parts the schema already rejected are skipped (their problem is reported), so a
     rule with a typo still has its templates, regexes and durations checked.
     """
-
-    def __init__(
-        self,
-        document: Document,
-        index: int,
-        templates: Templates,
-        problems: list[RuleError],
-        tainted: list[Where],
-    ) -> None:
-        self.document = document
-        self.index = index
-        self.templates = templates
-        self.problems = problems
-        self.tainted = tainted
-        self.failed = bool(tainted)
-        self.name, _ = rule_and_field(document.data, ("rules", index, "name"))
-
-    def report(self, where: Where, message: str, line: int | None = None) -> None:
-        self.failed = True
-        self.problems.append(self.document.error(("rules", self.index, *where), message, line))
-
-    def source(self, where: Where = ()) -> Source:
-        return Source(
-            file=self.document.file, line=self.document.line(("rules", self.index, *where))
-        )
-
-    def guard(self, where: Where, default: D, build: Callable[[], T]) -> T | D:
-        """`build()`, or `default` after reporting why it failed at `where`."""
-        if any(bad[: len(where)] == where for bad in self.tainted):
-            return default
-        try:
-            return build()
-        except jinja2.TemplateSyntaxError as exc:
-            self.template_error(where, exc)
-        except ValueError as exc:
-            self.report(where, str(exc))
-        return default
-
-    def template_error(self, where: Where, exc: jinja2.TemplateSyntaxError) -> None:
-        raw = _at(self.document.data, ("rules", self.index, *where))
-        leaf = _leaf_with(raw, where, exc.source or "") or where
-        absolute = ("rules", self.index, *leaf)
-        block = self.document.blocks.get(absolute)
-        line = block + (exc.lineno or 1) - 1 if block is not None else None
-        self.report(leaf, f"template syntax error: {exc.message}", line)
 
     def claim_name(self, name: object, names: dict[str, Source]) -> None:
         if not isinstance(name, str) or not name:
@@ -244,35 +193,6 @@ class _RuleCompiler:
             compiled.append((name, self.guard(("vars", name), None, build)))
         return tuple((name, part) for name, part in compiled if part is not None)
 
-    def compile(self, value: object, where: Where) -> Renderable:
-        return self.templates.compile(value, rule=self.name, field=field_path(where))
-
-    def expression(self, raw: Raw, key: str, base: Where) -> Renderable | None:
-        if key not in raw:
-            return None
-        where = (*base, key)
-        source = _unwrap(raw[key])
-        return self.templates.compile_expression(source, rule=self.name, field=field_path(where))
-
-    def template(self, raw: Raw, key: str, base: Where) -> Renderable | None:
-        if key not in raw:
-            return None
-        where = (*base, key)
-        return self.guard(where, None, lambda: self.compile(raw[key], where))
-
-    def duration(
-        self, raw: Raw, key: str, base: Where, default: T, *, positive: bool = False
-    ) -> float | T:
-        if key not in raw:
-            return default
-        return self.guard((*base, key), default, lambda: _seconds(raw[key], positive))
-
-    def literal_subject(self, raw: Raw, key: str, base: Where) -> str | None:
-        subject = raw.get(key)
-        if isinstance(subject, str) and (problem := subject_problem(subject, wildcards=False)):
-            self.report((*base, key), problem)
-        return subject
-
     def steps(
         self, raw: object, section: str, first: dict[object, int], base: Where = ()
     ) -> tuple[Step, ...]:
@@ -312,6 +232,7 @@ class _RuleCompiler:
             when=when,
             continue_on_failure=raw.get("continue_on_failure", False),
             source=self.source(where),
+            instant=renders_instantly(request) and renders_instantly(when),
         )
 
     def retry(self, step: Raw, where: Where) -> RetryPolicy:
@@ -374,13 +295,6 @@ class _RuleCompiler:
         )
 
 
-def _seconds(value: object, positive: bool) -> float:
-    seconds = parse_duration(value)
-    if positive and seconds <= 0:
-        raise ValueError(f"must be longer than 0, got {value!r}")
-    return seconds
-
-
 def _request_problems(kind: str, raw: Raw) -> list[tuple[str, str]]:
     """What the loader can tell about a request before any event: literal values only."""
     found = []
@@ -397,40 +311,3 @@ def _request_problems(kind: str, raw: Raw) -> list[tuple[str, str]]:
 
 def _literal(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and "{{" not in value and "{%" not in value
-
-
-def _unwrap(source: str) -> str:
-    """`when: "{{ x > 1 }}"` means `when: "x > 1"`; a bare expression passes unchanged."""
-    text = source.strip()
-    inner = text[2:-2]
-    if text.startswith("{{") and text.endswith("}}") and "{{" not in inner and "}}" not in inner:
-        return inner.strip()
-    return source
-
-
-def _at(data: object, where: Where) -> object:
-    for part in where:
-        if isinstance(part, int) and isinstance(data, list) and part < len(data):
-            data = data[part]
-        elif isinstance(part, str) and isinstance(data, Mapping):
-            data = data.get(part)
-        else:
-            return None
-    return data
-
-
-def _leaf_with(value: object, where: Where, source: str) -> Where | None:
-    """The path of the first string under `value` that holds the template `source`."""
-    if isinstance(value, str):
-        return where if source in value else None
-    items = (
-        value.items()
-        if isinstance(value, Mapping)
-        else enumerate(value)
-        if isinstance(value, list)
-        else ()
-    )
-    for key, item in items:
-        if (found := _leaf_with(item, (*where, key), source)) is not None:
-            return found
-    return None

@@ -13,6 +13,7 @@ that does not fire (`explain` builds them all).
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ MEMO_SIZE = 10_000  # subjects remembered by RuleIndex.candidates before it star
 # --- subjects ---------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)  # rules repeat their subjects; checked once each
 def subject_problem(pattern: str, *, wildcards: bool = True) -> str | None:
     """Why `pattern` is not a usable subject (pattern), or None when it is."""
     if not pattern or any(c.isspace() for c in pattern):

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import difflib
 import functools
-import numbers
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from remediator.rules.schema import (
     DURATION_PATTERN,
@@ -32,6 +31,7 @@ from remediator.rules.schema import (
     STEP_KINDS,
     VAR_PATTERN,
 )
+from remediator.rules.schemapredicate import listed, valid
 
 if TYPE_CHECKING:  # jsonschema is imported when a file is invalid, not at start-up
     import jsonschema
@@ -64,7 +64,7 @@ class Problem:
 
 def check(document: object) -> list[Problem]:
     """Every structural problem of one parsed rule file, each once."""
-    if _predicate()(document):
+    if valid()(document):
         return []
     seen: dict[Problem, None] = {}
     for error in _validator().iter_errors(document):
@@ -104,14 +104,8 @@ _JSON_TYPES: tuple[tuple[type, str], ...] = (
 )
 
 
-def _listed(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    return [str(item) for item in value] if isinstance(value, list | tuple) else []
-
-
 def _type(error: ValidationError, where: Where) -> Iterator[Problem]:
-    names = _listed(error.validator_value)
+    names = listed(error.validator_value)
     wanted = " or ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} or {names[-1]}"
     got = json_type(error.instance)
     if not where:
@@ -199,7 +193,7 @@ def _excluded(error: ValidationError, where: Where) -> Iterator[Problem]:
 
 def _required(error: ValidationError, where: Where) -> Iterator[Problem]:
     instance = error.instance if isinstance(error.instance, Mapping) else {}
-    for key in _listed(error.validator_value):
+    for key in listed(error.validator_value):
         if key not in instance:
             yield Problem(where, f"missing required key {key!r}")
 
@@ -210,7 +204,7 @@ def _dependent(error: ValidationError, where: Where) -> Iterator[Problem]:
     if not isinstance(dependencies, Mapping):
         return
     for key, needed in dependencies.items():
-        for other in _listed(needed):
+        for other in listed(needed):
             if key in instance and other not in instance:
                 yield Problem((*where, key), f"{key} needs {other} as well")
 
@@ -234,7 +228,7 @@ def _bound(error: ValidationError, where: Where) -> Iterator[Problem]:
 
 
 def _enum(error: ValidationError, where: Where) -> Iterator[Problem]:
-    options = ", ".join(repr(option) for option in _listed(error.validator_value))
+    options = ", ".join(repr(option) for option in listed(error.validator_value))
     yield Problem(where, f"expected one of {options}, got {error.instance!r}")
 
 
@@ -253,142 +247,3 @@ _HANDLERS = {
     "minProperties": _bound,
     "enum": _enum,
 }
-
-
-# --- the predicate: valid or not, without the walk --------------------------------------
-
-Valid = Callable[[object], bool]
-
-_PLAIN: dict[str, type] = {"array": list, "boolean": bool, "object": dict, "string": str}
-_NUMERIC: dict[str, Valid] = {  # as jsonschema's draft 2020-12 type checker: no bools
-    "integer": lambda v: (
-        not isinstance(v, bool)
-        and (isinstance(v, int) or (isinstance(v, float) and v.is_integer()))
-    ),
-    "number": lambda v: not isinstance(v, bool) and isinstance(v, numbers.Number),
-}
-_ANNOTATIONS = frozenset({"$schema", "$defs", "title", "description", "then"})  # `then`: with `if`
-
-
-@functools.cache
-def _predicate() -> Valid:
-    return _Compiler(RULES_SCHEMA).compile(RULES_SCHEMA)
-
-
-def _all(checks: list[Valid]) -> Valid:
-    return checks[0] if len(checks) == 1 else lambda v: all(check(v) for check in checks)
-
-
-def _of(kind: type, check: Callable[[Any], bool]) -> Valid:
-    """`check` applied to values of `kind`; others pass, as the keyword ignores them."""
-    return lambda v: not isinstance(v, kind) or check(v)
-
-
-class _Compiler:
-    """Each keyword of a subschema becomes a closure, and the subschema their conjunction;
-    `$ref`s are looked up in the compiled `$defs` when called."""
-
-    def __init__(self, root: Mapping[str, Any]) -> None:
-        self.defs: dict[str, Valid] = {}
-        self.defs.update({name: self.compile(sub) for name, sub in root["$defs"].items()})
-
-    def compile(self, schema: Mapping[str, Any]) -> Valid:
-        checks = []
-        for key, value in schema.items():
-            if key in _ANNOTATIONS:
-                continue
-            build = getattr(self, "k_" + key.lstrip("$"), None)
-            if build is None:
-                raise TypeError(f"the schema predicate does not know the keyword {key!r}")
-            checks.append(build(value, schema))
-        return _all(checks or [lambda v: True])
-
-    def k_type(self, types: Any, _: object) -> Valid:
-        if unknown := set(_listed(types)) - {*_PLAIN, *_NUMERIC, "null"}:
-            raise TypeError(f"the schema predicate does not know the types {unknown}")
-        plain = tuple(_PLAIN[name] for name in _listed(types) if name in _PLAIN)
-        numeric = [_NUMERIC[name] for name in _listed(types) if name in _NUMERIC]
-        none = "null" in _listed(types)
-        return lambda v: isinstance(v, plain) or (v is None and none) or any(n(v) for n in numeric)
-
-    def k_properties(self, properties: Mapping[str, Any], _: object) -> Valid:
-        subs = {name: self.compile(sub) for name, sub in properties.items()}
-        return _of(dict, lambda obj: all(subs[k](v) for k, v in obj.items() if k in subs))
-
-    def k_patternProperties(self, patterns: Mapping[str, Any], _: object) -> Valid:
-        subs = [
-            (re.compile(pattern).search, self.compile(sub)) for pattern, sub in patterns.items()
-        ]
-        return _of(dict, lambda obj: all(s(v) for k, v in obj.items() for p, s in subs if p(k)))
-
-    def k_additionalProperties(self, extra: Any, schema: Mapping[str, Any]) -> Valid:
-        known = schema.get("properties", {})
-        patterns = "|".join(schema.get("patternProperties", {}))
-        free = re.compile(patterns).search if patterns else lambda key: None
-        sub = self.compile(extra) if extra is not False else lambda v: False
-        return _of(
-            dict, lambda obj: all(sub(v) for k, v in obj.items() if k not in known and not free(k))
-        )
-
-    def k_propertyNames(self, names: Mapping[str, Any], _: object) -> Valid:
-        sub = self.compile(names)
-        return _of(dict, lambda obj: all(sub(key) for key in obj))
-
-    def k_required(self, keys: list[str], _: object) -> Valid:
-        return _of(dict, lambda obj: all(key in obj for key in keys))
-
-    def k_dependentRequired(self, pairs: Mapping[str, list[str]], _: object) -> Valid:
-        return _of(
-            dict, lambda obj: all(o in obj for k, os in pairs.items() if k in obj for o in os)
-        )
-
-    def k_minProperties(self, least: int, _: object) -> Valid:
-        return _of(dict, lambda obj: len(obj) >= least)
-
-    def k_items(self, items: Mapping[str, Any], _: object) -> Valid:
-        sub = self.compile(items)
-        return _of(list, lambda array: all(sub(item) for item in array))
-
-    def k_minItems(self, least: int, _: object) -> Valid:
-        return _of(list, lambda array: len(array) >= least)
-
-    def k_minLength(self, least: int, _: object) -> Valid:
-        return _of(str, lambda text: len(text) >= least)
-
-    def k_pattern(self, pattern: str, _: object) -> Valid:
-        search = re.compile(pattern).search
-        return _of(str, lambda text: search(text) is not None)
-
-    def k_minimum(self, least: float, _: object) -> Valid:
-        number = _NUMERIC["number"]
-        return lambda v: not number(v) or not v < least  # type: ignore[operator]
-
-    def k_enum(self, options: list[object], _: object) -> Valid:
-        if not all(isinstance(option, str) for option in options):
-            raise TypeError(f"the schema predicate compares only strings, not {options!r}")
-        return lambda v: isinstance(v, str) and v in options
-
-    def k_oneOf(self, subs: list[Mapping[str, Any]], _: object) -> Valid:
-        checks = [self.compile(sub) for sub in subs]
-        return lambda v: sum(1 for check in checks if check(v)) == 1
-
-    def k_anyOf(self, subs: list[Mapping[str, Any]], _: object) -> Valid:
-        checks = [self.compile(sub) for sub in subs]
-        return lambda v: any(check(v) for check in checks)
-
-    def k_allOf(self, subs: list[Mapping[str, Any]], _: object) -> Valid:
-        return _all([self.compile(sub) for sub in subs])
-
-    def k_not(self, sub: Mapping[str, Any], _: object) -> Valid:
-        check = self.compile(sub)
-        return lambda v: not check(v)
-
-    def k_if(self, sub: Mapping[str, Any], schema: Mapping[str, Any]) -> Valid:
-        condition, then = self.compile(sub), self.compile(schema.get("then", {}))
-        return lambda v: not condition(v) or then(v)
-
-    def k_ref(self, ref: str, _: object) -> Valid:
-        name = ref.removeprefix("#/$defs/")
-        if name == ref:
-            raise TypeError(f"the schema predicate follows only #/$defs/ references, not {ref!r}")
-        return lambda v: self.defs[name](v)

@@ -17,16 +17,12 @@ the rule and field its errors name.
 
 from __future__ import annotations
 
-import base64
 import functools
-import os
 import re
 import shlex
-import urllib.parse
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import jinja2
@@ -36,77 +32,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from remediator.errors import TemplateError
 from remediator.model import Renderable
-
-MASK = "***"
-
-
-@dataclass(slots=True)
-class Secrets:
-    """`secret(name)`: environment variable NAME first, then the file NAME in `directory`.
-
-    Every value handed out is remembered so `mask` can hide it wherever it shows up.
-    """
-
-    environ: Mapping[str, str]
-    directory: Path | None = None
-    known: set[str] = field(default_factory=set)
-    _forms: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
-
-    def get(self, name: str) -> str:
-        value = self.environ.get(name)
-        if value is None and self.directory is not None and _safe_name(name):
-            path = self.directory / name
-            if path.is_file():
-                value = path.read_text().rstrip("\n")
-        if value is None:
-            raise TemplateError(f"secret {name!r} is not set (environment or secrets directory)")
-        if value:
-            self.known.add(value)
-        return value
-
-    def mask(self, value: object) -> object:
-        """`value` with every known secret replaced by `***`, at any depth."""
-        if not self.known:
-            return value
-        if isinstance(value, str):
-            for form in self._all_forms():
-                if form in value:
-                    value = value.replace(form, MASK)
-            return value
-        if isinstance(value, Mapping):
-            return {k: self.mask(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.mask(v) for v in value]
-        return value
-
-    def _all_forms(self) -> tuple[str, ...]:
-        """Every secret as it may be sent: raw, percent-encoded (path and query styles,
-        `+` for spaces) and base64; longest first, so a form is masked before its parts."""
-        if len(self._forms) != len(self.known) + 1:  # `known` only grows: recompute then
-            # A snapshot: steps render (and call `get`) in worker threads.
-            forms = {secret: encoded_forms(secret) for secret in tuple(self.known)}
-            everything = sorted({f for fs in forms.values() for f in fs}, key=len, reverse=True)
-            self._forms = {**forms, "": tuple(everything)}
-        return self._forms[""]
-
-
-def encoded_forms(secret: str) -> tuple[str, ...]:
-    data = secret.encode(errors="surrogatepass")
-    forms = {secret}
-    for safe in ("", "/", _QUERY_SAFE):
-        forms.add(urllib.parse.quote(secret, safe=safe))
-        forms.add(urllib.parse.quote_plus(secret, safe=safe))
-    for encode in (base64.b64encode, base64.urlsafe_b64encode):
-        text = encode(data).decode()
-        forms.update({text, text.rstrip("=")})
-    return tuple(f for f in forms if f)
-
-
-_QUERY_SAFE = "/?:@!$'()*,;~"  # what URL libraries (yarl, requests) leave unescaped in a query
-
-
-def _safe_name(name: str) -> bool:
-    return bool(name) and os.sep not in name and name not in (".", "..")
+from remediator.rules.secrets import Secrets
 
 
 def shell_quote(value: object) -> str:
@@ -232,7 +158,45 @@ class Templates:
         if template is None:
             template = self.env.from_string(source)
             self._templates[source] = template
-        return _Template(source=source, template=template, rule=rule, field=field)
+        compiled = _Template(source=source, template=template, rule=rule, field=field)
+        parts = _text_and_paths(source)
+        return compiled if parts is None else _Concat(parts=parts, template=compiled)
+
+
+_OUTPUT = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+
+
+def _text_and_paths(source: str) -> tuple[str | tuple[str, ...], ...] | None:
+    """`host {{ event.labels.host }} at {{ event.value }}` as its literal text and plain
+    reads; None for anything Jinja could read otherwise (statements, comments, filters,
+    whitespace control, the trailing newline and CR LF that Jinja rewrites)."""
+    if "{%" in source or "{#" in source or "\r" in source or source.endswith("\n"):
+        return None
+    parts: list[str | tuple[str, ...]] = []
+    for index, piece in enumerate(_OUTPUT.split(source)):
+        if index % 2 == 0:
+            if "{{" in piece or "}}" in piece:
+                return None
+            if piece:
+                parts.append(piece)
+            continue
+        names = _plain_path(piece)
+        if names is None:
+            return None
+        parts.append(names)
+    return tuple(parts)
+
+
+def renders_instantly(template: Renderable | None) -> bool:
+    """Whether rendering `template` is bounded by its size: literals and plain dotted
+    reads (and trees of them), no Jinja code that could loop."""
+    if template is None or isinstance(template, _Constant | _Path | _Concat):
+        return True
+    if isinstance(template, _Tree):
+        return all(renders_instantly(part) for part in template.items.values())
+    if isinstance(template, _List):
+        return all(renders_instantly(part) for part in template.parts)
+    return False
 
 
 def _single_expression(source: str) -> str | None:
@@ -340,6 +304,50 @@ class _Template:
             return "".join(parts)
         except Exception as exc:
             raise _fail(exc, self.rule, self.field) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Concat:
+    """Literal text and plain dotted reads (`host {{ event.labels.host }} is down`), joined
+    as Jinja joins them (`str` of each value) without a Jinja context. A read that is not
+    dicts all the way, or output over the budget, renders the whole template with Jinja
+    instead, so values and errors stay exactly Jinja's."""
+
+    parts: tuple[str | tuple[str, ...], ...]  # literal text, or the names of a read
+    template: _Template
+
+    @property
+    def source(self) -> str:
+        return self.template.source
+
+    def render(self, context: Mapping[str, object]) -> object:
+        out: list[str] = []
+        size = 0
+        for part in self.parts:
+            if isinstance(part, str):
+                text = part
+            else:
+                value = _read(part, context)
+                if value is _NOT_PLAIN:
+                    return self.template.render(context)
+                text = str(value)
+            size += len(text)
+            out.append(text)
+        if size > MAX_OUTPUT:
+            return self.template.render(context)  # which fails as Jinja's output would
+        return "".join(out)
+
+
+_NOT_PLAIN = object()
+
+
+def _read(names: tuple[str, ...], context: Mapping[str, object]) -> object:
+    value: object = context
+    for name in names:
+        if type(value) is not dict or name not in value:
+            return _NOT_PLAIN
+        value = value[name]
+    return value
 
 
 @dataclass(frozen=True, slots=True)

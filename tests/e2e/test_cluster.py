@@ -98,9 +98,6 @@ class Flow:
             i += 1
             await asyncio.sleep(every)
 
-    def missing(self) -> list[str]:
-        return [e for e in self.acked if e not in self.results]
-
     def stall(self, since: float) -> float:
         """The longest gap between results from `since` on: how long processing stopped."""
         times = [since, *sorted(t for t in self.arrivals if t > since)]
@@ -160,7 +157,15 @@ async def test_killing_the_leaders_of_alerts_and_state_loses_nothing(
             report.append((stream, name, held, flow.stall(killed)))
         flow.running = False
         await publisher
-        await until(lambda: not flow.missing(), 90, "a result for every acked alert")
+
+        # The stream, not the live subscription: a result stored while the test's own
+        # connection was failing over is not redelivered to it (a re-publish after a lost
+        # publish ack is dropped by the stream as the duplicate it is).
+        async def all_stored() -> bool:
+            bodies = await stored(cnc, f"remediator.results.{rule}")
+            return set(flow.acked) <= {str(b["event_id"]) for b in bodies}
+
+        await until(all_stored, 90, "a stored result for every acked alert", every=1.0)
     finally:
         flow.running = False
         await sub.unsubscribe()

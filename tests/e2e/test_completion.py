@@ -18,7 +18,8 @@ from remediator.nats.kvstore import KVStore
 from remediator.nats.transport import RESULTS_STREAM, Transport
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex
-from remediator.rules.templating import Secrets, Templates
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 from remediator.settings import Settings
 from tests.support.collect import stored
 from tests.support.nats import NatsServer
