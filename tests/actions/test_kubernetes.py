@@ -14,6 +14,7 @@ from remediator.actions.base import StepContext
 from remediator.actions.kubeclient import KubeSettings
 from remediator.actions.kubernetes import KubernetesAction
 from remediator.errors import StepError
+from tests.support.attempts import attempts, failure
 from tests.support.kube_api import FakeKubeAPI, KubePKI
 
 CONTEXT = StepContext(event_id="e-1", trace_id="t-1", rule="fix", step="k8s", timeout=30.0)
@@ -48,25 +49,6 @@ async def action(api: FakeKubeAPI) -> AsyncIterator[KubernetesAction]:
     kubernetes = KubernetesAction(explicit(api), now=lambda: NOW)
     yield kubernetes
     await kubernetes.close()
-
-
-async def attempts(
-    action: KubernetesAction, request: Mapping[str, object], limit: int = 3
-) -> tuple[dict[str, object] | StepError, int]:
-    """The engine's retry loop, without its backoff: retry while the error is not permanent."""
-    for attempt in range(1, limit + 1):
-        try:
-            return await action.run(request, CONTEXT), attempt
-        except StepError as exc:
-            if exc.permanent or attempt == limit:
-                return exc, attempt
-    raise AssertionError("unreachable")
-
-
-async def failure(action: KubernetesAction, request: Mapping[str, object]) -> StepError:
-    with pytest.raises(StepError) as raised:
-        await action.run(request, CONTEXT)
-    return raised.value
 
 
 def annotations(obj: Mapping[str, object]) -> object:
@@ -111,7 +93,9 @@ async def test_restart_conflict_is_transient_and_retried(
     api.objects.add("apps/v1", "Deployment", "web", "prod")
     api.fail_next(WEB, 409, message="the object has been modified")
 
-    output, tries = await attempts(action, {"restart": {"namespace": "prod", "deployment": "web"}})
+    output, tries = await attempts(
+        action, {"restart": {"namespace": "prod", "deployment": "web"}}, CONTEXT
+    )
 
     assert tries == 2
     assert isinstance(output, dict) and output["restarted_at"] == RESTARTED_AT
@@ -121,7 +105,9 @@ async def test_restart_conflict_is_transient_and_retried(
 async def test_restart_of_a_missing_deployment_is_permanent(
     api: FakeKubeAPI, action: KubernetesAction
 ) -> None:
-    error, tries = await attempts(action, {"restart": {"namespace": "prod", "deployment": "web"}})
+    error, tries = await attempts(
+        action, {"restart": {"namespace": "prod", "deployment": "web"}}, CONTEXT
+    )
 
     assert isinstance(error, StepError) and error.permanent and tries == 1
     assert 'deployments "web" not found' in error.message
@@ -147,8 +133,10 @@ async def test_a_disruption_budget_refusal_is_retried(
     api.objects.add("v1", "Pod", "web-1", "prod")
     api.objects.add_pdb("prod", refusals=2)
 
-    first = await failure(action, {"evict": {"namespace": "prod", "pod": "web-1"}})
-    output, tries = await attempts(action, {"evict": {"namespace": "prod", "pod": "web-1"}})
+    first = await failure(action, {"evict": {"namespace": "prod", "pod": "web-1"}}, CONTEXT)
+    output, tries = await attempts(
+        action, {"evict": {"namespace": "prod", "pod": "web-1"}}, CONTEXT
+    )
 
     assert not first.permanent and first.retry_after == 10
     assert "disruption budget" in first.message
@@ -163,7 +151,7 @@ async def test_a_pdb_that_keeps_refusing_fails_after_the_attempts(
     api.objects.add("v1", "Pod", "web-1", "prod")
     api.objects.add_pdb("prod", refusals=5)
 
-    error, tries = await attempts(action, {"evict": {"namespace": "prod", "pod": "web-1"}})
+    error, tries = await attempts(action, {"evict": {"namespace": "prod", "pod": "web-1"}}, CONTEXT)
 
     assert isinstance(error, StepError) and not error.permanent and tries == 3
     assert POD in api.objects.objects  # still running: the budget held
@@ -184,7 +172,7 @@ async def test_forbidden_eviction_is_permanent_and_names_the_permission(
     api.objects.add("v1", "Pod", "web-1", "prod")
     api.objects.deny("create", "pods/eviction")
 
-    error, tries = await attempts(action, {"evict": {"namespace": "prod", "pod": "web-1"}})
+    error, tries = await attempts(action, {"evict": {"namespace": "prod", "pod": "web-1"}}, CONTEXT)
 
     assert isinstance(error, StepError) and error.permanent and tries == 1
     assert error.output == {"status": 403}
@@ -233,7 +221,7 @@ async def test_forbidden_node_read_names_the_cluster_permission(
     api.objects.add("v1", "Node", "node-a")
     api.objects.deny("get", "nodes")
 
-    error = await failure(action, {"cordon": {"node": "node-a"}})
+    error = await failure(action, {"cordon": {"node": "node-a"}}, CONTEXT)
 
     assert error.permanent
     assert "needs RBAC permission: get nodes (cluster-wide)" in error.message
@@ -311,7 +299,7 @@ async def test_strategic_patch_of_a_custom_resource_is_refused_permanently(
         "body": {"spec": {"size": 1}},
     }
 
-    error, tries = await attempts(action, {"patch": request})
+    error, tries = await attempts(action, {"patch": request}, CONTEXT)
 
     assert isinstance(error, StepError) and error.permanent and tries == 1
     assert "HTTP 415" in error.message
@@ -328,7 +316,7 @@ async def test_patch_of_a_cluster_scoped_object(api: FakeKubeAPI, action: Kubern
     }
 
     output = await action.run({"patch": request}, CONTEXT)
-    error = await failure(action, {"patch": request | {"namespace": "prod"}})
+    error = await failure(action, {"patch": request | {"namespace": "prod"}}, CONTEXT)
 
     assert set(output) == {"kind", "name", "resource_version"}
     assert api.writes == [("PATCH", NODE)]
@@ -347,7 +335,7 @@ async def test_unknown_kinds_are_permanent(
 ) -> None:
     request = {"api_version": api_version, "kind": kind, "name": "x", "type": "merge", "body": {}}
 
-    error, tries = await attempts(action, {"patch": request})
+    error, tries = await attempts(action, {"patch": request}, CONTEXT)
 
     assert isinstance(error, StepError) and error.permanent and tries == 1
     assert complaint in error.message
@@ -368,7 +356,7 @@ async def test_forbidden_patch_names_the_permission(
         "body": {"data": {"a": "b"}},
     }
 
-    error = await failure(action, {"patch": request})
+    error = await failure(action, {"patch": request}, CONTEXT)
 
     assert error.permanent
     assert "needs RBAC permission: patch configmaps in namespace prod" in error.message
@@ -388,7 +376,7 @@ async def test_discovery_unavailable_is_transient(
         "body": {"metadata": {"labels": {"paused-by": "remediator"}}},
     }
 
-    output, tries = await attempts(action, {"patch": request})
+    output, tries = await attempts(action, {"patch": request}, CONTEXT)
 
     assert tries == 3 and isinstance(output, dict)
     assert api.writes == [("PATCH", WEB)]
@@ -434,7 +422,7 @@ async def test_discovery_unavailable_is_transient(
 async def test_bad_requests_are_permanent_and_send_nothing(
     api: FakeKubeAPI, action: KubernetesAction, request_: dict[str, object], complaint: str
 ) -> None:
-    error = await failure(action, request_)
+    error = await failure(action, request_, CONTEXT)
 
     assert error.permanent
     assert complaint in error.message
@@ -532,7 +520,7 @@ async def test_a_wrong_token_is_a_permanent_401(api: FakeKubeAPI) -> None:
     action = KubernetesAction(KubeSettings.from_config(section, {}))
     api.objects.add("v1", "Node", "node-a")
     try:
-        error = await failure(action, {"cordon": {"node": "node-a"}})
+        error = await failure(action, {"cordon": {"node": "node-a"}}, CONTEXT)
     finally:
         await action.close()
 

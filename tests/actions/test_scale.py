@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import socket
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from remediator.actions.base import StepContext
 from remediator.actions.kubeclient import Conflict, KubeClient, KubeSettings
 from remediator.actions.scale import MAX_CONFLICTS, ScaleAction
 from remediator.errors import ConfigError, StepError
+from tests.support.attempts import attempts, failure
 from tests.support.kube_api import FakeKubeAPI, KubePKI
 
 CONTEXT = StepContext(
@@ -44,25 +45,6 @@ async def action(api: FakeKubeAPI) -> AsyncIterator[ScaleAction]:
     scale = ScaleAction(explicit(api))
     yield scale
     await scale.close()
-
-
-async def attempts(
-    action: ScaleAction, request: Mapping[str, object], limit: int = 3
-) -> tuple[dict[str, object] | StepError, int]:
-    """The engine's retry loop, without its backoff: retry while the error is not permanent."""
-    for attempt in range(1, limit + 1):
-        try:
-            return await action.run(request, CONTEXT), attempt
-        except StepError as exc:
-            if exc.permanent or attempt == limit:
-                return exc, attempt
-    raise AssertionError("unreachable")
-
-
-async def failure(action: ScaleAction, request: Mapping[str, object]) -> StepError:
-    with pytest.raises(StepError) as raised:
-        await action.run(request, CONTEXT)
-    return raised.value
 
 
 # -- a, b, c: the scale subresource -----------------------------------------------------
@@ -113,7 +95,7 @@ async def test_endless_conflicts_give_up_transiently(api: FakeKubeAPI, action: S
     api.add_deployment("web", 3)
     api.another_writer("web", replicas=3, times=MAX_CONFLICTS)
 
-    error = await failure(action, {"deployment": "web", "step": 1})
+    error = await failure(action, {"deployment": "web", "step": 1}, CONTEXT)
 
     assert not error.permanent
     assert "conflicting" in error.message
@@ -233,7 +215,7 @@ async def test_two_hpas_on_one_workload_are_refused(api: FakeKubeAPI, action: Sc
     api.add_hpa("a", target="web", min_replicas=1, max_replicas=3)
     api.add_hpa("b", target="web", min_replicas=1, max_replicas=3)
 
-    error = await failure(action, {"deployment": "web", "step": 1})
+    error = await failure(action, {"deployment": "web", "step": 1}, CONTEXT)
 
     assert error.permanent and "(a, b)" in error.message
     assert api.writes == []
@@ -252,7 +234,7 @@ async def test_e_forbidden_is_permanent_with_the_api_message(
     )
     api.forbid_next(WEB_SCALE, message)
 
-    error, tries = await attempts(action, {"deployment": "web", "step": 1})
+    error, tries = await attempts(action, {"deployment": "web", "step": 1}, CONTEXT)
 
     assert tries == 1
     assert isinstance(error, StepError) and error.permanent
@@ -283,14 +265,14 @@ async def test_e_retry_loop_counts_three_attempts(api: FakeKubeAPI, action: Scal
     api.add_deployment("web", 3)
     api.fail_next(WEB_SCALE, 503, times=2)
 
-    output, tries = await attempts(action, {"deployment": "web", "step": 1})
+    output, tries = await attempts(action, {"deployment": "web", "step": 1}, CONTEXT)
 
     assert tries == 3
     assert isinstance(output, dict) and output["to"] == 4
 
 
 async def test_missing_deployment_is_permanent(api: FakeKubeAPI, action: ScaleAction) -> None:
-    error = await failure(action, {"deployment": "nope", "step": 1})
+    error = await failure(action, {"deployment": "nope", "step": 1}, CONTEXT)
 
     assert error.permanent
     assert 'deployments.apps "nope" not found' in error.message
@@ -300,7 +282,7 @@ async def test_too_many_requests_is_transient(api: FakeKubeAPI, action: ScaleAct
     api.add_deployment("web", 3)
     api.fail_next(None, 429, message="too many requests", retry_after="7")
 
-    error = await failure(action, {"deployment": "web", "step": 1})
+    error = await failure(action, {"deployment": "web", "step": 1}, CONTEXT)
 
     assert (error.permanent, error.retry_after) == (False, 7.0)
 
@@ -311,7 +293,7 @@ async def test_unreachable_api_is_transient_and_named() -> None:
         url = f"https://127.0.0.1:{closed.getsockname()[1]}"
         action = ScaleAction(KubeSettings.from_config({"api": url, "token": "t"}, {}))
         try:
-            error = await failure(action, {"deployment": "web", "step": 1})
+            error = await failure(action, {"deployment": "web", "step": 1}, CONTEXT)
         finally:
             await action.close()
 
@@ -339,7 +321,7 @@ async def test_unreachable_api_is_transient_and_named() -> None:
 async def test_bad_requests_are_permanent_and_send_nothing(
     api: FakeKubeAPI, action: ScaleAction, request_: dict[str, object], complaint: str
 ) -> None:
-    error = await failure(action, request_)
+    error = await failure(action, request_, CONTEXT)
 
     assert error.permanent
     assert complaint in error.message
@@ -441,7 +423,7 @@ async def test_f_wrong_token_is_a_permanent_401(api: FakeKubeAPI, tmp_path: Path
     api.add_deployment("web", 1)
     action = ScaleAction(KubeSettings.from_config({"kubeconfig": str(path)}, {}))
     try:
-        error, tries = await attempts(action, {"deployment": "web", "step": 1})
+        error, tries = await attempts(action, {"deployment": "web", "step": 1}, CONTEXT)
     finally:
         await action.close()
 
@@ -474,7 +456,7 @@ async def test_untrusted_server_certificate_is_permanent(api: FakeKubeAPI, tmp_p
     )
     action = ScaleAction(KubeSettings.from_config({"kubeconfig": str(path)}, {}))
     try:
-        error = await failure(action, {"deployment": "web", "step": 1})
+        error = await failure(action, {"deployment": "web", "step": 1}, CONTEXT)
     finally:
         await action.close()
 
@@ -602,7 +584,7 @@ async def test_nothing_configured_fails_at_first_use_only(tmp_path: Path) -> Non
     settings = KubeSettings.from_config({}, {"HOME": str(tmp_path)})  # no error yet
     action = ScaleAction(settings)
     try:
-        error = await failure(action, {"deployment": "web", "step": 1})
+        error = await failure(action, {"deployment": "web", "step": 1}, CONTEXT)
     finally:
         await action.close()
 
@@ -694,7 +676,7 @@ async def test_tls_server_name_is_the_name_verified(
     else:
         action = ScaleAction(settings)
         try:
-            error = await failure(action, {"deployment": "web", "step": 1})
+            error = await failure(action, {"deployment": "web", "step": 1}, CONTEXT)
         finally:
             await action.close()
         assert error.permanent and "not trusted" in error.message
