@@ -19,6 +19,7 @@ import nats
 
 from remediator.nats.embedded import server_binary
 from tests.support.daemon import free_port
+from tests.support.nats import stop_process
 
 NAMES = ("n1", "n2", "n3")
 
@@ -66,14 +67,7 @@ class Node:
 
     def stop(self, timeout: float = 10.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout)
 
 
 @dataclass
