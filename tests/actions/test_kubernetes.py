@@ -15,7 +15,7 @@ from remediator.actions.kubeclient import KubeSettings
 from remediator.actions.kubernetes import KubernetesAction
 from remediator.errors import StepError
 from tests.support.attempts import attempts, failure
-from tests.support.kube_api import FakeKubeAPI, KubePKI
+from tests.support.kube_api import FakeKubeAPI
 
 CONTEXT = StepContext(event_id="e-1", trace_id="t-1", rule="fix", step="k8s", timeout=30.0)
 NOW = dt.datetime(2026, 12, 3, 9, 30, 5, 123456, tzinfo=dt.UTC)
@@ -26,17 +26,6 @@ EVICTION = POD + "/eviction"
 NODE = "/api/v1/nodes/node-a"
 CONFIG = "/api/v1/namespaces/prod/configmaps/flags"
 WIDGET = "/apis/example.com/v1/namespaces/prod/widgets/w1"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> KubePKI:
-    return KubePKI.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-async def api(pki: KubePKI) -> AsyncIterator[FakeKubeAPI]:
-    async with FakeKubeAPI(pki) as server:
-        yield server
 
 
 def explicit(api: FakeKubeAPI) -> KubeSettings:

@@ -15,24 +15,13 @@ from remediator.actions.kubeclient import Conflict, KubeClient, KubeSettings
 from remediator.actions.scale import MAX_CONFLICTS, ScaleAction
 from remediator.errors import ConfigError, StepError
 from tests.support.attempts import attempts, failure
-from tests.support.kube_api import FakeKubeAPI, KubePKI
+from tests.support.kube_api import FakeKubeAPI
 
 CONTEXT = StepContext(
     event_id="e-1", trace_id="t-1", rule="scale-out-web", step="scale", timeout=30.0
 )
 WEB_SCALE = "/apis/apps/v1/namespaces/default/deployments/web/scale"
 WEB_HPA = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/web"
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> KubePKI:
-    return KubePKI.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-async def api(pki: KubePKI) -> AsyncIterator[FakeKubeAPI]:
-    async with FakeKubeAPI(pki) as server:
-        yield server
 
 
 def explicit(api: FakeKubeAPI, token: str | None = None) -> KubeSettings:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tests.support.http_target import serve
+
 CONTROL = "".join(chr(c) for c in range(1, 32) if chr(c) not in "\r\n")
 CHUNK = b"x" * (1024 * 1024)
 
@@ -41,11 +43,7 @@ class HostileTarget:
         app.router.add_route("*", "/echo/{tail:.*}", self._echo)
         app.router.add_route("*", "/to/{tail:.*}", self._redirect)
         app.router.add_route("*", "/{tail:.*}", self._ok)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app)
         return self
 
     async def stop(self) -> None:

@@ -54,12 +54,7 @@ class HttpTarget:
     async def start(self) -> HttpTarget:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        # A test may leave a deliberately slow answer pending: do not wait for it at stop.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app)
         return self
 
     async def stop(self) -> None:
@@ -87,3 +82,13 @@ class HttpTarget:
             return web.json_response(answer.body, status=answer.status, headers=answer.headers)
         finally:
             self.concurrent -= 1
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve `app` on a free loopback port; the runner stops it."""
+    # A test may leave a deliberately slow answer pending: do not wait for it at stop.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
