@@ -32,6 +32,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from remediator.engine.state import Conflict, StateStore, write
 from remediator.model import Event, Rule
@@ -96,7 +97,10 @@ class Windows:
                 return _correlated(rule, event, fired["correlated"])  # it fired: again
             if event.redelivered and any(e["id"] == event.event_id for e in events):
                 return None  # counted already
-            events.append({"at": now, "id": event.event_id, "payload": dict(event.payload)})
+            events.append(_entry(event, now))
+            # Oldest first means stream order: events of one group but different ordering
+            # keys are processed concurrently, so the one counted first may be the later.
+            events.sort(key=_stream_order)
             firing = len(events) >= count
             if firing:
                 correlated = [e["payload"] for e in events[-count:]]
@@ -192,6 +196,19 @@ class Windows:
         entry = await self.store.get(_key(CORRELATE_PREFIX, rule, group))
         events = json.loads(entry.value).get("events", []) if entry is not None else []
         return WindowState(group, sum(e["at"] > now - rule.correlate.within for e in events))
+
+
+def _entry(event: Event, now: float) -> dict[str, object]:
+    entry: dict[str, object] = {"at": now, "id": event.event_id, "payload": dict(event.payload)}
+    if event.delivery is not None:
+        entry["seq"] = event.delivery.sequence
+    return entry
+
+
+def _stream_order(entry: Mapping[str, Any]) -> tuple[bool, int, float]:
+    """By stream sequence where known (JetStream), else by the time it was counted."""
+    seq = entry.get("seq")
+    return seq is None, int(seq or 0), float(entry["at"])
 
 
 def _correlated(rule: Rule, event: Event, payloads: Sequence[object]) -> Firing:
