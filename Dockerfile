@@ -9,15 +9,18 @@
 # Configuration is by REMEDIATOR_* environment variables (one per `run` flag); the image
 # ships no rules: mount them at /etc/remediator/rules.
 
-ARG PYTHON_VERSION=3.12
+# The Python the lock file was resolved for.
+ARG PYTHON_VERSION=3.11
 
 # --- build: the project and every dependency as wheels in /wheels -----------------------
 FROM python:${PYTHON_VERSION}-slim AS build
 WORKDIR /src
 # Only what the wheel is built from (.dockerignore keeps the rest out of the context).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements-run.lock ./
 COPY remediator ./remediator
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The dependencies at the versions CI tested, hashes checked; then the project on top.
+RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements-run.lock \
+    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # --- final: the wheels installed, nothing else from the build ---------------------------
 FROM python:${PYTHON_VERSION}-slim

@@ -16,7 +16,10 @@ import datetime as dt
 import json
 import logging
 import sys
+import warnings
 from contextvars import ContextVar
+from pathlib import Path
+from typing import TextIO
 
 from remediator.rules.secrets import Secrets
 
@@ -93,3 +96,35 @@ def configure(fmt: str, level: str, secrets: Secrets | None = None) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # asyncssh logs every command line it runs at INFO: arguments may carry event data.
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    quiet_dependency_warnings()
+
+
+def quiet_dependency_warnings() -> None:
+    """Keep a dependency's deprecation out of the operator's log, and every warning JSON.
+
+    A library telling its users about a future removal (cryptography's DSA notice, raised
+    as asyncssh imports) is nothing an operator can act on, and Python would print it as
+    ten lines of text into a JSON log stream. Every other warning, the project's own
+    included, becomes one log record in the configured format.
+    """
+    warnings.showwarning = _log_warning
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    ours = str(Path(filename).resolve()).startswith(_PACKAGE_DIR)
+    # By name, so cryptography's own category (a UserWarning) is recognised without importing it.
+    if not ours and "Deprecation" in category.__name__:
+        return
+    logging.getLogger("py.warnings").warning(
+        "%s: %s (%s:%d)", category.__name__, message, filename, lineno
+    )
