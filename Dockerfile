@@ -19,8 +19,8 @@ WORKDIR /src
 COPY pyproject.toml README.md requirements-run.lock ./
 COPY remediator ./remediator
 # The dependencies at the versions CI tested, hashes checked; then the project on top.
-RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements-run.lock \
-    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements-run.lock
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # --- final: the wheels installed, nothing else from the build ---------------------------
 FROM python:${PYTHON_VERSION}-slim

@@ -52,9 +52,14 @@ def test_the_dockerfile_pip_steps_build_a_runnable_remediator(tmp_path: Path) ->
             shutil.copy2(origin, context / source)
     wheels = tmp_path / "wheels"
 
-    (build,) = pip_steps(stage=0)
-    assert build[0] == "wheel"
-    run([sys.executable, "-m", "pip", *(w.replace(WHEELS, str(wheels)) for w in build)], context)
+    locked, project = pip_steps(stage=0)
+    # The dependencies from the lock file, hashes checked; the project alone on top.
+    assert locked[0] == "wheel" and "--require-hashes" in locked
+    assert project[0] == "wheel" and "--no-deps" in project
+    for build in (locked, project):
+        run(
+            [sys.executable, "-m", "pip", *(w.replace(WHEELS, str(wheels)) for w in build)], context
+        )
     assert list(wheels.glob("remediator-*.whl"))
 
     venv = tmp_path / "venv"
