@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,16 +250,15 @@ def ci_script(command: Command) -> None:
 
 def docs_site(command: Command) -> None:
     """`mkdocs serve` serves what `mkdocs build --strict` builds: built here, offline."""
-    site = ROOT / ".pytest-site"
-    done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-    )
-    shutil.rmtree(site, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as site:
+        done = subprocess.run(
+            [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", site],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
