@@ -40,7 +40,7 @@ from remediator.nats.controlplane import ControlPlane
 from remediator.nats.embedded import EmbeddedServer
 from remediator.nats.results import read_results
 from remediator.nats.transport import Transport
-from remediator.parts import build_actions, build_guards
+from remediator.parts import build_actions, build_guards, build_prometheus
 from remediator.pipeline import Pipeline
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex
@@ -98,6 +98,7 @@ class Daemon:
             settings.section("api"), self.secrets, loopback=is_loopback(settings.http)
         )
         self.failure: str | None = None  # why the daemon can no longer work; exits 1
+        self.prometheus = build_prometheus(settings, self.secrets, self.metrics)
 
     def ready(self) -> bool:
         transport = self.transport
@@ -181,7 +182,9 @@ class Daemon:
         open the listener; returns the control plane's background tasks."""
         self.transport = Transport(await connect(self.settings, url), self.settings)
         self.transport.on_result = self._record
-        self.actions.update(build_actions(self.transport, self.settings, self.environ))
+        self.actions.update(
+            build_actions(self.transport, self.settings, self.environ, self.prometheus)
+        )
         await self.transport.prepare({s for rule in rules for s in rule.subjects})
         self.guards = await build_guards(self.transport, self.settings, self.metrics)
         if not self.settings.core:

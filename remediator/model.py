@@ -179,6 +179,7 @@ RESULT_STATUSES = (
     "awaiting_approval",
     "denied",
     "expired",
+    "skipped",
 )
 
 

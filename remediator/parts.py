@@ -13,6 +13,8 @@ from remediator.actions.base import ActionSet
 from remediator.actions.http import HTTPAction
 from remediator.actions.kubeclient import KubeSettings
 from remediator.actions.kubernetes import KubernetesAction
+from remediator.actions.promclient import PromClient, PromSettings
+from remediator.actions.prometheus import PrometheusAction
 from remediator.actions.publish import PublishAction
 from remediator.actions.scale import ScaleAction
 from remediator.actions.ssh import SSHAction
@@ -22,21 +24,31 @@ from remediator.engine.state import MemoryStore, StateStore
 from remediator.metrics import Metrics
 from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, VERIFY_BUCKET, KVStore
 from remediator.nats.transport import Transport
+from remediator.rules.secrets import Secrets
 from remediator.settings import Settings
 
 
 def build_actions(
-    transport: Transport, settings: Settings, environ: Mapping[str, str]
+    transport: Transport,
+    settings: Settings,
+    environ: Mapping[str, str],
+    prometheus: PromClient,
 ) -> ActionSet:
     """One instance per kind; integrations read their own config section."""
     kube = KubeSettings.from_config(settings.section("kubernetes"), environ)
     return {
         "http": HTTPAction(),
         "kubernetes": KubernetesAction(kube),
+        "prometheus": PrometheusAction(prometheus),
         "publish": PublishAction(transport),
         "scale": ScaleAction(kube),
         "ssh": SSHAction(SSHSettings.from_config(settings.section("ssh"))),
     }
+
+
+def build_prometheus(settings: Settings, secrets: Secrets, metrics: Metrics) -> PromClient:
+    """One client for the `prometheus` steps and verification by query."""
+    return PromClient(PromSettings.from_config(settings.section("prometheus"), secrets), metrics)
 
 
 async def build_guards(transport: Transport, settings: Settings, metrics: Metrics) -> Guards:

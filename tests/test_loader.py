@@ -63,7 +63,7 @@ def problem_in(tmp_path: Path, text: str, templates: Templates) -> RuleError:
             6,
             "unknown-kind",
             "actions[1].shell",
-            "unknown action kind 'shell' (known: http, kubernetes, publish, scale, ssh)",
+            "unknown action kind 'shell' (known: http, kubernetes, prometheus, publish, scale, ssh)",
         ),
         (
             "jinja_syntax.yaml",

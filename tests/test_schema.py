@@ -158,12 +158,12 @@ A = ("rules", 0, "actions", 0)
         (
             step(shell={"command": "ls"}),
             (*A, "shell"),
-            "unknown action kind 'shell' (known: http, kubernetes, publish, scale, ssh)",
+            "unknown action kind 'shell' (known: http, kubernetes, prometheus, publish, scale, ssh)",
         ),
         (
             step(name="x"),
             A,
-            "a step needs an action kind (known: http, kubernetes, publish, scale, ssh)",
+            "a step needs an action kind (known: http, kubernetes, prometheus, publish, scale, ssh)",
         ),
         (step(htp={"url": "u"}), (*A, "htp"), "unknown action kind 'htp'"),
         (

@@ -57,6 +57,13 @@ class Previewing(Protocol):
 ActionSet = Mapping[str, Action]
 
 
+def changes_things(action: Action | None) -> bool:
+    """Whether running the kind acts on the world; a kind that only asks (`prometheus`)
+    sets `reads_only = True`, so a rule whose acting steps were all skipped reports
+    `skipped` even though its query ran."""
+    return not getattr(action, "reads_only", False)
+
+
 def cap_text(text: str) -> str:
     """Keep at most OUTPUT_CAP bytes of `text`, cut on a character boundary."""
     data = text.encode()
