@@ -86,10 +86,33 @@ class Throttle:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyQuery:
+    """`verify: {query, below | above, within, every}`: the fix holds once the query does."""
+
+    query: Renderable
+    below: float | None = None
+    above: float | None = None
+    every: float = 30.0
+
+    def holds(self, value: float | None) -> bool:
+        """An empty answer (None) or NaN never holds: nothing says the fix worked."""
+        if value is None or value != value:
+            return False
+        if self.below is not None:
+            return value < self.below
+        return self.above is not None and value > self.above
+
+    @property
+    def bound(self) -> str:
+        return f"below {self.below:g}" if self.below is not None else f"above {self.above:g}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Verify:
-    resolved_within: float
+    resolved_within: float  # by query: `within`
     key: Renderable | None = None
     escalate: str | None = None
+    query: VerifyQuery | None = None  # None: a resolving event closes it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -54,6 +54,17 @@ class Previewing(Protocol):
         ...
 
 
+@runtime_checkable
+class Answering(Protocol):
+    """A kind that only asks, whose answer a dry run may be given (a rule test's `answers`)."""
+
+    def answer(
+        self, request: Mapping[str, object], context: StepContext
+    ) -> dict[str, object] | None:
+        """The given answer as the step's output; None: unknown, preview instead."""
+        ...
+
+
 ActionSet = Mapping[str, Action]
 
 

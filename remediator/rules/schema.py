@@ -248,12 +248,25 @@ def _throttle() -> dict[str, object]:
 
 
 def _verify() -> dict[str, object]:
+    bound = _typed("number", "the query's value must be {} this for the fix to hold")
     properties = {
         "resolved_within": _duration("a resolving event must arrive within this"),
         "key": _text("template identifying the same alert; default event_id"),
         "escalate": _text("subject told when the alert is not resolved"),
+        "query": _text("PromQL asked until it holds (template); exclusive with resolved_within"),
+        "below": bound | {"description": "holds when the query's value is below this"},
+        "above": bound | {"description": "holds when the query's value is above this"},
+        "within": _duration("the query must hold within this"),
+        "every": _duration("ask again this often; default 30s"),
     }
-    return _object("check that the fix worked", properties, required=["resolved_within"])
+    by_query = {key: ["query"] for key in ("below", "above", "within", "every")}
+    verify = _object("check that the fix worked: by a resolving event, or by a query", properties)
+    return verify | {
+        "oneOf": [{"required": ["resolved_within"]}, {"required": ["query"]}],
+        "dependentRequired": by_query | {"query": ["within"]},
+        "if": {"required": ["query"]},
+        "then": _one_of("below", "above"),
+    }
 
 
 def _group_by() -> dict[str, object]:
