@@ -186,7 +186,9 @@ class Daemon:
             build_actions(self.transport, self.settings, self.environ, self.prometheus)
         )
         await self.transport.prepare({s for rule in rules for s in rule.subjects})
-        self.guards = await build_guards(self.transport, self.settings, self.metrics)
+        self.guards = await build_guards(
+            self.transport, self.settings, self.metrics, self.prometheus
+        )
         if not self.settings.core:
             self.plane = await ControlPlane.open(
                 self.transport, self.settings, self.metrics, self._engine
@@ -297,13 +299,13 @@ class Daemon:
                 return f"the consume loop ended: {error!r}"
 
     async def _expire_verifications(self) -> None:
-        """Every replica looks; the store lets exactly one act on each expired record."""
+        """Every replica looks; the store lets exactly one act on each record: ask its
+        query when its turn came, escalate it when its deadline passed."""
         while self.guards is not None and self.ruleset is not None:
             await asyncio.sleep(VERIFY_TICK)
             rules = {rule.name: rule for rule in self.ruleset.rules}
             try:
-                for name in await self.guards.expire(rules):
-                    self.metrics.verifications.labels(name, "not_resolved").inc()
+                await self.guards.sweep_verifications(rules)
             except TransportError as exc:
                 log.warning("verification check failed: %s", exc)
 

@@ -94,14 +94,6 @@ class VerifyQuery:
     above: float | None = None
     every: float = 30.0
 
-    def holds(self, value: float | None) -> bool:
-        """An empty answer (None) or NaN never holds: nothing says the fix worked."""
-        if value is None or value != value:
-            return False
-        if self.below is not None:
-            return value < self.below
-        return self.above is not None and value > self.above
-
     @property
     def bound(self) -> str:
         return f"below {self.below:g}" if self.below is not None else f"above {self.above:g}"

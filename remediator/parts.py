@@ -21,6 +21,7 @@ from remediator.actions.ssh import SSHAction
 from remediator.actions.sshsettings import SSHSettings
 from remediator.engine.guards import Budget, Guards
 from remediator.engine.state import MemoryStore, StateStore
+from remediator.engine.verification import Querier
 from remediator.metrics import Metrics
 from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, VERIFY_BUCKET, KVStore
 from remediator.nats.transport import Transport
@@ -51,7 +52,9 @@ def build_prometheus(settings: Settings, secrets: Secrets, metrics: Metrics) -> 
     return PromClient(PromSettings.from_config(settings.section("prometheus"), secrets), metrics)
 
 
-async def build_guards(transport: Transport, settings: Settings, metrics: Metrics) -> Guards:
+async def build_guards(
+    transport: Transport, settings: Settings, metrics: Metrics, querier: Querier
+) -> Guards:
     """Shared state in JetStream key-value buckets; in memory in core mode."""
     budget = Budget(*settings.max_actions) if settings.max_actions else None
     if settings.core:
@@ -67,4 +70,5 @@ async def build_guards(transport: Transport, settings: Settings, metrics: Metric
         publisher=transport,
         budget=budget,
         metrics=metrics,
+        querier=querier,
     )

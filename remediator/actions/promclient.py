@@ -130,6 +130,10 @@ class PromClient:
                 self._metrics.prometheus_queries.labels(result).inc()
                 self._metrics.prometheus_duration.observe(time.perf_counter() - started)
 
+    async def value(self, query: str) -> float | None:
+        """The first sample's value (verification by query); None when empty."""
+        return (await self.ask(query)).value
+
     async def close(self) -> None:
         session, self._session = self._session, None
         if session is not None:

@@ -80,4 +80,4 @@ async def _verify_after_run(
     except TemplateError as exc:
         log.warning("rule %s: verify key: %s", rule.name, engine._mask(exc))
         return
-    await engine.guards.expect(rule, event, key, bucket)
+    await engine.guards.expect(rule, event, key, bucket, context)

@@ -275,7 +275,7 @@ class Engine:
         finally:
             await self.guards.release(admission)
         if rule.verify is not None and acts and result.status in ("succeeded", "dry_run"):
-            await self.guards.expect(rule, event, verify_key(rule, context), bucket)
+            await self.guards.expect(rule, event, verify_key(rule, context), bucket, context)
         return result
 
     async def _act(
@@ -320,8 +320,8 @@ class Engine:
     async def _close_verifications(self, event: Event) -> None:
         assert self.guards is not None
         for rule in self.index.candidates(event.subject):
-            if rule.verify is None:
-                continue
+            if rule.verify is None or rule.verify.query is not None:
+                continue  # a query verification ends when the query says so
             context = self.context(event) | {"rule": rule.name}
             try:
                 context["vars"] = render_vars(rule, context)
