@@ -36,7 +36,11 @@ def rule(unique: str, name: str, within: str, target: str) -> str:
     on: [{unique}.{name}]
     throttle: {{key: "{{{{ event.service }}}}", max_runs: 5, window: 1h}}
     actions:
-      - http: {{url: "{target}/restart/{{{{ event.service }}}}"}}
+      - name: errors
+        prometheus: {{query: '{query}'}}
+      - name: restart
+        when: "results.errors.value is not none and results.errors.value > 0.05"
+        http: {{url: "{target}/restart/{{{{ event.service }}}}"}}
     verify:
       query: '{query}'
       below: 0.01
@@ -94,7 +98,7 @@ async def test_two_replicas_verify_by_query_or_escalate_once(
     try:
         await publish(nc, f"{unique}.fixed", {"service": "web"})
         await publish(nc, f"{unique}.stuck", {"service": "api"})
-        await fixed.wait_for(1)
+        (ran,) = await fixed.wait_for(1)
         await stuck.wait_for(1)
         (late,) = await escalations.wait_for(1)  # api stays at 0.5: never below 0.01
         assert await pending(nc, f"fixed-{unique}.") != []  # web is still being asked
@@ -108,6 +112,7 @@ async def test_two_replicas_verify_by_query_or_escalate_once(
         for proc in replicas:
             proc.stop()
     assert ok["query"] == f'max(errors_{unique}{{service="web"}})'
+    assert ran["status"] == "succeeded" and ran["steps"][0]["output"]["value"] == 0.5
     assert ok["value"] == pytest.approx(0.001) and ok["key"]
     assert late["reason"] == "not_resolved" and late["rule"] == f"stuck-{unique}"
     assert "the query did not hold (below 0.01) in time" in str(late["detail"])
