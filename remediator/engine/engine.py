@@ -308,11 +308,11 @@ class Engine:
     ) -> Result:
         steps, ok = await self.runner.run_steps(rule, context, dry_run=dry_run)
         status = "dry_run" if dry_run else "succeeded" if ok else "failed"
-        if status == "succeeded" and self._nothing_done(steps):
+        if status == "succeeded" and self.nothing_done(steps):
             status = "skipped"  # every acting step's `when` said no: nothing was needed
         return self._finish(rule, event, started, status, steps)
 
-    def _nothing_done(self, steps: tuple[StepResult, ...]) -> bool:
+    def nothing_done(self, steps: tuple[StepResult, ...]) -> bool:
         """Every step that would act was skipped (queries do not count: they only ask)."""
         acting = [s for s in steps if changes_things(self.runner.actions.get(s.kind))]
         return bool(acting) and all(s.status == "skipped" for s in acting)
