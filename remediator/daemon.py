@@ -40,7 +40,7 @@ from remediator.nats.controlplane import ControlPlane
 from remediator.nats.embedded import EmbeddedServer
 from remediator.nats.results import read_results
 from remediator.nats.transport import Transport
-from remediator.parts import build_actions, build_guards
+from remediator.parts import build_actions, build_guards, build_prometheus
 from remediator.pipeline import Pipeline
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex
@@ -98,6 +98,7 @@ class Daemon:
             settings.section("api"), self.secrets, loopback=is_loopback(settings.http)
         )
         self.failure: str | None = None  # why the daemon can no longer work; exits 1
+        self.prometheus = build_prometheus(settings, self.secrets, self.metrics)
 
     def ready(self) -> bool:
         transport = self.transport
@@ -181,9 +182,13 @@ class Daemon:
         open the listener; returns the control plane's background tasks."""
         self.transport = Transport(await connect(self.settings, url), self.settings)
         self.transport.on_result = self._record
-        self.actions.update(build_actions(self.transport, self.settings, self.environ))
+        self.actions.update(
+            build_actions(self.transport, self.settings, self.environ, self.prometheus)
+        )
         await self.transport.prepare({s for rule in rules for s in rule.subjects})
-        self.guards = await build_guards(self.transport, self.settings, self.metrics)
+        self.guards = await build_guards(
+            self.transport, self.settings, self.metrics, self.prometheus
+        )
         if not self.settings.core:
             self.plane = await ControlPlane.open(
                 self.transport, self.settings, self.metrics, self._engine
@@ -294,13 +299,13 @@ class Daemon:
                 return f"the consume loop ended: {error!r}"
 
     async def _expire_verifications(self) -> None:
-        """Every replica looks; the store lets exactly one act on each expired record."""
+        """Every replica looks; the store lets exactly one act on each record: ask its
+        query when its turn came, escalate it when its deadline passed."""
         while self.guards is not None and self.ruleset is not None:
             await asyncio.sleep(VERIFY_TICK)
             rules = {rule.name: rule for rule in self.ruleset.rules}
             try:
-                for name in await self.guards.expire(rules):
-                    self.metrics.verifications.labels(name, "not_resolved").inc()
+                await self.guards.sweep_verifications(rules)
             except TransportError as exc:
                 log.warning("verification check failed: %s", exc)
 

@@ -4,7 +4,9 @@ A case file (`name.cases.yaml`) holds `cases:`, each an event (`subject`,
 optional `headers`, `event`) and what it must do: `expect.fired`, exactly the
 rules that fire (in any order; `[]` for none), and optionally `expect.steps`,
 partial rendered requests by rule and step (see `expectations`), or the word
-`skipped` for a step whose `when` is false.
+`skipped` for a step whose `when` is false. `answers` gives each query step
+(`prometheus`) its answer, since a test has no Prometheus (see `answers`); a
+step that depends on a query without one is undecided, and fails its case.
 
 Each case runs through the real engine in dry run: matching, `stop` and
 priorities, vars and every step's templates are exactly the daemon's, but no
@@ -31,85 +33,20 @@ import jsonschema
 from remediator.durations import parse_duration
 from remediator.engine.engine import Engine, utcnow
 from remediator.engine.events import decode_event
+from remediator.engine.runner import UNKNOWN
 from remediator.engine.state import MemoryStore
 from remediator.errors import RuleError, RuleErrors
 from remediator.model import Result, StepResult
+from remediator.offline.answers import Given, GivenAnswers, answers_of
+from remediator.offline.caseschema import CASES_SCHEMA, SKIPPED
 from remediator.offline.expectations import compare, diff
 from remediator.offline.sandbox import offline_engine, offline_rules
 from remediator.rules.matching import subject_problem
 from remediator.rules.rulefiles import CASES_SUFFIX, SUFFIXES, is_case_file
-from remediator.rules.schema import DURATION_PATTERN
 from remediator.rules.secrets import Secrets
 from remediator.rules.yamlsource import parse_document
 
 TRACE_ID = "0" * 32  # the trace id of a case's event, unless its headers or payload give one
-SKIPPED = "skipped"
-
-_SCALAR_HEADER = {"type": ["string", "number", "boolean"]}
-_STEP_EXPECTATION = {
-    "description": "the step's rendered request (partial), or `skipped`",
-    "anyOf": [{"type": "object"}, {"const": SKIPPED}],
-}
-_EXPECT = {
-    "type": "object",
-    "description": "what the event must do",
-    "additionalProperties": False,
-    "minProperties": 1,
-    "properties": {
-        "fired": {
-            "type": "array",
-            "description": "exactly the rules that fire, in any order ([] = none)",
-            "items": {"type": "string"},
-        },
-        "steps": {
-            "type": "object",
-            "description": "rule -> step -> partial rendered request",
-            "additionalProperties": {"type": "object", "additionalProperties": _STEP_EXPECTATION},
-        },
-    },
-}
-_DURATION = {"type": ["number", "string"], "minimum": 0, "pattern": DURATION_PATTERN}
-_HEADERS = {"type": "object", "additionalProperties": _SCALAR_HEADER}
-_SEQUENCED = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["event"],
-    "properties": {
-        "after": _DURATION | {"description": "time since the previous event; default 0"},
-        "subject": {"type": "string", "minLength": 1, "description": "default: the case's"},
-        "headers": _HEADERS,
-        "event": {"type": "object", "description": "the event's JSON payload"},
-    },
-}
-_CASE = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["name", "subject", "expect"],
-    "oneOf": [{"required": ["event"]}, {"required": ["events"]}],
-    "properties": {
-        "name": {"type": "string", "minLength": 1, "description": "what the case shows"},
-        "subject": {"type": "string", "minLength": 1, "description": "the event's subject"},
-        "headers": _HEADERS,
-        "event": {"type": "object", "description": "the event's JSON payload"},
-        "events": {
-            "type": "array",
-            "minItems": 1,
-            "description": "several events in order, on a simulated clock",
-            "items": _SEQUENCED,
-        },
-        "advance": _DURATION | {"description": "time that passes before the expectation"},
-        "expect": _EXPECT,
-    },
-}
-CASES_SCHEMA: dict[str, object] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "remediator rule test cases",
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["cases"],
-    "properties": {"cases": {"type": "array", "items": _CASE}},
-    "patternProperties": {"^x-": {"description": "free-form, e.g. YAML anchors to reuse"}},
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +66,7 @@ class Case:
     advance: float
     fired: frozenset[str] | None
     steps: Mapping[str, Mapping[str, object]]
+    answers: Given
     file: str
     line: int
 
@@ -279,6 +217,7 @@ def _case(raw: Mapping[str, Any], file: str, line: int) -> Case:
         advance=parse_duration(raw.get("advance", 0)),
         fired=frozenset(map(str, fired)) if isinstance(fired, list) else None,
         steps=dict(expect.get("steps") or {}),
+        answers=answers_of(raw.get("answers") or {}),
         file=file,
         line=line,
     )
@@ -317,7 +256,9 @@ async def run_timeline(engine: Engine, case: Case) -> dict[str, Result]:
     sweep would have seen them; a rule that fires more than once shows its last result.
     """
     clock = SimulatedClock(utcnow())
-    engine = dataclasses.replace(engine, now=clock, state=MemoryStore())
+    actions = {**engine.runner.actions, "prometheus": GivenAnswers(case.answers)}
+    runner = dataclasses.replace(engine.runner, actions=actions)
+    engine = dataclasses.replace(engine, now=clock, state=MemoryStore(), runner=runner)
     results: dict[str, Result] = {}
     for position, item in enumerate(case.events):
         clock.advance(item.after)
@@ -364,6 +305,10 @@ def _render_errors(result: Result) -> list[str]:
     for step in result.steps:
         if step.status == "failed":
             problems.append(f"rule {result.rule}: step {step.name}: {step.error}")
+        elif isinstance(step.output, Mapping) and UNKNOWN in step.output:
+            why = step.output[UNKNOWN]
+            hint = "give the query's answer in the case's `answers: {STEP: value}`"
+            problems.append(f"rule {result.rule}: step {step.name}: undecided: {why} ({hint})")
     return problems
 
 
