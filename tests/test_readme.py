@@ -236,9 +236,9 @@ def quick_part(command: Command) -> None:
 
 def apt_get(command: Command) -> None:
     packages = set(command.argv[3:])
-    assert packages == {"openssh-server", "chromium", "chromium-driver"}
+    assert packages == {"openssh-server", "chromium", "chromium-driver", "prometheus"}
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "apt-get install -y -qq openssh-server chromium chromium-driver" in ci
+    assert "apt-get install -y -qq openssh-server chromium chromium-driver prometheus" in ci
 
 
 def ci_script(command: Command) -> None:
