@@ -11,7 +11,12 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-DEAD_LETTER_REASONS = ("invalid_json", "not_an_object", "infrastructure")
+DEAD_LETTER_REASONS = (
+    "invalid_json",
+    "not_an_object",
+    "invalid_subject",
+    "infrastructure",
+)
 ESCALATION_REASONS = ("circuit_open", "budget_spent", "not_resolved", "approval_expired")
 APPROVAL_RESULTS = ("requested", "approved", "denied", "expired")
 # The escalation event says `budget_exhausted` (as it always has); the metric uses §8's name.

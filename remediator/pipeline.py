@@ -31,7 +31,8 @@ from remediator.errors import EventError, TransportError, Unpublishable
 from remediator.logs import bind_event
 from remediator.metrics import Metrics
 from remediator.model import Event, Rule
-from remediator.nats.transport import Inbound, Transport
+from remediator.nats.inbound import Inbound
+from remediator.nats.transport import Transport
 from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ class Pipeline:
         self.metrics.event_duration.observe(0.0)
 
     def _decode(self, inbound: Inbound) -> Event:
+        if inbound.subject_error is not None:
+            raise EventError("invalid_subject", inbound.subject_error)
         return decode_event(
             inbound.subject, inbound.headers, inbound.data, inbound.delivery, self.new_trace_id
         )

@@ -15,13 +15,10 @@ patterns the rules now listen on and leaves the ones they no longer do.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -35,9 +32,11 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id, cap_text, fit_text
+from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id
 from remediator.errors import ConfigError, TransportError, Unpublishable
 from remediator.model import Delivery, Result, dumps
+from remediator.nats.client import printable_subject, valid_subject
+from remediator.nats.inbound import DEAD_LETTER_SUBJECT, Inbound, Letter
 from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
 from remediator.rules.subjects import covers, minimal_cover
 from remediator.settings import Settings
@@ -47,64 +46,9 @@ log = logging.getLogger(__name__)
 RESULTS_STREAM = "REMEDIATOR_RESULTS"
 RESULTS_SUBJECTS = ["remediator.>"]
 _RESULTS_PREFIX = "remediator."
-DEAD_LETTER_SUBJECT = "remediator.deadletter"
 _WEEK = 7 * 24 * 3600.0
 _STREAM_CACHE_SECONDS = 30.0
 _PUBLISH_TIMEOUT = 5.0
-DEAD_LETTER_DATA_CAP = 64 * 1024  # bytes of the original data kept in a dead letter
-_HEADER_VALUE_CAP = 1024
-
-
-@dataclass(slots=True)
-class Inbound:
-    """One received message and the acks the daemon may send for it."""
-
-    subject: str
-    headers: dict[str, str]
-    data: bytes
-    delivery: Delivery | None
-    msg: Msg
-
-    async def ack(self) -> None:
-        if self.delivery is not None:
-            await self.msg.ack()
-
-    async def ack_confirmed(self, within: float) -> bool:
-        """Ack and wait for the server to confirm it, trying again while it does not
-        (a consumer leader failing over drops acks): a lost ack costs a full ack_wait
-        before the redelivery is recognised as done. False if never confirmed."""
-        if self.delivery is None:
-            return True
-        deadline = time.monotonic() + within
-        pause = 0.1
-        while True:
-            try:
-                await self.msg.ack_sync(timeout=min(2.0, within))
-                return True
-            except (NatsError, TimeoutError, OSError) as exc:
-                if time.monotonic() + pause > deadline:
-                    log.warning("ack not confirmed: %s", exc or type(exc).__name__)
-                    return False
-            await asyncio.sleep(pause)
-            pause = min(2.0, pause * 2)
-
-    async def nak(self, delay: float) -> None:
-        if self.delivery is not None:
-            await self.msg.nak(delay=delay)
-
-    async def term(self) -> None:
-        if self.delivery is not None:
-            await self.msg.term()
-
-    async def in_progress(self) -> None:
-        if self.delivery is not None:
-            await self.msg.in_progress()
-
-
-def _capped_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """At most 64 headers, each key and value cut at 1 KiB, for a dead letter."""
-    items = list(headers.items())[:64]
-    return {cap_text(k, _HEADER_VALUE_CAP): cap_text(v, _HEADER_VALUE_CAP) for k, v in items}
 
 
 class Transport:
@@ -202,13 +146,17 @@ class Transport:
             delivery = Delivery(
                 stream=meta.stream, sequence=meta.sequence.stream, num_delivered=meta.num_delivered
             )
-        return Inbound(
+        inbound = Inbound(
             subject=msg.subject,
             headers=dict(msg.headers or {}),
             data=msg.data,
             delivery=delivery,
             msg=msg,
         )
+        if not valid_subject(msg.subject):
+            inbound.subject = printable_subject(msg.subject)
+            inbound.subject_error = f"subject {inbound.subject!r} is not UTF-8"
+        return inbound
 
     @property
     def max_payload(self) -> int:
@@ -230,30 +178,8 @@ class Transport:
     async def dead_letter(self, inbound: Inbound, reason: str, error: str, event_id: str) -> None:
         """Publish the dead letter of `inbound`, always small enough to store: the data is
         cut (its `size` and `sha256` say what it was) and so are the headers and error."""
-        data = inbound.data
-        body: dict[str, object] = {
-            "reason": reason,
-            "error": cap_text(error),
-            "subject": inbound.subject,
-            "headers": _capped_headers(inbound.headers),
-            "event_id": event_id,
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-        }
-        cap = min(DEAD_LETTER_DATA_CAP, self.max_payload // 4)
-        try:
-            body["data"] = fit_text(data[: cap + 4].decode(), cap)
-        except UnicodeDecodeError:
-            body["data"] = base64.b64encode(data[: cap * 3 // 4]).decode()
-            body["data_encoding"] = "base64"
-        body["data_truncated"] = len(data) > cap or len(json.dumps(body["data"])) > cap
-        if inbound.delivery is not None:
-            d = inbound.delivery
-            body["delivery"] = {
-                "stream": d.stream,
-                "sequence": d.sequence,
-                "num_delivered": d.num_delivered,
-            }
+        letter = Letter(inbound.subject, inbound.headers, inbound.data, inbound.delivery)
+        body = letter.body(reason, error, event_id, self.max_payload)
         headers = {"Nats-Msg-Id": f"deadletter:{bounded_id(event_id)}"}
         await self.publish(DEAD_LETTER_SUBJECT, dumps(body).encode(), headers)
 
