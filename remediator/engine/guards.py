@@ -1,10 +1,9 @@
 """Guards: what may run. Completion records, throttles, the global budget, verification.
 
-All state goes through a `StateStore` with compare-and-set, so N replicas
-decide as one: a throttle decision and its reservation are one write, and
-whoever loses the race reads again. The throttle entry also carries a
-lease (`busy_until`), so two events with the same throttle key never run
-their steps at the same time anywhere in the fleet.
+All state goes through a `StateStore` with compare-and-set, so N replicas decide as
+one: a throttle decision and its reservation are one write, and whoever loses the race
+reads again. The throttle entry also carries a lease (`busy_until`), so two events with
+the same throttle key never run their steps at the same time anywhere in the fleet.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from remediator.actions.publish import Publisher
 from remediator.engine.limits import MAX_ID, bounded_id, cap_text
 from remediator.engine.reach import StoreCheck
 from remediator.engine.state import Conflict, Entry, StateStore, write
-from remediator.errors import TransportError
+from remediator.errors import TransportError, Unpublishable
 from remediator.metrics import Metrics, escalation_label
 from remediator.model import Event, Rule, Throttle, dumps
 
@@ -109,6 +108,8 @@ class Guards:
             try:
                 await self.store.put(_done_key(rule, event), body)
                 return
+            except Unpublishable:
+                raise  # too big for the store: no patience makes it fit
             except TransportError as exc:
                 log.warning("completion not recorded, retry in %gs: %s", pause, exc)
             await self.sleep(pause)

@@ -8,7 +8,6 @@ wrote first) and `TransportError` (the store cannot be reached).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -26,26 +25,37 @@ from nats.js.kv import KeyValue
 from remediator.engine.state import Conflict, Entry
 from remediator.errors import TransportError
 from remediator.nats.jsconfig import bucket_config, bucket_stream, check_replicas
+from remediator.nats.publishing import AckedPublisher, check_message, max_payload_of
 
 STATE_BUCKET = "REMEDIATOR_STATE"
 _PUT_TIMEOUT = 5.0
 VERIFY_BUCKET = "REMEDIATOR_VERIFY"
 STATE_TTL = 7 * 24 * 3600.0  # completion records and throttle state outlive any sane window
 _WRONG_LAST_SEQUENCE = (10071, 10164)
+# What a conditional write adds: Nats-Expected-Last-Subject-Sequence and its number.
+_KV_HEADERS = {"Nats-Expected-Last-Subject-Sequence": "18446744073709551615"}
 T = TypeVar("T")
 
 
 class KVStore:
     """StateStore over a JetStream key-value bucket, shared by every replica."""
 
-    def __init__(self, kv: KeyValue, js: JetStreamContext | None = None, bucket: str = "") -> None:
+    def __init__(
+        self, kv: KeyValue, publisher: AckedPublisher | None = None, bucket: str = ""
+    ) -> None:
         self._kv = kv
-        self._js = js
-        self._prefix = f"$KV.{bucket}."
+        self._publisher = publisher
+        self._prefix = f"$KV.{bucket or kv._name}."
+        self._js = kv._js  # the server's limits, for checking writes before they are sent
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, bucket: str, ttl: float, replicas: int = 1
+        cls,
+        js: JetStreamContext,
+        bucket: str,
+        ttl: float,
+        replicas: int = 1,
+        publisher: AckedPublisher | None = None,
     ) -> KVStore:
         stream = bucket_stream(bucket)
         try:
@@ -53,9 +63,9 @@ class KVStore:
         except NotFoundError:
             description = "remediator state: throttles, budget, completions"
             config = bucket_config(bucket, ttl, description, replicas)
-            return cls(await js.create_key_value(config), js, bucket)
+            return cls(await js.create_key_value(config), publisher, bucket)
         check_replicas(stream, info.config.num_replicas, replicas)
-        return cls(await js.key_value(bucket), js, bucket)
+        return cls(await js.key_value(bucket), publisher, bucket)
 
     async def get(self, key: str) -> Entry | None:
         try:
@@ -67,26 +77,29 @@ class KVStore:
         return Entry(entry.value, entry.revision)
 
     async def create(self, key: str, value: bytes) -> int:
+        self._check(key, value)
         return int(await _guard(self._kv.create(key, value)))
 
     async def update(self, key: str, value: bytes, revision: int) -> int:
+        self._check(key, value)
         return int(await _guard(self._kv.update(key, value, last=revision)))
+
+    def _check(self, key: str, value: bytes) -> None:
+        """Unpublishable for a write the server would refuse: state too big for NATS is
+        then dead-lettered at once, not retried as NATS trouble until max_deliver."""
+        check_message(self._prefix + key, value, _KV_HEADERS, max_payload_of(self._js))
 
     async def delete(self, key: str, revision: int) -> None:
         await _guard(self._kv.delete(key, last=revision))
 
     async def put(self, key: str, value: bytes) -> int:
-        if self._js is None:
+        self._check(key, value)
+        if self._publisher is None:
             return int(await _guard(self._kv.put(key, value)))
         # An unconditional write (the completion record, once per fired rule) needs no
-        # request of its own: publish_async shares one reply subscription, as results do.
-        return int(await _guard(self._put_async(self._js, key, value)))
-
-    async def _put_async(self, js: JetStreamContext, key: str, value: bytes) -> int:
-        future = await js.publish_async(self._prefix + key, value)
-        async with asyncio.timeout(_PUT_TIMEOUT):
-            ack = await future
-        return int(ack.seq)
+        # request of its own: the publisher shares one reply subscription, as results do.
+        put = self._publisher.publish(self._prefix + key, value, {}, _PUT_TIMEOUT)
+        return int((await _guard(put)).seq)
 
     async def keys(self, under: str | None = None) -> list[str]:
         if under is not None:

@@ -33,11 +33,12 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id
-from remediator.errors import ConfigError, TransportError, Unpublishable
+from remediator.errors import ConfigError, TransportError
 from remediator.model import Delivery, Result, dumps
 from remediator.nats.client import printable_subject, valid_subject
 from remediator.nats.inbound import DEAD_LETTER_SUBJECT, Inbound, Letter
 from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
+from remediator.nats.publishing import AckedPublisher, check_message
 from remediator.rules.subjects import covers, minimal_cover
 from remediator.settings import Settings
 
@@ -57,6 +58,7 @@ class Transport:
     def __init__(self, nc: Client, settings: Settings) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
+        self.acked = AckedPublisher(nc)  # every acknowledged write: results, state, letters
         self.settings = settings
         self._streams: dict[str, tuple[str | None, float]] = {}
         self._results_ready = False  # REMEDIATOR_RESULTS ensured: it captures remediator.>
@@ -191,31 +193,15 @@ class Transport:
         A message the server would refuse raises Unpublishable and is never sent: the
         server answers it with an error that makes nats-py close the connection for good.
         """
-        self._check_size(subject, data, headers)
+        check_message(subject, data, headers, self.max_payload)
         try:
             if not self.core and await self._stream_for(subject):
-                # publish_async shares one reply subscription: cheaper than a request each.
-                future = await self.js.publish_async(subject, data, headers=dict(headers))
-                async with asyncio.timeout(_PUBLISH_TIMEOUT):
-                    ack = await future
+                ack = await self.acked.publish(subject, data, headers, _PUBLISH_TIMEOUT)
                 return {"stream": ack.stream, "seq": ack.seq}
             await self.nc.publish(subject, data, headers=dict(headers))
             return {}
         except (NatsError, TimeoutError, OSError) as exc:
             raise TransportError(f"publish to {subject}: {exc or type(exc).__name__}") from exc
-
-    def _check_size(self, subject: str, data: bytes, headers: Mapping[str, str]) -> None:
-        try:
-            # NATS/1.0 CRLF, then `Key: value` CRLF per header, then a closing CRLF.
-            size = len(data) + 12 + sum(len(f"{k}: {v}\r\n".encode()) for k, v in headers.items())
-            subject.encode()
-        except UnicodeError as exc:
-            raise Unpublishable(f"publish to {subject!r}: not valid text: {exc}") from exc
-        if size > self.max_payload:
-            raise Unpublishable(
-                f"publish to {subject}: {size} bytes (headers and payload) over the "
-                f"server's max_payload of {self.max_payload}"
-            )
 
     async def _stream_for(self, subject: str) -> str | None:
         if self._results_ready and subject.startswith(_RESULTS_PREFIX):
