@@ -44,6 +44,7 @@ from remediator.errors import (
     Unpublishable,
 )
 from remediator.model import Renderable
+from remediator.rules.subjects import publish_problem
 from remediator.rules.templating import Templates
 
 log = logging.getLogger(__name__)
@@ -228,8 +229,11 @@ class AlertmanagerBridge:
             subject = str(self.subject.render({"alert": alert, "group": group}))
         except TemplateError as exc:
             raise _malformed(f"{where}: webhook subject: {exc}") from exc
-        if not _publishable(subject):
-            raise _malformed(f"{where}: {subject!r} is not a valid NATS subject to publish to")
+        if (problem := publish_problem(subject)) is not None:
+            shown = subject[:80] + ("..." if len(subject) > 80 else "")
+            raise _malformed(
+                f"{where}: {shown!r} is not a valid NATS subject to publish to: {problem}"
+            )
         return subject
 
 
@@ -258,14 +262,6 @@ def _group(body: bytes) -> tuple[Mapping[str, object], list[object]]:
     if not isinstance(alerts, list):
         raise _malformed("alerts is missing or not a list")
     return group, alerts
-
-
-def _publishable(subject: str) -> bool:
-    tokens = subject.split(".")
-    return all(
-        token and token not in ("*", ">") and not any(c.isspace() for c in token)
-        for token in tokens
-    )
 
 
 def _fingerprint(labels: Mapping[str, object]) -> str:

@@ -9,12 +9,17 @@ subprocess. bench/redteam.py runs the same cases, longer, from the command line.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import aiohttp
+import pytest
 from nats.aio.client import Client
 
-from tests.e2e.test_hostile import echo_rule, start
+from remediator.engine.control import ScopeError, pauses_for
+from tests.e2e.test_hostile import alertmanager, echo_rule, post, start
 from tests.support.collect import Collector, stored_until
+from tests.support.daemon import DaemonProcess
 from tests.support.nats import NatsServer
 from tests.support.rawnats import raw_publish
 
@@ -39,3 +44,71 @@ async def test_a_subject_that_is_not_utf8_is_dead_lettered_and_consuming_goes_on
         assert 'remediator_dead_letters_total{reason="invalid_subject"} 1.0' in metrics
     finally:
         assert proc.stop() == 0
+
+
+# --- d. names that cannot be subjects or keys; pauses that never end -----------------------
+
+OPERATOR = "op-2f0d3e-token"
+API_CONFIG = f"""
+api:
+  tokens:
+    - {{name: ops, token: {OPERATOR}, role: operator}}
+"""
+
+
+async def call(proc: DaemonProcess, path: str, body: object) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {OPERATOR}", "Content-Type": "application/json"}
+    url = f"http://127.0.0.1:{proc.http_port}{path}"
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=data, headers=headers) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_d_names_that_cannot_be_subjects_are_refused_and_the_daemon_lives(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str
+) -> None:
+    """A 4,100-character alertname closed the connection for good (exit 1, and
+    Alertmanager's retries made it a crash loop); so did a 4,100-character rule name
+    given to POST /api/pause."""
+    results = await Collector.on(nc, f"remediator.results.echo-{unique}")
+    (workdir / "config.yaml").write_text(API_CONFIG)
+    subject = ["--webhook-subject", f"{unique}.ev.{{{{ alert.labels.alertname }}}}"]
+    config = ["--config", "config.yaml"]
+    proc = start(workdir, nats_server.url, unique, echo_rule(unique), *config, *subject)
+    lone_surrogate = alertmanager("X").replace(b'"X"', b'"\\udcff"')
+    try:
+        bodies = [alertmanager(n) for n in ["A" * 4100, "a b", "a.*", "a..b", "a\x00"]]
+        for body in [*bodies, lone_surrogate]:
+            assert 400 <= await post(proc, body) < 500, body[:60]
+        for body in [
+            {"rules": ["r" * 4100], "for": "1h"},
+            {"rules": ["bad name"], "for": "1h"},
+            {"rules": [f"echo-{unique}"], "key": "k" * 5000, "for": "1h"},
+        ]:
+            assert (await call(proc, "/api/pause", body))[0] == 400
+            assert (await call(proc, "/api/resume", body))[0] == 400
+        for duration in [b"NaN", b"Infinity", b"1e400", b'"' + b"9" * 400 + b'"', b'"400d"']:
+            raw = b'{"rules": ["echo-%s"], "for": %s}' % (unique.encode(), duration)
+            assert (await call(proc, "/api/pause", raw))[0] == 400, duration
+        assert await post(proc, alertmanager("Fine")) == 200
+        await results.wait_for(1)
+        assert proc.get("/healthz")[0] == 200 and proc.get("/readyz")[0] == 200
+    finally:
+        assert proc.stop() == 0
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), 400 * 86400.0, 0.0])
+def test_d_a_pause_is_finite_and_bounded(seconds: float) -> None:
+    with pytest.raises(ScopeError):
+        pauses_for(["r"], False, None, seconds=seconds, reason="", by="me", now=0.0)
+
+
+def test_d_the_command_line_refuses_a_duration_that_is_not_finite() -> None:
+    from remediator.durations import parse_duration
+
+    for given in ["9" * 400, float("nan"), float("inf")]:
+        with pytest.raises(ValueError, match="finite"):
+            parse_duration(given)
