@@ -16,6 +16,7 @@ DEAD_LETTER_REASONS = (
     "not_an_object",
     "invalid_subject",
     "infrastructure",
+    "max_deliveries",
 )
 ESCALATION_REASONS = ("circuit_open", "budget_spent", "not_resolved", "approval_expired")
 APPROVAL_RESULTS = ("requested", "approved", "denied", "expired")

@@ -68,6 +68,7 @@ class Pipeline:
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._received: dict[str, Counter] = {}  # events_received children, bound once
         self._ids = random.Random()
+        transport.give_ups.on_stored = self._count_dead_letter
 
     @property
     def in_flight(self) -> int:
@@ -223,6 +224,9 @@ class Pipeline:
             await inbound.term()
         except Exception as exc:  # stored already; a redelivery dead-letters it again (same id)
             log.warning("term failed: %s", exc)
+
+    def _count_dead_letter(self, reason: str) -> None:
+        self.metrics.dead_letters.labels(reason).inc()
 
     async def _retry_later(self, inbound: Inbound, event_id: str, error: str) -> None:
         """Infrastructure failure: nak with backoff, or dead-letter on the last delivery."""

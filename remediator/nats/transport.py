@@ -36,6 +36,7 @@ from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id
 from remediator.errors import ConfigError, TransportError
 from remediator.model import Delivery, Result, dumps
 from remediator.nats.client import printable_subject, valid_subject
+from remediator.nats.giveups import GiveUps
 from remediator.nats.inbound import DEAD_LETTER_SUBJECT, Inbound, Letter
 from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
 from remediator.nats.publishing import AckedPublisher, check_message
@@ -59,6 +60,8 @@ class Transport:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.acked = AckedPublisher(nc)  # every acknowledged write: results, state, letters
+        self.give_ups = GiveUps(nc, self.js, settings.stream, settings.durable)
+        self.give_ups.store = self.store_letter
         self.settings = settings
         self._streams: dict[str, tuple[str | None, float]] = {}
         self._results_ready = False  # REMEDIATOR_RESULTS ensured: it captures remediator.>
@@ -110,7 +113,7 @@ class Transport:
                 yield self._inbound(msg)
             return
         sub = await self.nc.subscribe(self.deliver_subject, queue=self.settings.durable)
-        self._subscriptions = [sub]
+        self._subscriptions = [sub, await self.give_ups.subscribe()]
         self.receiving = True
         async for msg in sub.messages:
             yield self._inbound(msg)
@@ -181,6 +184,9 @@ class Transport:
         """Publish the dead letter of `inbound`, always small enough to store: the data is
         cut (its `size` and `sha256` say what it was) and so are the headers and error."""
         letter = Letter(inbound.subject, inbound.headers, inbound.data, inbound.delivery)
+        await self.store_letter(letter, reason, error, event_id)
+
+    async def store_letter(self, letter: Letter, reason: str, error: str, event_id: str) -> None:
         body = letter.body(reason, error, event_id, self.max_payload)
         headers = {"Nats-Msg-Id": f"deadletter:{bounded_id(event_id)}"}
         await self.publish(DEAD_LETTER_SUBJECT, dumps(body).encode(), headers)

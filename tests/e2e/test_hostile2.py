@@ -20,7 +20,9 @@ from remediator.engine.control import ScopeError, pauses_for
 from tests.e2e.test_hostile import alertmanager, echo_rule, post, start
 from tests.support.collect import Collector, stored_until
 from tests.support.daemon import DaemonProcess
+from tests.support.http_target import Answer, HttpTarget
 from tests.support.nats import NatsServer
+from tests.support.poll import until
 from tests.support.rawnats import raw_publish
 
 
@@ -44,6 +46,67 @@ async def test_a_subject_that_is_not_utf8_is_dead_lettered_and_consuming_goes_on
         assert 'remediator_dead_letters_total{reason="invalid_subject"} 1.0' in metrics
     finally:
         assert proc.stop() == 0
+
+
+# --- b. what the server gave up on is dead-lettered from its advisory ---------------------
+
+
+def inflight(proc: DaemonProcess) -> float:
+    for line in proc.get("/metrics")[1].splitlines():
+        if line.startswith("remediator_inflight_events "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def dead_letters(proc: DaemonProcess, reason: str) -> float:
+    prefix = f'remediator_dead_letters_total{{reason="{reason}"}} '
+    for line in proc.get("/metrics")[1].splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def test_b_a_message_no_daemon_could_finish_is_dead_lettered_from_the_advisory(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str
+) -> None:
+    """Each delivery dies with the daemon holding it (killed mid-step), so no daemon ever
+    reaches its own last-delivery dead letter; after --max-deliver 2 the server drops the
+    message, and only its max-deliveries advisory is left to say so. Two replicas are
+    listening then: exactly one dead letter is stored."""
+    target = await HttpTarget(Answer(delay=300)).start()  # every step hangs
+    rules = f"""
+rules:
+  - name: hang-{unique}
+    on: ["{unique}.ev.>"]
+    actions:
+      - http: {{url: "{target.url}/hang"}}
+        timeout: 300s
+"""
+    first = start(workdir, nats_server.url, unique, rules, "--max-deliver", "2", "--ack-wait", "2s")
+    second = DaemonProcess(first.args, workdir, env=first.env).start()
+    listeners: list[DaemonProcess] = []
+    try:
+        await nc.jetstream().publish(f"{unique}.ev.x", b"{}", headers={"Nats-Msg-Id": "gone-1"})
+        await target.wait_for(1)
+        holder = first if inflight(first) == 1 else second
+        other = second if holder is first else first
+        holder.kill()
+        await target.wait_for(2)  # redelivered to the one left, which hangs as well
+        listeners = [DaemonProcess(first.args, workdir, env=first.env).start() for _ in "ab"]
+        other.kill()
+        found = await stored_until(
+            nc, "remediator.deadletter", lambda ds: any(d["event_id"] == "gone-1" for d in ds)
+        )
+        (letter,) = [d for d in found if d["event_id"] == "gone-1"]
+        assert letter["reason"] == "max_deliveries" and letter["subject"] == f"{unique}.ev.x"
+        assert letter["delivery"] == {"stream": f"S{unique}", "sequence": 1, "num_delivered": 2}
+        await until(
+            lambda: sum(dead_letters(p, "max_deliveries") for p in listeners) == 1, 10, "count"
+        )
+    finally:
+        for proc in [first, second, *listeners]:
+            proc.stop()
+        await target.stop()
 
 
 # --- d. names that cannot be subjects or keys; pauses that never end -----------------------
