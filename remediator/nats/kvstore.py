@@ -8,6 +8,7 @@ wrote first) and `TransportError` (the store cannot be reached).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -17,7 +18,6 @@ from nats.js.errors import (
     APIError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NoKeysError,
     NotFoundError,
 )
 from nats.js.kv import KeyValue
@@ -29,6 +29,7 @@ from remediator.nats.publishing import AckedPublisher, check_message, max_payloa
 
 STATE_BUCKET = "REMEDIATOR_STATE"
 _PUT_TIMEOUT = 5.0
+_SCAN_IDLE = 10.0  # seconds before the server drops a scan's consumer if not deleted
 VERIFY_BUCKET = "REMEDIATOR_VERIFY"
 STATE_TTL = 7 * 24 * 3600.0  # completion records and throttle state outlive any sane window
 _WRONG_LAST_SEQUENCE = (10071, 10164)
@@ -102,16 +103,16 @@ class KVStore:
         return int((await _guard(put)).seq)
 
     async def keys(self, under: str | None = None) -> list[str]:
-        if under is not None:
-            return await _guard(self._keys_under(under))
-        try:
-            return list(await _guard(self._kv.keys()))
-        except NoKeysError:
-            return []
+        """Every key, or those under `under.` (filtered by the server: the client's
+        `keys(filters)` reads every key first). Each call reads through an ordered consumer
+        that is deleted once read: nats-py leaves it for 5 minutes, and sweeps that look
+        every second on every replica filled the server's consumer limit."""
+        return await _guard(self._scan(">" if under is None else f"{under}.>"))
 
-    async def _keys_under(self, under: str) -> list[str]:
-        """Filtered by the server (the client's `keys(filters)` reads every key first)."""
-        watcher = await self._kv.watch(f"{under}.>", ignore_deletes=True, meta_only=True)
+    async def _scan(self, pattern: str) -> list[str]:
+        watcher = await self._kv.watch(
+            pattern, ignore_deletes=True, meta_only=True, inactive_threshold=_SCAN_IDLE
+        )
         keys = []
         try:
             async for entry in watcher:
@@ -120,7 +121,15 @@ class KVStore:
                 keys.append(entry.key)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
+            await self._delete_consumer(watcher._sub)
         return keys
+
+    async def _delete_consumer(self, sub: JetStreamContext.PushSubscription | None) -> None:
+        """Best effort: should it fail, the server drops it after _SCAN_IDLE anyway."""
+        if sub is None:
+            return
+        with contextlib.suppress(NatsError, TimeoutError, OSError):
+            await self._js.delete_consumer(sub._stream, sub._consumer)
 
 
 async def _guard(call: Awaitable[T]) -> T:
@@ -129,7 +138,7 @@ async def _guard(call: Awaitable[T]) -> T:
         return await call
     except KeyWrongLastSequenceError as exc:
         raise Conflict(str(exc)) from exc
-    except (KeyNotFoundError, NoKeysError):
+    except KeyNotFoundError:
         raise
     except APIError as exc:
         if exc.err_code in _WRONG_LAST_SEQUENCE:

@@ -9,12 +9,18 @@ subprocess. bench/redteam.py runs the same cases, longer, from the command line.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import time
 from pathlib import Path
 
 import aiohttp
+import nats
 import pytest
 from nats.aio.client import Client
+from nats.js.errors import NotFoundError
 
 from remediator.engine.control import ScopeError, pauses_for
 from tests.e2e.test_hostile import alertmanager, echo_rule, post, start
@@ -175,3 +181,54 @@ def test_d_the_command_line_refuses_a_duration_that_is_not_finite() -> None:
     for given in ["9" * 400, float("nan"), float("inf")]:
         with pytest.raises(ValueError, match="finite"):
             parse_duration(given)
+
+
+# --- g. sweeps and status leave no consumers behind ---------------------------------------
+
+KV_STREAMS = ("KV_REMEDIATOR_STATE", "KV_REMEDIATOR_VERIFY", "KV_REMEDIATOR_CONTROL")
+SWEEP_SECONDS = float(os.environ.get("SWEEP_SECONDS", "30"))
+
+
+async def kv_consumers(nc: Client) -> int:
+    js, count = nc.jetstream(), 0
+    for stream in KV_STREAMS:
+        with contextlib.suppress(NotFoundError):
+            count += (await js.stream_info(stream)).state.consumer_count
+    return count
+
+
+async def test_g_four_replicas_sweeping_and_serving_status_keep_consumers_bounded(
+    tmp_path: Path, workdir: Path, unique: str
+) -> None:
+    """Each keys() read left an ordered consumer on the server for 5 minutes: with four
+    replicas sweeping verifications and absence timers every second (and the console
+    polling /api/status), the server's consumer limit filled within minutes."""
+    server = NatsServer(store=tmp_path / "nats").start()  # its own: counts nobody else's
+    rules = f"""
+rules:
+  - name: quiet-{unique}
+    on: ["{unique}.ev.>"]
+    absent: {{within: 1h}}
+    actions:
+      - publish: {{subject: "{unique}.out", json: {{ok: true}}}}
+"""
+    first = start(workdir, server.url, unique, rules)
+    replicas = [first, *(DaemonProcess(first.args, workdir, env=first.env) for _ in "abc")]
+    nc = await nats.connect(server.url)
+    seen = []
+    try:
+        for proc in replicas[1:]:
+            proc.start()
+        deadline = time.monotonic() + SWEEP_SECONDS
+        while time.monotonic() < deadline:
+            for proc in replicas:
+                assert proc.get("/api/status")[0] == 200
+            seen.append(await kv_consumers(nc))
+            await asyncio.sleep(0.5)
+    finally:
+        for proc in replicas:
+            proc.stop()
+        await nc.close()
+        server.stop()
+    # Four replicas, each with at most a scan or two in flight at a sample.
+    assert max(seen) <= 12, seen
