@@ -101,13 +101,11 @@ class Daemon:
         self.failure: str | None = None  # why the daemon can no longer work; exits 1
 
     def ready(self) -> bool:
-        transport = self.transport
-        return (
-            self.ruleset is not None
-            and transport is not None
-            and transport.receiving
-            and transport.nc.is_connected
-        )
+        t = self.transport
+        if self.ruleset is None or t is None:
+            return False
+        # Stalled: writes have failed for long and none succeeded, so no event can finish.
+        return t.receiving and bool(t.nc.is_connected) and not t.acked.stalled()
 
     def _engine(self) -> Engine:
         assert self.ruleset is not None

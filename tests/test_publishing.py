@@ -3,6 +3,8 @@ slot whatever happens (issue 24: items 2 and 3), against a real nats-server."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -10,7 +12,7 @@ from nats.js.api import StreamConfig
 
 from remediator.errors import Unpublishable
 from remediator.nats.kvstore import KVStore
-from remediator.nats.publishing import AckedPublisher, check_message
+from remediator.nats.publishing import STALLED_AFTER, AckedPublisher, check_message
 from remediator.rules.subjects import MAX_SUBJECT_BYTES
 from tests.support.nats import NatsServer
 
@@ -77,3 +79,18 @@ async def test_a_state_write_too_big_for_the_server_keeps_the_connection(
         await store.put("big", value)
     assert nc.is_connected
     assert await store.create("small", b"1") >= 1
+
+
+async def test_writes_failing_for_long_make_the_publisher_stalled(nc: Client, unique: str) -> None:
+    """/readyz asks this: a daemon whose every write fails cannot finish any event."""
+    publisher = AckedPublisher(nc)
+    with pytest.raises(NatsError):
+        await publisher.publish(f"{unique}.nowhere", b"{}", {}, timeout=2)
+    later = time.monotonic() + STALLED_AFTER + 1
+    assert not publisher.stalled() and publisher.stalled(now=later)
+    with pytest.raises(NatsError):  # still failing: the first failure still counts
+        await publisher.publish(f"{unique}.nowhere", b"{}", {}, timeout=2)
+    assert publisher.stalled(now=later)
+    await nc.jetstream().add_stream(StreamConfig(name=f"S{unique}", subjects=[f"{unique}.>"]))
+    await publisher.publish(f"{unique}.ok", b"{}", {}, timeout=5)
+    assert not publisher.stalled(now=later)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from collections.abc import Mapping
 
 from nats.aio.client import Client
@@ -37,6 +38,7 @@ from remediator.errors import Unpublishable
 from remediator.rules.subjects import publish_problem
 
 MAX_PENDING = 4000  # acks awaited at once; a writer past it waits, within its deadline
+STALLED_AFTER = 30.0  # seconds of writes failing, none succeeding: the daemon is not ready
 _HEADER_LINE = 4  # ": " and CRLF around each header
 
 
@@ -81,16 +83,35 @@ class AckedPublisher:
         self._tokens = itertools.count()
         self._prefix: str | None = None
         self._subscribing = asyncio.Lock()  # the first writers at once: one subscription
+        self._failing_since: float | None = None  # no write has succeeded since then
 
     @property
     def pending(self) -> int:
         """Acks awaited now (tests check that failures leave none behind)."""
         return len(self._waiting)
 
+    def stalled(self, now: float | None = None) -> bool:
+        """Writes have failed for STALLED_AFTER seconds and none succeeded meanwhile: no
+        result, record or dead letter is being stored, so no event can finish here."""
+        now = time.monotonic() if now is None else now
+        return self._failing_since is not None and now - self._failing_since > STALLED_AFTER
+
     async def publish(
         self, subject: str, data: bytes, headers: Mapping[str, str], timeout: float
     ) -> PubAck:
         """Publish and await the stream's ack; TimeoutError past `timeout` seconds."""
+        try:
+            ack = await self._publish(subject, data, headers, timeout)
+        except Exception:
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+            raise
+        self._failing_since = None
+        return ack
+
+    async def _publish(
+        self, subject: str, data: bytes, headers: Mapping[str, str], timeout: float
+    ) -> PubAck:
         async with asyncio.timeout(timeout), self._slots:
             prefix = self._prefix or await self._subscribe()
             token = str(next(self._tokens))
