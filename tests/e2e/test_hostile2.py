@@ -29,6 +29,7 @@ from tests.support.daemon import DaemonProcess
 from tests.support.http_target import Answer, HttpTarget
 from tests.support.nats import NatsServer
 from tests.support.poll import until
+from tests.support.protofuzz import every_message_traced, hostile_messages, publish_all
 from tests.support.rawnats import raw_publish
 
 
@@ -232,3 +233,27 @@ rules:
         server.stop()
     # Four replicas, each with at most a scan or two in flight at a sample.
     assert max(seen) <= 12, seen
+
+
+# --- k. the red team's quick part: seeded hostile messages at the protocol level ----------
+
+FUZZ_MESSAGES = int(os.environ.get("FUZZ_MESSAGES", "200"))
+FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "24"))
+
+
+async def test_k_seeded_protocol_fuzz_every_message_ends_traced(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str
+) -> None:
+    """scripts/redteam.py runs this with more messages and seeds."""
+    proc = start(workdir, nats_server.url, unique, echo_rule(unique))
+    try:
+        sent = await publish_all(
+            nats_server.url, hostile_messages(unique, FUZZ_SEED, FUZZ_MESSAGES)
+        )
+        kept, results, letters = await every_message_traced(
+            nc, f"S{unique}", f"D{unique}", unique, f"remediator.results.echo-{unique}"
+        )
+        assert proc.get("/healthz")[0] == 200 and proc.get("/readyz")[0] == 200
+    finally:
+        assert proc.stop() == 0
+    assert 0 < kept <= sent and results + letters == kept, (sent, kept, results, letters)

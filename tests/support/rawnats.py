@@ -14,13 +14,7 @@ from urllib.parse import urlsplit
 
 async def raw_publish(url: str, subject: bytes, payload: bytes, headers: bytes = b"") -> None:
     """PUB (or HPUB with `headers`, the `NATS/1.0` block without its final CRLF)."""
-    if headers:
-        block = headers + b"\r\n\r\n"
-        size = len(block) + len(payload)
-        line = b"HPUB %s %d %d\r\n" % (subject, len(block), size) + block
-    else:
-        line = b"PUB %s %d\r\n" % (subject, len(payload))
-    await raw_send(url, line + payload + b"\r\n")
+    await raw_send(url, pub_line(subject, payload, headers))
 
 
 async def raw_send(url: str, protocol: bytes) -> bytes:
@@ -43,3 +37,12 @@ async def raw_send(url: str, protocol: bytes) -> bytes:
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+def pub_line(subject: bytes, payload: bytes, headers: bytes = b"") -> bytes:
+    """The PUB (or HPUB) protocol bytes of one message; `headers` without its final CRLF."""
+    if not headers:
+        return b"PUB %s %d\r\n" % (subject, len(payload)) + payload + b"\r\n"
+    block = headers + b"\r\n\r\n"
+    size = len(block) + len(payload)
+    return b"HPUB %s %d %d\r\n" % (subject, len(block), size) + block + payload + b"\r\n"
