@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 _HOLD_FIRST = 0.5  # seconds before storing a dead letter is tried again; doubles
 _HOLD_MAX = 10.0
+SUBJECT_ROOTS = 100  # distinct subject roots counted apart in events_received
 
 
 @dataclass(slots=True)
@@ -119,7 +120,11 @@ class Pipeline:
         root = subject.split(".", 1)[0]
         child = self._received.get(root)
         if child is None:
-            child = self._received[root] = self.metrics.events_received.labels(root)
+            # The root comes from the publisher (a rule on `>` takes any): past a cap, one
+            # series "other", so a publisher cannot grow the metrics without bound.
+            root = root if len(self._received) < SUBJECT_ROOTS else "other"
+            child = self._received.get(root) or self.metrics.events_received.labels(root)
+            self._received[root] = child
         child.inc()
 
     def new_trace_id(self) -> str:

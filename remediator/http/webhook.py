@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -249,7 +250,7 @@ def _text(value: object) -> bool:
 
 def _group(body: bytes) -> tuple[Mapping[str, object], list[object]]:
     try:
-        group = json.loads(body)
+        group = json.loads(body, parse_constant=_not_json, parse_float=_finite)
     except RecursionError as exc:
         raise _malformed("body is not JSON: nested too deeply") from exc
     except (ValueError, UnicodeError) as exc:
@@ -262,6 +263,18 @@ def _group(body: bytes) -> tuple[Mapping[str, object], list[object]]:
     if not isinstance(alerts, list):
         raise _malformed("alerts is missing or not a list")
     return group, alerts
+
+
+def _not_json(constant: str) -> object:
+    """NaN and Infinity: Python reads them, strict JSON consumers of the event do not."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: JSON, but no float, and published as Infinity
+        raise ValueError(f"number {text[:40]} is too large")
+    return value
 
 
 def _fingerprint(labels: Mapping[str, object]) -> str:
