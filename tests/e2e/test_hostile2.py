@@ -14,12 +14,14 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from remediator.engine.control import ScopeError, pauses_for
@@ -114,6 +116,59 @@ rules:
         for proc in [first, second, *listeners]:
             proc.stop()
         await target.stop()
+
+
+# --- c. state too big for the server: dead-lettered at once, the slots all come back ------
+
+
+async def test_c_state_too_big_for_the_server_is_dead_lettered_and_nothing_wedges(
+    tmp_path: Path, workdir: Path, unique: str
+) -> None:
+    """The issue's case: max_payload lowered to 64 KiB, an `absent` timer keeping 44 KB
+    events whose JSON escapes non-ASCII (x6 for é). Each write was refused after taking
+    one of nats-py's publish_async slots for good; at 4,000 the daemon stopped. Now each
+    is dead-lettered as unpublishable at once and every later event is processed."""
+    config = tmp_path / "small.conf"
+    config.write_text("max_payload: 65536\n")
+    server = NatsServer(store=tmp_path / "nats", extra_args=["-c", str(config)]).start()
+    rules = f"""
+rules:
+  - name: silent-{unique}
+    on: ["{unique}.ev.>"]
+    absent: {{within: 1h, group_by: "{{{{ event.n }}}}"}}
+    actions:
+      - publish: {{subject: "{unique}.out", json: {{ok: true}}}}
+"""
+    proc = start(workdir, server.url, unique, rules)
+    nc = await nats.connect(server.url)
+    try:
+        js = nc.jetstream()
+        for n in range(30):  # each under max_payload as published, 3x over it as stored
+            await js.publish(f"{unique}.ev.big", big(n))
+        letters = await stored_until(
+            nc, "remediator.deadletter", lambda ds: len(ds) >= 30, timeout=60
+        )
+        await js.publish(f"{unique}.ev.small", json.dumps({"n": "small"}).encode())
+        await until(lambda: dead_letters(proc, "unpublishable") == 30, 10, "30 counted")
+        await until(settled(js, unique), 30, "the small event is done")
+        assert proc.get("/readyz")[0] == 200
+    finally:
+        assert proc.stop() == 0
+        await nc.close()
+        server.stop()
+    assert {d["reason"] for d in letters} == {"unpublishable"}
+
+
+def big(n: int) -> bytes:
+    return json.dumps({"n": n, "t": "é" * 22000}, ensure_ascii=False).encode()  # 44 KB
+
+
+def settled(js: JetStreamContext, unique: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        info = await js.consumer_info(f"S{unique}", f"D{unique}")
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    return check
 
 
 # --- d. names that cannot be subjects or keys; pauses that never end -----------------------
