@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -169,6 +170,33 @@ def settled(js: JetStreamContext, unique: str) -> Callable[[], Awaitable[bool]]:
         return info.num_pending == 0 and info.num_ack_pending == 0
 
     return check
+
+
+async def test_c_a_daemon_that_cannot_finish_exits_on_sigterm_within_the_drain_timeout(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str
+) -> None:
+    """Its one event hangs in a step: SIGTERM stops receiving, waits --drain-timeout,
+    leaves the event unacked for another replica, and exits 0 (a guard: this held before
+    too, and must keep holding with every write under a deadline)."""
+    target = await HttpTarget(Answer(delay=300)).start()
+    rules = f"""
+rules:
+  - name: hang-{unique}
+    on: ["{unique}.ev.>"]
+    actions:
+      - http: {{url: "{target.url}/hang"}}
+        timeout: 300s
+"""
+    proc = start(workdir, nats_server.url, unique, rules, "--drain-timeout", "2s")
+    try:
+        await nc.jetstream().publish(f"{unique}.ev.x", b"{}")
+        await target.wait_for(1)
+        proc.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    finally:
+        proc.stop()
+        await target.stop()
+    assert "drain timeout: 1 events left unacked" in proc.logs()
 
 
 # --- d. names that cannot be subjects or keys; pauses that never end -----------------------
