@@ -35,6 +35,7 @@ from remediator.http.results import ResultsAPI
 from remediator.http.webhook import AlertmanagerBridge, compile_subject
 from remediator.metrics import Metrics
 from remediator.model import Result, Rule
+from remediator.nats.client import reader_dead
 from remediator.nats.connection import connect, connection_secrets
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.embedded import EmbeddedServer
@@ -101,13 +102,11 @@ class Daemon:
         self.prometheus = build_prometheus(settings, self.secrets, self.metrics)
 
     def ready(self) -> bool:
-        transport = self.transport
-        return (
-            self.ruleset is not None
-            and transport is not None
-            and transport.receiving
-            and transport.nc.is_connected
-        )
+        t = self.transport
+        if self.ruleset is None or t is None:
+            return False
+        # Stalled: writes have failed for long and none succeeded, so no event can finish.
+        return t.receiving and bool(t.nc.is_connected) and not t.acked.stalled()
 
     def _engine(self) -> Engine:
         assert self.ruleset is not None
@@ -288,12 +287,15 @@ class Daemon:
 
     async def _watch(self, consume: asyncio.Task[None]) -> str:
         """Why the daemon can no longer work, once it cannot: the consume loop ended (it
-        runs until stopped), or the NATS connection is closed for good."""
+        runs until stopped), the NATS connection is closed for good, or the client's
+        read loop died while connected (deaf until a ping timeout, minutes later)."""
         assert self.transport is not None
         while True:
             await asyncio.wait([consume], timeout=LIVENESS_TICK)
             if self.transport.nc.is_closed:  # the root cause when both happened
                 return "the NATS connection is closed for good"
+            if reader_dead(self.transport.nc):  # connected, but nothing will arrive
+                return "the NATS client's read loop ended"
             if consume.done():
                 error = None if consume.cancelled() else consume.exception()
                 return f"the consume loop ended: {error!r}"

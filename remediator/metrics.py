@@ -11,7 +11,13 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-DEAD_LETTER_REASONS = ("invalid_json", "not_an_object", "infrastructure")
+DEAD_LETTER_REASONS = (
+    "invalid_json",
+    "not_an_object",
+    "invalid_subject",
+    "infrastructure",
+    "max_deliveries",
+)
 ESCALATION_REASONS = ("circuit_open", "budget_spent", "not_resolved", "approval_expired")
 PROMETHEUS_RESULTS = ("ok", "empty", "error")
 APPROVAL_RESULTS = ("requested", "approved", "denied", "expired")

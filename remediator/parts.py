@@ -62,8 +62,9 @@ async def build_guards(
         verifications: StateStore = MemoryStore()
     else:
         js, replicas = transport.js, settings.replicas
-        state = await KVStore.open(js, STATE_BUCKET, ttl=STATE_TTL, replicas=replicas)
-        verifications = await KVStore.open(js, VERIFY_BUCKET, ttl=STATE_TTL, replicas=replicas)
+        acked = transport.acked
+        state = await KVStore.open(js, STATE_BUCKET, STATE_TTL, replicas, acked)
+        verifications = await KVStore.open(js, VERIFY_BUCKET, STATE_TTL, replicas, acked)
     return Guards(
         store=state,
         verifications=verifications,

@@ -1,10 +1,9 @@
 """Guards: what may run. Completion records, throttles, the global budget, verification.
 
-All state goes through a `StateStore` with compare-and-set, so N replicas
-decide as one: a throttle decision and its reservation are one write, and
-whoever loses the race reads again. The throttle entry also carries a
-lease (`busy_until`), so two events with the same throttle key never run
-their steps at the same time anywhere in the fleet.
+All state goes through a `StateStore` with compare-and-set, so N replicas decide as
+one: a throttle decision and its reservation are one write, and whoever loses the race
+reads again. The throttle entry also carries a lease (`busy_until`), so two events with
+the same throttle key never run their steps at the same time anywhere in the fleet.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from remediator.engine.verification import (
     bounded_key,
     query_fields,
 )
-from remediator.errors import TemplateError, TransportError
+from remediator.errors import TemplateError, TransportError, Unpublishable
 from remediator.metrics import Metrics, escalation_label
 from remediator.model import Event, Rule, Throttle, dumps
 
@@ -125,6 +124,8 @@ class Guards:
             try:
                 await self.store.put(_done_key(rule, event), body)
                 return
+            except Unpublishable:
+                raise  # too big for the store: no patience makes it fit
             except TransportError as exc:
                 log.warning("completion not recorded, retry in %gs: %s", pause, exc)
             await self.sleep(pause)
