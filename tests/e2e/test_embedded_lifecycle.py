@@ -1,0 +1,66 @@
+"""The embedded server's life beside the daemon's, measured from outside (issue 22 c):
+Ctrl-C with a step in flight, a second `run` in the same directory, a taken `--http`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import nats
+
+from tests.support.collect import stored
+from tests.support.daemon import DaemonProcess, free_port
+from tests.support.http_target import HttpTarget
+
+SLOW_RULE = """
+rules:
+  - name: slow-step
+    on: [slow.alert]
+    actions:
+      - name: call
+        http: {{method: POST, url: "{url}/fix"}}
+        timeout: 20s
+"""
+
+
+def embedded(workdir: Path, port: int, new_session: bool = False) -> DaemonProcess:
+    args = ["--rules", "rules", "--embedded-port", str(port)]
+    return DaemonProcess(args, workdir, new_session=new_session)
+
+
+async def test_ctrl_c_lets_the_step_finish_on_the_embedded_server(
+    workdir: Path, http_target: HttpTarget
+) -> None:
+    """SIGINT to the whole process group (a terminal's Ctrl-C) used to kill the embedded
+    nats-server at once: 30 s of connection errors, exit 1, and the step ran again after
+    a restart. The server must outlive the drain."""
+    (workdir / "rules" / "slow.yaml").write_text(SLOW_RULE.format(url=http_target.url))
+    http_target.then(200, delay=3)
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    proc = embedded(workdir, port, new_session=True).start(timeout=60)
+    try:
+        nc = await nats.connect(url)
+        await nc.jetstream().publish("slow.alert", b'{"n": 1}', headers={"Nats-Msg-Id": "e-1"})
+        await nc.close()
+        await http_target.wait_for(1)
+        proc.interrupt()
+        code = await asyncio.to_thread(proc.wait, 60)
+    finally:
+        proc.stop()
+    logs = proc.logs()
+    assert code == 0, logs
+    assert "Traceback" not in logs
+    restarted = embedded(workdir, port).start(timeout=60)
+    try:
+        nc = await nats.connect(url)
+        try:
+            results = await stored(nc, "remediator.results.slow-step")
+            info = await nc.jetstream().consumer_info("ALERTS", "remediator")
+        finally:
+            await nc.close()
+    finally:
+        assert restarted.stop() == 0
+    assert [r["status"] for r in results] == ["succeeded"]
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+    assert len(http_target.received) == 1
