@@ -149,6 +149,7 @@ class Daemon:
         listener = Listener(self.registry, self.ready, alive=lambda: self.failure is None)
         try:
             rules = load_rules(self.settings.rules, self.templates)  # fail fast, before NATS
+            await listener.check(*self.settings.http_host_port)
             embedded, url = await self._nats_url()
             self.secrets.known.update(connection_secrets(self.settings, url))
             controls = await self._start(url, rules, listener, collecting)

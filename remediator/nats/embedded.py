@@ -10,7 +10,9 @@ its own session, so a Ctrl-C to the terminal's process group does not reach it).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import re
 import shutil
 import sys
@@ -37,6 +39,34 @@ def server_binary() -> Path:
     return Path(found)
 
 
+class DataDirLock:
+    """An exclusive lock on the data directory, held for the daemon's life: a second
+    `remediator run` in the same directory must not start a second nats-server on the
+    same JetStream store (it would rebuild the first one's streams under it)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.data_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            shown = str(self.data_dir).rstrip("/") + "/"
+            raise ConfigError(
+                f"another remediator is using {shown}; pass --nats or --data-dir"
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
+
+
 class EmbeddedServer:
     """A nats-server child process with JetStream, bound to loopback."""
 
@@ -46,12 +76,14 @@ class EmbeddedServer:
         self.port = port
         self._process: asyncio.subprocess.Process | None = None
         self._drainer: asyncio.Task[None] | None = None
+        self._lock = DataDirLock(data_dir)
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
     async def start(self, timeout: float = 15.0) -> str:
+        self._lock.acquire()  # before the server: a refusal must touch nothing
         store = self.data_dir / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
         self._process = await asyncio.create_subprocess_exec(
@@ -109,6 +141,7 @@ class EmbeddedServer:
                     await drainer
             except TimeoutError:
                 drainer.cancel()
+        self._lock.release()  # last: the server no longer holds the store
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

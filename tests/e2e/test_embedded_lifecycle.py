@@ -64,3 +64,47 @@ async def test_ctrl_c_lets_the_step_finish_on_the_embedded_server(
     assert [r["status"] for r in results] == ["succeeded"]
     assert info.num_ack_pending == 0 and info.num_pending == 0
     assert len(http_target.received) == 1
+
+
+async def test_a_second_run_in_the_same_directory_refuses_at_once(workdir: Path) -> None:
+    """It used to start a second nats-server on the first one's store (which then
+    rebuilt its streams) when its port was free, and to fail on the port otherwise."""
+    (workdir / "rules" / "slow.yaml").write_text(SLOW_RULE.format(url="http://127.0.0.1:9"))
+    first = embedded(workdir, free_port()).start(timeout=60)
+    try:
+        second = embedded(workdir, free_port()).start(wait_ready=False)
+        try:
+            code = await asyncio.to_thread(second.wait, 30)
+        finally:
+            second.stop()
+        assert first.get("/readyz")[0] == 200
+    finally:
+        assert first.stop() == 0
+    assert code == 2
+    assert second.logs().splitlines() == [
+        "remediator: another remediator is using .remediator/; pass --nats or --data-dir"
+    ]
+
+
+async def test_a_taken_http_port_is_one_line_and_exit_2(workdir: Path) -> None:
+    (workdir / "rules" / "slow.yaml").write_text(SLOW_RULE.format(url="http://127.0.0.1:9"))
+    first = embedded(workdir, free_port()).start(timeout=60)
+    try:
+        other = workdir / "other"
+        (other / "rules").mkdir(parents=True)
+        (other / "rules" / "slow.yaml").write_text((workdir / "rules" / "slow.yaml").read_text())
+        taken = DaemonProcess(
+            ["--rules", "rules", "--embedded-port", str(free_port())],
+            other,
+            http_port=first.http_port,
+        ).start(wait_ready=False)
+        try:
+            code = await asyncio.to_thread(taken.wait, 30)
+        finally:
+            taken.stop()
+    finally:
+        assert first.stop() == 0
+    assert code == 2
+    assert taken.logs().splitlines() == [
+        f"remediator: cannot listen on 127.0.0.1:{first.http_port} (--http): Address already in use"
+    ]
