@@ -139,6 +139,8 @@ class Daemon:
         new count while events are still matched against the old rules."""
         self.ruleset = ruleset
         self.metrics.rules_loaded.set(len(ruleset.rules))
+        if self.plane is not None:
+            self.plane.reloaded.set()  # `pause` checks names against what the fleet runs
 
     async def run(self) -> int:
         """Start everything, consume until asked to stop, drain, and exit 0."""
@@ -187,7 +189,7 @@ class Daemon:
         self.guards = await build_guards(self.transport, self.settings, self.metrics)
         if not self.settings.core:
             self.plane = await ControlPlane.open(
-                self.transport, self.settings, self.metrics, self._engine
+                self.transport, self.settings, self.metrics, self._engine, self._rule_names
             )
         self._swap(self.load(rules))
         _settle_heap(collecting, freeze=True)

@@ -15,8 +15,10 @@ from remediator.engine.control import (
     Pause,
     Pauses,
     ScopeError,
+    check_rule_names,
     decide,
     pauses_for,
+    resume_targets,
 )
 from remediator.engine.guards import Budget, Guards
 from remediator.engine.reach import PROBE_KEY
@@ -204,3 +206,19 @@ async def test_replay_counts_the_rule_as_asked(rule_file: Path) -> None:
     (result,) = await engine.process(event)
     assert result.status == "awaiting_approval" and outcome(result) == "asked"
     assert [s.status for s in result.steps] == ["dry_run"]
+
+
+def test_unknown_rule_names_are_refused_with_the_closest_known_one() -> None:
+    known = {"restart-web", "scale-out-web", "disk-full"}
+    check_rule_names(["restart-web", "disk-full"], known)
+    with pytest.raises(ScopeError) as refused:
+        check_rule_names(["restart-wbe", "zzz", "restart-wbe"], known)
+    assert str(refused.value) == (
+        "unknown rule 'restart-wbe' (did you mean 'restart-web'?); unknown rule 'zzz'"
+    )
+
+
+def test_resume_targets_are_named_in_words() -> None:
+    assert [t.what for t in resume_targets([], True, None)] == ["all rules"]
+    (one,) = resume_targets(["fix"], False, "host-a")
+    assert one.what == "rule fix for key 'host-a'" and one.name.startswith("pause.key.fix.")

@@ -128,6 +128,14 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.add_argument("--all", dest="every", action="store_true", help="every rule")
         parser.add_argument("--key", help="only this throttle-key value (e.g. a host)")
     pause = commands.choices["pause"]
+    pause.add_argument(
+        "--rules",
+        dest="rule_files",
+        action="append",
+        metavar="PATH",
+        help="check the names against these rule files (default: the rules the running "
+        "daemons report)",
+    )
     pause.add_argument("--for", dest="duration", type=duration, default=3600.0, metavar="DUR")
     pause.add_argument("--reason", default="", help="why, for whoever looks next")
     pause.add_argument("--by", help="who (default: your login name)")
@@ -148,18 +156,39 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def cmd_pause(args: argparse.Namespace) -> int:
     from remediator.nats import brake
 
+    known = _rule_names(args.rule_files) if args.rule_files else None
     work = brake.pause(
-        brake_settings(args), args.rules, args.every, args.key, args.duration, args.reason, args.by
+        brake_settings(args),
+        args.rules,
+        args.every,
+        args.key,
+        args.duration,
+        args.reason,
+        args.by,
+        known,
     )
     print(asyncio.run(work))
     return 0
 
 
+def _rule_names(paths: list[str]) -> list[str]:
+    from remediator.rules.loader import load_rules
+    from remediator.rules.secrets import Secrets
+    from remediator.rules.templating import Templates
+
+    return [rule.name for rule in load_rules(paths, Templates(Secrets(os.environ)))]
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from remediator.nats import brake
 
-    print(asyncio.run(brake.resume(brake_settings(args), args.rules, args.every, args.key)))
-    return 0
+    work = brake.resume(brake_settings(args), args.rules, args.every, args.key)
+    lines = asyncio.run(work)
+    for resumed, line in lines:
+        print(
+            line if resumed else f"remediator: {line}", file=sys.stdout if resumed else sys.stderr
+        )
+    return 0 if all(resumed for resumed, _ in lines) else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -1,10 +1,12 @@
 """The control bucket `REMEDIATOR_CONTROL`: pauses, approval requests, replica heartbeats.
 
 One JetStream key-value bucket holds what humans decide: `pause.all`,
-`pause.rule.<rule>`, `pause.key.<rule>.<digest>`, `approval.<id>` and
-`replica.<id>`. `Control` is the set of operations the command line, the
-HTTP API and the daemon share (every write to a request is a compare-and-set,
-so one decision wins). `ControlWatcher` follows the bucket with one watch per
+`pause.rule.<rule>`, `pause.key.<rule>.<digest>`, `approval.<id>`,
+`replica.<id>` and `rules.<id>` (the rule names a replica has loaded, written
+at start and on a reload, so `pause` can refuse a name no daemon knows).
+`Control` is the set of operations the command line, the HTTP API and the
+daemon share (every write to a request is a compare-and-set, so one decision
+wins). `ControlWatcher` follows the bucket with one watch per
 replica and keeps the in-memory `Pauses` view and the request cache current,
 so the engine never reads NATS per event and a change reaches every replica
 within a second or so.
@@ -20,7 +22,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from nats.errors import Error as NatsError
@@ -159,6 +161,18 @@ class Control:
         body = {"id": identity, "seen": self.clock(), **facts}
         await self.store.put(f"replica.{identity}", json.dumps(body).encode())
 
+    async def publish_rules(self, identity: str, names: Sequence[str]) -> None:
+        await self.store.put(f"rules.{identity}", json.dumps(list(names)).encode())
+
+    async def fleet_rules(self) -> set[str] | None:
+        """The rule names of the replicas seen within SEEN_WITHIN; None when none said."""
+        known: set[str] | None = None
+        for replica in await self.replicas():
+            entry = await self.store.get(f"rules.{replica['id']}")
+            if entry is not None:
+                known = (known or set()) | {str(n) for n in json.loads(entry.value)}
+        return known
+
     async def replicas(self) -> list[dict[str, object]]:
         now, seen = self.clock(), []
         for name in await self.store.keys():
@@ -226,6 +240,10 @@ class ControlWatcher:
             if float(json.loads(entry.value).get("seen", 0)) < horizon:
                 with contextlib.suppress(Conflict):
                     await self.control.store.delete(name, entry.revision)
+                rules_key = name.replace("replica.", "rules.", 1)
+                if (rules := await self.control.store.get(rules_key)) is not None:
+                    with contextlib.suppress(Conflict):
+                        await self.control.store.delete(rules_key, rules.revision)
 
     def refresh_paused(self) -> None:
         if self.metrics is None:

@@ -10,10 +10,11 @@ paused and a rule with `approval` reports that it would ask, and never acts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from remediator.engine.control import Pauses
 from remediator.engine.engine import Engine
@@ -39,6 +40,9 @@ class ControlPlane:
     worker: ApprovalWorker
     identity: str
     started: float
+    rule_names: Callable[[], list[str]] = list
+    reloaded: asyncio.Event = field(default_factory=asyncio.Event)
+    _published: tuple[str, ...] | None = None
 
     @classmethod
     async def open(
@@ -47,6 +51,7 @@ class ControlPlane:
         settings: Settings,
         metrics: Metrics,
         engine: Callable[[], Engine],
+        rule_names: Callable[[], list[str]] = list,
     ) -> ControlPlane:
         control = await Control.open(transport.js)
         pauses = Pauses(clock=control.clock)
@@ -65,10 +70,12 @@ class ControlPlane:
         desk = NatsDesk(
             control, transport, settings.public_url or f"http://{settings.http}", metrics
         )
-        return cls(control, pauses, watcher, desk, worker, identity, time.time())
+        return cls(control, pauses, watcher, desk, worker, identity, time.time(), rule_names)
 
     async def start(self) -> list[asyncio.Task[None]]:
-        """Start following the bucket; return once the current pauses are known."""
+        """Start following the bucket; return once the current pauses are known and this
+        replica's rule names are published (so `pause` knows them once it is ready)."""
+        await self._beat()
         tasks = [asyncio.create_task(c) for c in self._loops()]
         try:
             await asyncio.wait_for(self.watcher.ready.wait(), READY_WAIT)
@@ -80,13 +87,23 @@ class ControlPlane:
         return [self.watcher.run(), self.worker.run(), self._heartbeat(), self._clean()]
 
     async def _heartbeat(self) -> None:
-        facts: dict[str, object] = {"started": self.started}
         while True:
-            try:
-                await self.control.heartbeat(self.identity, facts)
-            except TransportError as exc:
-                log.debug("heartbeat failed: %s", exc)
-            await asyncio.sleep(HEARTBEAT)
+            # A reload publishes the new names at once, not at the next beat.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.reloaded.wait(), HEARTBEAT)
+            self.reloaded.clear()
+            await self._beat()
+
+    async def _beat(self) -> None:
+        """The heartbeat, and the rule names when they changed since last written."""
+        try:
+            await self.control.heartbeat(self.identity, {"started": self.started})
+            names = tuple(self.rule_names())
+            if names != self._published:
+                await self.control.publish_rules(self.identity, names)
+                self._published = names
+        except TransportError as exc:
+            log.debug("heartbeat failed: %s", exc)
 
     async def _clean(self) -> None:
         while True:
