@@ -179,6 +179,8 @@ RESULT_STATUSES = (
     "awaiting_approval",
     "denied",
     "expired",
+    "skipped",
+    "outside_window",
 )
 
 

@@ -7,8 +7,8 @@ import asyncio
 import os
 from collections.abc import Callable
 
-from remediator.cli.options import flags
-from remediator.settings import Settings
+from remediator.cli.options import checked, flags
+from remediator.settings import LOG_FORMATS, LOG_LEVELS, Settings
 
 
 def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,8 +43,8 @@ def _add_sources(add: Add) -> None:
         help="port of the embedded nats-server on 127.0.0.1 (default 4222)",
     )
     add("--secrets-dir", dest="secrets_dir", help="directory of secret files")
-    add("--log-format", dest="log_format", choices=["json", "text"])
-    add("--log-level", dest="log_level")
+    add("--log-format", dest="log_format", choices=LOG_FORMATS)
+    add("--log-level", dest="log_level", type=str.lower, choices=LOG_LEVELS)
 
 
 def _add_consumer(add: Add) -> None:
@@ -84,6 +84,7 @@ def _add_consumer(add: Add) -> None:
         "--max-actions",
         dest="max_actions",
         metavar="N[/WINDOW]",
+        type=checked("max_actions"),
         help="global budget: rules fired across the fleet per window (default window 5m)",
     )
 
