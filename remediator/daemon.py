@@ -315,8 +315,7 @@ class Daemon:
         while self.transport is not None:
             engine = self._engine()
             try:
-                for result in await engine.sweep():
-                    await self.transport.publish_result(result)
+                await engine.sweep()  # the engine reports (publishes) each result itself
                 if sweeps % CLEAN_EVERY == 0:
                     await engine.clean_windows()
             except TransportError as exc:
