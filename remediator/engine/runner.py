@@ -211,11 +211,24 @@ class _Pending:
     """Stands in for earlier steps' outputs in a dry run, where no step has run.
 
     `results.scale.to` renders as `<results.scale.to>` instead of failing, so a
-    dry run still shows every later request.
+    dry run still shows every later request. A comparison with one holds and
+    arithmetic on one stays pending: a `when` over an earlier result cannot be
+    decided before that step runs, so the preview shows what the step would send
+    if it runs (and an approval is not refused as if its steps did not render).
     """
 
     def __init__(self, path: str) -> None:
         self._path = path
+
+    def _holds(self, other: object) -> bool:
+        return True
+
+    def _stays(self, other: object) -> _Pending:
+        return self
+
+    __lt__ = __le__ = __gt__ = __ge__ = _holds
+    __add__ = __radd__ = __sub__ = __rsub__ = _stays
+    __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _stays
 
     def __getattr__(self, name: str) -> _Pending:
         return _Pending(f"{self._path}.{name}")
