@@ -213,7 +213,6 @@ class Daemon:
                 self.transport,
                 self.webhook_subject,
                 self.settings.webhook_token,
-                self.pipeline.new_trace_id,
             )
         )
         ResultsAPI(self.results, self._rule_names, self.access, self.transport.stored).mount(
