@@ -143,9 +143,10 @@ class ControlAPI:
                 check_rule_names(_names(body), {rule.name for rule in self.rules()})
         except (ScopeError, ValueError) as exc:
             return _error(400, str(exc))
-        control = self._plane().control
+        plane = self._plane()
         for pause in made:
-            await control.pause(pause)
+            await plane.control.pause(pause)
+            plane.wrote(pause.name, pause)
             log.info("%s", pause.describe())
         return _json({"pauses": [p.summary() for p in made]})
 
@@ -156,8 +157,12 @@ class ControlAPI:
             targets = resume_targets(_names(body), bool(body.get("all")), _key(body))
         except ScopeError as exc:
             return _error(400, str(exc))
-        control = self._plane().control
-        resumed = [t.what for t in targets if await control.resume(t.name)]
+        plane = self._plane()
+        resumed = []
+        for target in targets:
+            if await plane.control.resume(target.name):
+                plane.wrote(target.name, None)
+                resumed.append(target.what)
         missed = [t.what for t in targets if t.what not in resumed]
         log.info("resumed %s by %s", ", ".join(resumed) or "nothing", by)
         if not resumed:

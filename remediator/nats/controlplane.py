@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 
-from remediator.engine.control import Pauses
+from remediator.engine.control import Pause, Pauses
 from remediator.engine.engine import Engine
 from remediator.errors import TransportError
 from remediator.metrics import Metrics
@@ -71,6 +71,13 @@ class ControlPlane:
             control, transport, settings.public_url or f"http://{settings.http}", metrics
         )
         return cls(control, pauses, watcher, desk, worker, identity, time.time(), rule_names)
+
+    def wrote(self, name: str, pause: Pause | None) -> None:
+        """A pause (None: a resume) this replica has just stored: in its own view at once,
+        so its next answer (`GET /api/rules` right after `POST /api/pause`) reflects the
+        caller's write before the watch delivers it back."""
+        self.pauses.apply(name, pause)
+        self.watcher.refresh_paused()
 
     async def start(self) -> list[asyncio.Task[None]]:
         """Start following the bucket; return once the current pauses are known and this
