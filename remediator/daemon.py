@@ -151,8 +151,9 @@ class Daemon:
         listener = Listener(self.registry, self.ready, alive=lambda: self.failure is None)
         try:
             rules = load_rules(self.settings.rules, self.templates)  # fail fast, before NATS
+            embedded = EmbeddedServer.claimed(self.settings)  # a second daemon here: refused
             await listener.check(*self.settings.http_host_port)
-            embedded, url = await self._nats_url()
+            url = await self._nats_url(embedded)
             self.secrets.known.update(connection_secrets(self.settings, url))
             controls = await self._start(url, rules, listener, collecting)
             self._install_signals()
@@ -168,14 +169,14 @@ class Daemon:
             await self._close(embedded)
         return 1 if self.failure else 0
 
-    async def _nats_url(self) -> tuple[EmbeddedServer | None, str]:
-        """The configured NATS, or an embedded nats-server started for it."""
-        if self.settings.nats_url is not None:
-            return None, self.settings.nats_url
-        embedded = EmbeddedServer(Path(self.settings.data_dir), port=self.settings.embedded_port)
+    async def _nats_url(self, embedded: EmbeddedServer | None) -> str:
+        """The configured NATS, or the embedded nats-server started for it."""
+        if embedded is None:
+            assert self.settings.nats_url is not None
+            return self.settings.nats_url
         url = await embedded.start()
         log.info("no NATS URL given: using the embedded server at %s", url)
-        return embedded, url
+        return url
 
     async def _start(
         self, url: str, rules: tuple[Rule, ...], listener: Listener, collecting: bool

@@ -20,6 +20,7 @@ import sysconfig
 from pathlib import Path
 
 from remediator.errors import ConfigError
+from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,10 @@ class DataDirLock:
             ) from None
         self._fd = fd
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
@@ -78,12 +83,27 @@ class EmbeddedServer:
         self._drainer: asyncio.Task[None] | None = None
         self._lock = DataDirLock(data_dir)
 
+    @classmethod
+    def claimed(cls, settings: Settings) -> EmbeddedServer | None:
+        """With no NATS URL: the embedded server, its data directory locked, not started."""
+        if settings.nats_url is not None:
+            return None
+        embedded = cls(Path(settings.data_dir), port=settings.embedded_port)
+        embedded.claim()
+        return embedded
+
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    def claim(self) -> None:
+        """Lock the data directory (ConfigError if another remediator holds it); `start`
+        does it too, `stop` lets go."""
+        if not self._lock.held:
+            self._lock.acquire()
+
     async def start(self, timeout: float = 15.0) -> str:
-        self._lock.acquire()  # before the server: a refusal must touch nothing
+        self.claim()  # before the server: a refusal must touch nothing
         store = self.data_dir / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
         self._process = await asyncio.create_subprocess_exec(

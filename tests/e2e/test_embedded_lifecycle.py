@@ -23,9 +23,13 @@ rules:
 """
 
 
-def embedded(workdir: Path, port: int, new_session: bool = False) -> DaemonProcess:
+def embedded(
+    workdir: Path, port: int, new_session: bool = False, http_port: int | None = None
+) -> DaemonProcess:
     args = ["--rules", "rules", "--embedded-port", str(port)]
-    return DaemonProcess(args, workdir, new_session=new_session)
+    process = DaemonProcess(args, workdir, new_session=new_session)
+    process.http_port = http_port or process.http_port
+    return process
 
 
 async def test_ctrl_c_lets_the_step_finish_on_the_embedded_server(
@@ -68,11 +72,14 @@ async def test_ctrl_c_lets_the_step_finish_on_the_embedded_server(
 
 async def test_a_second_run_in_the_same_directory_refuses_at_once(workdir: Path) -> None:
     """It used to start a second nats-server on the first one's store (which then
-    rebuilt its streams) when its port was free, and to fail on the port otherwise."""
+    rebuilt its streams) when its port was free, and to fail on the port otherwise.
+    The `--http` address is the first one's too, as when both take the default: the
+    data directory is what the refusal names."""
     (workdir / "rules" / "slow.yaml").write_text(SLOW_RULE.format(url="http://127.0.0.1:9"))
     first = embedded(workdir, free_port()).start(timeout=60)
     try:
-        second = embedded(workdir, free_port()).start(wait_ready=False)
+        second = embedded(workdir, free_port(), http_port=first.http_port)
+        second.start(wait_ready=False)
         try:
             code = await asyncio.to_thread(second.wait, 30)
         finally:
