@@ -21,13 +21,20 @@ from remediator.engine.engine import Engine
 from remediator.errors import TransportError
 from remediator.metrics import Metrics
 from remediator.nats.approvals import ApprovalWorker, NatsDesk
-from remediator.nats.control import HEARTBEAT, Control, ControlWatcher, replica_id
+from remediator.nats.control import (
+    HEARTBEAT,
+    Control,
+    ControlWatcher,
+    replica_id,
+    rules_digest,
+)
 from remediator.nats.transport import Transport
 from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CLEAN_TICK = 5.0  # seconds between removals of pauses past their end
+FORGET_EVERY = 720  # clean-up ticks between removals of day-old replicas (an hour)
 READY_WAIT = 5.0  # start-up waits this long for the first full view of the bucket
 
 
@@ -102,20 +109,26 @@ class ControlPlane:
             await self._beat()
 
     async def _beat(self) -> None:
-        """The heartbeat, and the rule names when they changed since last written."""
+        """The heartbeat, naming the set of rules loaded, then that set when it changed
+        since last written (in this order: the clean-up keeps only named sets)."""
+        names = tuple(sorted(self.rule_names()))
+        facts = {"started": self.started, "rules": rules_digest(names)}
         try:
-            await self.control.heartbeat(self.identity, {"started": self.started})
-            names = tuple(self.rule_names())
+            await self.control.heartbeat(self.identity, facts)
             if names != self._published:
-                await self.control.publish_rules(self.identity, names)
+                await self.control.publish_rules(names)
                 self._published = names
         except TransportError as exc:
             log.debug("heartbeat failed: %s", exc)
 
     async def _clean(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(CLEAN_TICK)
             try:
                 await self.watcher.clean_up()
+                if ticks % FORGET_EVERY == 0:
+                    await self.watcher.forget_replicas()
             except TransportError as exc:
-                log.debug("pause clean-up failed: %s", exc)
+                log.debug("control bucket clean-up failed: %s", exc)
+            ticks += 1

@@ -1,23 +1,31 @@
-"""An `/api/` answer reflects the caller's own write (issue 22 c): `GET /api/rules` right
+"""The control bucket as the API and `pause` use it.
+
+An `/api/` answer reflects the caller's own write (issue 22 c): `GET /api/rules` right
 after `POST /api/pause` used to read the pause watcher's copy, which a loaded machine
 had not updated yet. Here the watcher is never started, the slowest it can be, against
-a real nats-server."""
+a real nats-server. The rule names `pause` checks against are kept once per set of
+rules and forgotten when no replica names them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig
 from prometheus_client import CollectorRegistry
 
+from remediator.engine.control import Pauses
 from remediator.engine.engine import Engine
 from remediator.http.api import ControlAPI
 from remediator.http.auth import Access
 from remediator.metrics import Metrics
 from remediator.nats.connection import connect
+from remediator.nats.control import Control, ControlWatcher, rules_digest
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.transport import Transport
 from remediator.offline.sandbox import offline_rules, offline_secrets
@@ -74,3 +82,35 @@ async def test_rules_reflect_the_callers_pause_and_resume(client: Client_, uniqu
     after_resume = await paused(client)
     assert "freeze" in str(after_pause)
     assert after_resume is None
+
+
+async def test_rule_sets_are_shared_and_forgotten_with_the_last_replica_naming_them(
+    nc: Client, unique: str
+) -> None:
+    kv = await nc.jetstream().create_key_value(KeyValueConfig(bucket=f"C{unique}", history=1))
+    clock = Clock()
+    control = Control(kv, clock=clock)
+    for names in (["a", "b"], ["a", "b"], ["c"], ["gone"]):
+        await control.publish_rules(names)
+    await control.heartbeat("one", {"rules": rules_digest(["a", "b"])})
+    await control.heartbeat("two", {"rules": rules_digest(["c"])})
+    clock.now -= 2 * 86400  # a replica last seen two days ago
+    await control.heartbeat("old", {"rules": rules_digest(["gone"])})
+    clock.now += 2 * 86400
+    assert await control.fleet_rules() == {"a", "b", "c"}
+    await ControlWatcher(control, Pauses()).forget_replicas()
+    keys = set(await kv.keys())
+    assert keys == {
+        "replica.one",
+        "replica.two",
+        f"rules.{rules_digest(['a', 'b'])}",
+        f"rules.{rules_digest(['c'])}",
+    }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
