@@ -161,7 +161,8 @@ class Settings:
             try:
                 values[name] = parse(raw)
             except ValueError as exc:
-                raise ConfigError(f"setting {name} ({env_name(name)}): {exc}") from exc
+                where = _where(name, flags, environ, path)
+                raise ConfigError(f"setting {name} ({where}): {exc}") from exc
         sections = {k: v for k, v in document.items() if isinstance(v, Mapping)}
         return cls(**values, sections=sections)  # type: ignore[arg-type]
 
@@ -176,6 +177,20 @@ class Settings:
 
 def env_name(setting: str) -> str:
     return "REMEDIATOR_" + setting.upper()
+
+
+_FLAGS = {"nats_url": "--nats", "nats_user": "--user", "nats_password": "--password"}
+_FLAGS["nats_token"] = "--token"
+
+
+def _where(name: str, flags: Mapping[str, object], environ: Mapping[str, str], path: object) -> str:
+    """Where the value that won came from: the error must point at what the user wrote
+    (`--embedded-port 0` is not fixed by looking for REMEDIATOR_EMBEDDED_PORT)."""
+    if flags.get(name) is not None:
+        return _FLAGS.get(name, "--" + name.replace("_", "-"))
+    if environ.get(env_name(name)) is not None:
+        return env_name(name)
+    return f"in {path}"
 
 
 def _first(*values: object) -> object:

@@ -3,6 +3,8 @@ never a traceback (issue 22 c), checked where the parsing happens, with no netwo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from remediator.cli import main
@@ -45,3 +47,14 @@ def test_a_bad_setting_from_the_environment_names_it(environ: dict[str, str], sa
     with pytest.raises(ConfigError) as refused:
         Settings.load({}, environ)
     assert said in str(refused.value)
+
+
+def test_a_bad_flag_value_names_the_flag_not_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"embedded_port \(--embedded-port\): must be at least"):
+        Settings.load({"embedded_port": "0"}, {})
+    with pytest.raises(ConfigError, match=r"nats_url \(--nats\)"):
+        Settings.load({"nats_url": " , "}, {})
+    config = tmp_path / "remediator.yaml"
+    config.write_text("concurrency: lots\n")
+    with pytest.raises(ConfigError, match=rf"concurrency \(in {config}\): not an integer"):
+        Settings.load({"config": str(config)}, {})
