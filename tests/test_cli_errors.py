@@ -58,3 +58,12 @@ def test_a_bad_flag_value_names_the_flag_not_the_variable(tmp_path: Path) -> Non
     config.write_text("concurrency: lots\n")
     with pytest.raises(ConfigError, match=rf"concurrency \(in {config}\): not an integer"):
         Settings.load({"config": str(config)}, {})
+
+
+def test_run_where_there_are_no_rules_says_what_to_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REMEDIATOR_RULES", raising=False)
+    assert main(["run"]) == 2
+    assert "pass --rules PATH" in capsys.readouterr().err

@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from remediator.cli.options import checked, flags
 from remediator.settings import LOG_FORMATS, LOG_LEVELS, Settings
+
+NO_RULES = (
+    "remediator: no rules/ here (the default of --rules): pass --rules PATH, a rule file or "
+    "a directory of them"
+)
 
 
 def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -125,6 +132,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from remediator.daemon import Daemon
 
     settings = Settings.load(flags(args), os.environ)
+    if settings.rules == Settings().rules and not Path(settings.rules[0]).exists():
+        # The first thing a newcomer types, in a directory with no rules/ yet.
+        print(NO_RULES, file=sys.stderr)
+        return 2
     daemon = Daemon(settings, os.environ)
     logs.configure(settings.log_format, settings.log_level, daemon.secrets)
     return asyncio.run(daemon.run())
