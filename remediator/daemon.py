@@ -139,6 +139,8 @@ class Daemon:
         new count while events are still matched against the old rules."""
         self.ruleset = ruleset
         self.metrics.rules_loaded.set(len(ruleset.rules))
+        if self.plane is not None:
+            self.plane.reloaded.set()  # `pause` checks names against what the fleet runs
 
     async def run(self) -> int:
         """Start everything, consume until asked to stop, drain, and exit 0."""
@@ -149,7 +151,9 @@ class Daemon:
         listener = Listener(self.registry, self.ready, alive=lambda: self.failure is None)
         try:
             rules = load_rules(self.settings.rules, self.templates)  # fail fast, before NATS
-            embedded, url = await self._nats_url()
+            embedded = EmbeddedServer.claimed(self.settings)  # a second daemon here: refused
+            await listener.check(*self.settings.http_host_port)
+            url = await self._nats_url(embedded)
             self.secrets.known.update(connection_secrets(self.settings, url))
             controls = await self._start(url, rules, listener, collecting)
             self._install_signals()
@@ -165,14 +169,14 @@ class Daemon:
             await self._close(embedded)
         return 1 if self.failure else 0
 
-    async def _nats_url(self) -> tuple[EmbeddedServer | None, str]:
-        """The configured NATS, or an embedded nats-server started for it."""
-        if self.settings.nats_url is not None:
-            return None, self.settings.nats_url
-        embedded = EmbeddedServer(Path(self.settings.data_dir), port=self.settings.embedded_port)
+    async def _nats_url(self, embedded: EmbeddedServer | None) -> str:
+        """The configured NATS, or the embedded nats-server started for it."""
+        if embedded is None:
+            assert self.settings.nats_url is not None
+            return self.settings.nats_url
         url = await embedded.start()
         log.info("no NATS URL given: using the embedded server at %s", url)
-        return embedded, url
+        return url
 
     async def _start(
         self, url: str, rules: tuple[Rule, ...], listener: Listener, collecting: bool
@@ -190,7 +194,7 @@ class Daemon:
         )
         if not self.settings.core:
             self.plane = await ControlPlane.open(
-                self.transport, self.settings, self.metrics, self._engine
+                self.transport, self.settings, self.metrics, self._engine, self._rule_names
             )
         self._swap(self.load(rules))
         _settle_heap(collecting, freeze=True)
@@ -214,7 +218,6 @@ class Daemon:
                 self.transport,
                 self.webhook_subject,
                 self.settings.webhook_token,
-                self.pipeline.new_trace_id,
             )
         )
         ResultsAPI(self.results, self._rule_names, self.access, self.transport.stored).mount(
@@ -319,8 +322,7 @@ class Daemon:
         while self.transport is not None:
             engine = self._engine()
             try:
-                for result in await engine.sweep():
-                    await self.transport.publish_result(result)
+                await engine.sweep()  # the engine reports (publishes) each result itself
                 if sweeps % CLEAN_EVERY == 0:
                     await engine.clean_windows()
             except TransportError as exc:

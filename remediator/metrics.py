@@ -21,13 +21,6 @@ DEAD_LETTER_REASONS = (
 ESCALATION_REASONS = ("circuit_open", "budget_spent", "not_resolved", "approval_expired")
 PROMETHEUS_RESULTS = ("ok", "empty", "error")
 APPROVAL_RESULTS = ("requested", "approved", "denied", "expired")
-# The escalation event says `budget_exhausted` (as it always has); the metric uses §8's name.
-_ESCALATION_LABELS = {"budget_exhausted": "budget_spent"}
-
-
-def escalation_label(reason: str) -> str:
-    return _ESCALATION_LABELS.get(reason, reason)
-
 
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
 

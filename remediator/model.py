@@ -195,6 +195,7 @@ RESULT_STATUSES = (
     "denied",
     "expired",
     "skipped",
+    "outside_window",
 )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from remediator.engine.engine import Engine
-from remediator.engine.events import decode_event, event_id, trace_id
+from remediator.engine.events import decode_event, derived_trace_id, event_id, trace_id
 from remediator.engine.ordering import KeyedQueue, OrderKey
 from remediator.engine.rulecontext import resolving
 from remediator.errors import EventError, TransportError, Unpublishable
@@ -68,7 +67,6 @@ class Pipeline:
         self._inflight: dict[int, Inflight] = {}
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._received: dict[str, Counter] = {}  # events_received children, bound once
-        self._ids = random.Random()
         transport.give_ups.on_stored = self._count_dead_letter
 
     @property
@@ -112,9 +110,7 @@ class Pipeline:
     def _decode(self, inbound: Inbound) -> Event:
         if inbound.subject_error is not None:
             raise EventError("invalid_subject", inbound.subject_error)
-        return decode_event(
-            inbound.subject, inbound.headers, inbound.data, inbound.delivery, self.new_trace_id
-        )
+        return decode_event(inbound.subject, inbound.headers, inbound.data, inbound.delivery)
 
     def _count_received(self, subject: str) -> None:
         root = subject.split(".", 1)[0]
@@ -126,10 +122,6 @@ class Pipeline:
             child = self._received.get(root) or self.metrics.events_received.labels(root)
             self._received[root] = child
         child.inc()
-
-    def new_trace_id(self) -> str:
-        """Trace ids need to be unique, not secret: no system call per event."""
-        return f"{self._ids.getrandbits(128):032x}"
 
     def _start(
         self,
@@ -181,7 +173,7 @@ class Pipeline:
             event = event if event is not None else self._decode(inbound)
         except EventError as exc:
             poison_id = event_id(inbound.subject, inbound.headers, inbound.data, inbound.delivery)
-            bind_event(trace_id(inbound.headers, {}) or self.new_trace_id(), poison_id)
+            bind_event(trace_id(inbound.headers, {}) or derived_trace_id(poison_id), poison_id)
             await self._dead_letter(inbound, exc.reason, str(exc), poison_id)
             return
         bind_event(event.trace_id, event.event_id)

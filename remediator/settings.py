@@ -26,7 +26,10 @@ def _text(value: object) -> str:
 def _int(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError(f"not an integer: {value!r}")
-    return int(str(value))
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ValueError(f"not an integer: {value!r}") from None
 
 
 def _positive(value: object) -> int:
@@ -75,7 +78,24 @@ def _budget(value: object) -> tuple[int, float]:
         runs, window = value.get("max_runs"), value.get("window", "5m")
     else:
         runs, _, window = str(value).partition("/")
-    return _positive(runs), parse_duration(window or "5m")
+    try:
+        return _positive(runs), parse_duration(window or "5m")
+    except ValueError as exc:
+        raise ValueError(f"expected N or N/WINDOW (e.g. 50/5m), got {value!r}: {exc}") from None
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("json", "text")
+
+
+def _one_of(*allowed: str) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        text = str(value).lower()
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
+        return text
+
+    return parse
 
 
 def _address(value: object) -> str:
@@ -141,7 +161,8 @@ class Settings:
             try:
                 values[name] = parse(raw)
             except ValueError as exc:
-                raise ConfigError(f"setting {name} ({env_name(name)}): {exc}") from exc
+                where = _where(name, flags, environ, path)
+                raise ConfigError(f"setting {name} ({where}): {exc}") from exc
         sections = {k: v for k, v in document.items() if isinstance(v, Mapping)}
         return cls(**values, sections=sections)  # type: ignore[arg-type]
 
@@ -156,6 +177,20 @@ class Settings:
 
 def env_name(setting: str) -> str:
     return "REMEDIATOR_" + setting.upper()
+
+
+_FLAGS = {"nats_url": "--nats", "nats_user": "--user", "nats_password": "--password"}
+_FLAGS["nats_token"] = "--token"
+
+
+def _where(name: str, flags: Mapping[str, object], environ: Mapping[str, str], path: object) -> str:
+    """Where the value that won came from: the error must point at what the user wrote
+    (`--embedded-port 0` is not fixed by looking for REMEDIATOR_EMBEDDED_PORT)."""
+    if flags.get(name) is not None:
+        return _FLAGS.get(name, "--" + name.replace("_", "-"))
+    if environ.get(env_name(name)) is not None:
+        return env_name(name)
+    return f"in {path}"
 
 
 def _first(*values: object) -> object:
@@ -211,8 +246,8 @@ FIELDS: dict[str, Callable[[object], object]] = {
     "dry_run": _flag,
     "data_dir": _text,
     "drain_timeout": parse_duration,
-    "log_format": _text,
-    "log_level": _text,
+    "log_format": _one_of(*LOG_FORMATS),
+    "log_level": _one_of(*LOG_LEVELS),
     "creds": _text,
     "tls_ca": _text,
     "tls_cert": _text,

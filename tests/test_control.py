@@ -3,11 +3,13 @@ guards, decisions, and the offline tools treating a rule with `approval` as one 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from remediator.actions.base import StepContext
 from remediator.cli import main
 from remediator.engine.control import (
     AlreadyDecided,
@@ -15,9 +17,12 @@ from remediator.engine.control import (
     Pause,
     Pauses,
     ScopeError,
+    check_rule_names,
     decide,
     pauses_for,
+    resume_targets,
 )
+from remediator.engine.engine import Engine
 from remediator.engine.guards import Budget, Guards
 from remediator.engine.reach import PROBE_KEY
 from remediator.engine.state import MemoryStore
@@ -25,6 +30,7 @@ from remediator.metrics import Metrics
 from remediator.model import Event
 from remediator.offline.replay import outcome
 from remediator.offline.sandbox import offline_engine, offline_rules, offline_secrets
+from remediator.rules.matching import RuleIndex
 
 
 class Clock:
@@ -204,3 +210,110 @@ async def test_replay_counts_the_rule_as_asked(rule_file: Path) -> None:
     (result,) = await engine.process(event)
     assert result.status == "awaiting_approval" and outcome(result) == "asked"
     assert [s.status for s in result.steps] == ["dry_run"]
+
+
+def test_unknown_rule_names_are_refused_with_the_closest_known_one() -> None:
+    known = {"restart-web", "scale-out-web", "disk-full"}
+    check_rule_names(["restart-web", "disk-full"], known)
+    with pytest.raises(ScopeError) as refused:
+        check_rule_names(["restart-wbe", "zzz", "restart-wbe"], known)
+    assert str(refused.value) == (
+        "unknown rule 'restart-wbe' (did you mean 'restart-web'?); unknown rule 'zzz'"
+    )
+
+
+def test_resume_targets_are_named_in_words() -> None:
+    assert [t.what for t in resume_targets([], True, None)] == ["all rules"]
+    (one,) = resume_targets(["fix"], False, "host-a")
+    assert one.what == "rule fix for key 'host-a'" and one.name.startswith("pause.key.fix.")
+
+
+class Calls:
+    """An http action that records what it was asked to send (our Action seam)."""
+
+    def __init__(self) -> None:
+        self.urls: list[object] = []
+
+    async def run(self, request: Mapping[str, object], context: StepContext) -> dict[str, object]:
+        self.urls.append(request["url"])
+        return {"status": 200}
+
+    async def close(self) -> None:
+        pass
+
+
+class Desk:
+    """Files requests in a list (our ApprovalDesk seam)."""
+
+    def __init__(self) -> None:
+        self.opened: list[ApprovalRequest] = []
+
+    async def open(self, request: ApprovalRequest) -> ApprovalRequest:
+        self.opened.append(request)
+        return request
+
+
+async def test_an_approval_whose_steps_do_not_render_asks_no_one(tmp_path: Path) -> None:
+    """A template typo used to be filed as a request anyway: approving it ran a step
+    certain to fail (issue 22 c). The rule reports `failed`; nobody is asked."""
+    path = tmp_path / "typo.yaml"
+    path.write_text(
+        """
+rules:
+  - name: restart
+    on: [web.down]
+    approval:
+      timeout: 10m
+      notify:
+        - http: {url: "http://chat/hook"}
+    actions:
+      - http: {url: "http://restarter/{{ event.hots }}"}
+"""
+    )
+    secrets = offline_secrets({}, {})
+    calls, desk = Calls(), Desk()
+    engine = Engine.build(
+        RuleIndex(offline_rules([path], secrets)), {"http": calls}, secrets, desk=desk
+    )
+    event = Event(
+        subject="web.down", headers={}, payload={"host": "w1"}, event_id="e", trace_id="t"
+    )
+    (result,) = await engine.process(event)
+    assert result.status == "failed"
+    assert "hots" in str(result.reason) and "nobody was asked" in str(result.reason)
+    assert [s.status for s in result.steps] == ["failed"]
+    assert desk.opened == [] and calls.urls == []
+
+
+async def test_a_when_over_an_earlier_result_still_asks(tmp_path: Path) -> None:
+    """Such a `when` cannot be decided in the preview; it must not pass for a typo."""
+    path = tmp_path / "checked.yaml"
+    path.write_text(
+        """
+rules:
+  - name: restart
+    on: [web.down]
+    approval: {timeout: 10m}
+    actions:
+      - name: errors
+        http: {url: "http://prometheus/q"}
+      - name: restart
+        when: "results.errors.status is not none and results.errors.status + 1 > 200"
+        http: {url: "http://restarter/{{ event.host }}"}
+"""
+    )
+    secrets = offline_secrets({}, {})
+    desk = Desk()
+    engine = Engine.build(
+        RuleIndex(offline_rules([path], secrets)), {"http": Calls()}, secrets, desk=desk
+    )
+    event = Event(
+        subject="web.down", headers={}, payload={"host": "w1"}, event_id="e", trace_id="t"
+    )
+    (result,) = await engine.process(event)
+    assert result.status == "awaiting_approval"
+    (request,) = desk.opened
+    assert [s["output"]["url"] for s in request.steps] == [  # type: ignore[index]
+        "http://prometheus/q",
+        "http://restarter/w1",
+    ]

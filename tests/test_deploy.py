@@ -218,7 +218,7 @@ def test_every_run_flag_has_a_variable() -> None:
 def sample(name: str) -> tuple[str, object]:
     """A value the setting's parser accepts, and what it parses to."""
     parse = FIELDS[name]
-    for text in ("7", "true", "7s", "host:7", "3/1m", "text"):
+    for text in ("7", "true", "7s", "host:7", "3/1m", "text", "debug"):
         try:
             return text, parse(text)
         except ValueError:

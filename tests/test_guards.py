@@ -122,7 +122,7 @@ async def test_budget_suppresses_past_its_limit(tmp_path: Path) -> None:
     results = [(await engine.process(event({"host": f"h{i}"}, f"e{i}")))[0] for i in range(20)]
     assert [r.status for r in results].count("succeeded") == 5
     assert [r.status for r in results].count("suppressed") == 15
-    budget = [p for p in recorder.published if p[1]["reason"] == "budget_exhausted"]
+    budget = [p for p in recorder.published if p[1]["reason"] == "budget_spent"]
     assert len(budget) == 1
 
 

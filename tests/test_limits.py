@@ -22,6 +22,7 @@ from remediator.engine.limits import (
     fit_text,
 )
 from remediator.errors import EventError, TemplateError
+from remediator.model import Delivery
 from remediator.rules.conditions import build_condition
 from remediator.rules.secrets import Secrets
 from remediator.rules.templating import MAX_OUTPUT, Templates
@@ -147,3 +148,16 @@ def test_range_is_capped_by_the_sandbox() -> None:
     template = Templates(Secrets({})).compile("{{ range(10 ** 9) | list | length }}")
     with pytest.raises((TemplateError, jinja2.exceptions.SecurityError, OverflowError)):
         template.render({})
+
+
+def test_a_generated_trace_id_is_the_same_for_every_delivery() -> None:
+    """A random one changed with a redelivery and split the event's logs (issue 22 c)."""
+    data = b'{"host": "a"}'
+    first, again = (
+        decode_event("s", {}, data, Delivery(stream="ALERTS", sequence=7, num_delivered=n))
+        for n in (1, 2)
+    )
+    other = decode_event("s", {}, data, Delivery(stream="ALERTS", sequence=8, num_delivered=1))
+    assert first.trace_id == again.trace_id and len(first.trace_id) == 32
+    assert other.trace_id != first.trace_id
+    assert decode_event("s", {"trace-id": "t-1"}, data, None).trace_id == "t-1"

@@ -93,7 +93,7 @@ async def test_the_budget_is_spent_by_real_runs_only(tmp_path: Path) -> None:
         "asked": 0,
         "undecided": 0,
     }
-    assert target.escalations.counts == {"budget_exhausted": 1}
+    assert target.escalations.counts == {"budget_spent": 1}
 
 
 async def test_unverified_runs_escalate_when_their_deadline_passes(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
+from remediator.engine.events import derived_trace_id
 from remediator.http.listener import Listener
 from remediator.http.webhook import PATH, AlertmanagerBridge, compile_subject
 from remediator.nats.connection import connect, connection_secrets
@@ -55,7 +56,7 @@ async def serve(
 ) -> AsyncIterator[Client_]:
     listener = Listener(CollectorRegistry(), lambda: True)
     template = compile_subject(Templates(Secrets({})), subject)
-    bridge = AlertmanagerBridge(transport, template, token, lambda: "generated", body_timeout)
+    bridge = AlertmanagerBridge(transport, template, token, body_timeout)
     listener.add_webhook(bridge)
     # Alertmanager posts JSON: every request here says so unless a test says otherwise.
     json_type = {"Content-Type": "application/json"}
@@ -122,7 +123,8 @@ async def test_each_alert_becomes_one_event_and_repeats_are_stored_once(
     }
     assert fired_headers["Nats-Msg-Id"] == "99e23bf2b740734b:firing:2026-11-29T13:09:27.119Z"
     assert resolved_headers["Nats-Msg-Id"] == "99e23bf2b740734b:resolved:2026-11-29T13:09:27.119Z"
-    assert fired_headers["trace-id"] == "generated"
+    # No trace in the alert: one derived from the event id, the same on Alertmanager's retry.
+    assert fired_headers["trace-id"] == derived_trace_id(fired_headers["Nats-Msg-Id"])
     assert cleared["status"] == "resolved" and cleared["endsAt"] == "2026-11-29T13:09:29.119Z"
 
 

@@ -8,6 +8,7 @@ modules each command calls.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,7 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.command(args))
+        code = int(args.command(args))
+        sys.stdout.flush()  # here, so a closed pipe is caught below, not at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except (RuleError, ConfigError) as exc:
         print(f"remediator: {exc}", file=sys.stderr)
         return 2
@@ -32,6 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _reader_gone() -> int:
+    """`history --json | head`: the reader left. As the Python docs recommend for
+    SIGPIPE, point stdout at devnull so the flush at exit raises nothing again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1  # Python's own exit code on EPIPE
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,14 @@ import os
 import sys
 import time
 
-from remediator.cli.options import add_results_access, brake_settings, duration, results_settings
+from remediator.cli.options import (
+    add_results_access,
+    brake_settings,
+    checked,
+    duration,
+    results_settings,
+)
+from remediator.model import RESULT_STATUSES
 from remediator.settings import Settings
 
 
@@ -26,6 +33,8 @@ def _add_publish(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from remediator import logs
+
     data = sys.stdin.read() if args.payload == "-" else args.payload
     try:
         json.loads(data)
@@ -33,6 +42,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         print(f"remediator: payload is not JSON: {exc}", file=sys.stderr)
         return 2
     headers = dict(h.split("=", 1) for h in args.header if "=" in h)
+    logs.configure("text", "ERROR")  # the answer is the output; reconnect chatter is not
     settings = Settings.load({"nats_url": args.nats_url}, os.environ)
     stored = asyncio.run(_publish(settings, args.subject, data.encode(), headers))
     print(json.dumps({"subject": args.subject, **stored}))
@@ -58,7 +68,12 @@ def _add_history(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     history = commands.add_parser("history", help="what the daemon did: one line per result")
     add = history.add_argument
     add("--rule", help="only this rule's results")
-    add("--status", help="only results with this status (succeeded, failed, throttled, ...)")
+    add(
+        "--status",
+        choices=RESULT_STATUSES,
+        metavar="STATUS",
+        help=f"only results with this status: {', '.join(RESULT_STATUSES)}",
+    )
     add("--since", type=duration, default=86400.0, metavar="DURATION", help="default 24h")
     add("--limit", type=int, default=50, metavar="N", help="the newest N results (default 50)")
     add("--json", action="store_true", help="one JSON object per line")
@@ -128,12 +143,22 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.add_argument("--all", dest="every", action="store_true", help="every rule")
         parser.add_argument("--key", help="only this throttle-key value (e.g. a host)")
     pause = commands.choices["pause"]
+    pause.add_argument(
+        "--rules",
+        dest="rule_files",
+        action="append",
+        metavar="PATH",
+        help="check the names against these rule files (default: the rules the running "
+        "daemons report)",
+    )
     pause.add_argument("--for", dest="duration", type=duration, default=3600.0, metavar="DUR")
     pause.add_argument("--reason", default="", help="why, for whoever looks next")
     pause.add_argument("--by", help="who (default: your login name)")
     status = command("status", "pauses, circuits, budget, approvals, replicas", cmd_status)
     status.add_argument("--json", action="store_true")
-    status.add_argument("--max-actions", dest="max_actions", metavar="N[/WINDOW]")
+    status.add_argument(
+        "--max-actions", dest="max_actions", metavar="N[/WINDOW]", type=checked("max_actions")
+    )
     for name, help in (("approve", "approve a request"), ("deny", "deny a request")):
         decide = command(name, help, cmd_decide)
         decide.add_argument("id", metavar="ID")
@@ -148,18 +173,39 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def cmd_pause(args: argparse.Namespace) -> int:
     from remediator.nats import brake
 
+    known = _rule_names(args.rule_files) if args.rule_files else None
     work = brake.pause(
-        brake_settings(args), args.rules, args.every, args.key, args.duration, args.reason, args.by
+        brake_settings(args),
+        args.rules,
+        args.every,
+        args.key,
+        args.duration,
+        args.reason,
+        args.by,
+        known,
     )
     print(asyncio.run(work))
     return 0
 
 
+def _rule_names(paths: list[str]) -> list[str]:
+    from remediator.rules.loader import load_rules
+    from remediator.rules.secrets import Secrets
+    from remediator.rules.templating import Templates
+
+    return [rule.name for rule in load_rules(paths, Templates(Secrets(os.environ)))]
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from remediator.nats import brake
 
-    print(asyncio.run(brake.resume(brake_settings(args), args.rules, args.every, args.key)))
-    return 0
+    work = brake.resume(brake_settings(args), args.rules, args.every, args.key)
+    lines = asyncio.run(work)
+    for resumed, line in lines:
+        print(
+            line if resumed else f"remediator: {line}", file=sys.stdout if resumed else sys.stderr
+        )
+    return 0 if all(resumed for resumed, _ in lines) else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 
-from remediator.settings import Settings
+from remediator.settings import FIELDS, Settings
 
 
 def assignment(text: str) -> tuple[str, str]:
@@ -22,6 +23,22 @@ def duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def checked(setting: str) -> Callable[[str], str]:
+    """An argparse type that checks a flag as its setting will parse it, so a bad value
+    is argparse's one-line usage error (exit 2); the text goes on to `Settings.load`."""
+    parse = FIELDS[setting]
+
+    def check(text: str) -> str:
+        try:
+            parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    check.__name__ = setting  # argparse names the type in some messages
+    return check
 
 
 def add_secret_option(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +62,9 @@ def add_results_access(parser: argparse.ArgumentParser) -> None:
 
 
 def results_settings(args: argparse.Namespace) -> Settings:
+    from remediator import logs
+
+    logs.configure("text", "ERROR")  # the answer is the output; reconnect chatter is not
     flags = {"nats_url": args.nats_url, "config": args.config}
     return Settings.load({k: v for k, v in flags.items() if v is not None}, os.environ)
 

@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
-from remediator.cli.options import flags
-from remediator.settings import Settings
+from remediator.cli.options import checked, flags
+from remediator.settings import LOG_FORMATS, LOG_LEVELS, Settings
+
+NO_RULES = (
+    "remediator: no rules/ here (the default of --rules): pass --rules PATH, a rule file or "
+    "a directory of them"
+)
 
 
 def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,8 +50,8 @@ def _add_sources(add: Add) -> None:
         help="port of the embedded nats-server on 127.0.0.1 (default 4222)",
     )
     add("--secrets-dir", dest="secrets_dir", help="directory of secret files")
-    add("--log-format", dest="log_format", choices=["json", "text"])
-    add("--log-level", dest="log_level")
+    add("--log-format", dest="log_format", choices=LOG_FORMATS)
+    add("--log-level", dest="log_level", type=str.lower, choices=LOG_LEVELS)
 
 
 def _add_consumer(add: Add) -> None:
@@ -84,6 +91,7 @@ def _add_consumer(add: Add) -> None:
         "--max-actions",
         dest="max_actions",
         metavar="N[/WINDOW]",
+        type=checked("max_actions"),
         help="global budget: rules fired across the fleet per window (default window 5m)",
     )
 
@@ -124,6 +132,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from remediator.daemon import Daemon
 
     settings = Settings.load(flags(args), os.environ)
+    if settings.rules == Settings().rules and not Path(settings.rules[0]).exists():
+        # The first thing a newcomer types, in a directory with no rules/ yet.
+        print(NO_RULES, file=sys.stderr)
+        return 2
     daemon = Daemon(settings, os.environ)
     logs.configure(settings.log_format, settings.log_level, daemon.secrets)
     return asyncio.run(daemon.run())

@@ -50,6 +50,29 @@ async def ask(
     )
 
 
+async def unrenderable(
+    engine: Engine,
+    rule: Rule,
+    event: Event,
+    context: dict[str, object],
+    started: dt.datetime,
+    rendered: tuple[StepResult, ...],
+) -> Result:
+    """The preview failed (a template typo, a request the kind refuses): report `failed`
+    and ask no one, since approving would run a step certain to fail. `on_failure` runs
+    as it would after that failure, so whoever it tells hears of the typo."""
+    previews = rendered[: len(rendered) - len(rule.on_failure)]
+    error = next((s.error for s in previews if s.status == "failed" and s.error), "")
+    context = context | {"error": error, "results": {}}
+    dry_run = engine.dry_run or rule.dry_run
+    handled = [
+        await engine.runner.run_step(rule, step, context, dry_run=dry_run)
+        for step in rule.on_failure
+    ]
+    why = f"nobody was asked: the steps do not render: {error}"
+    return engine._finish(rule, event, started, "failed", (*previews, *handled), why)
+
+
 async def run_approved(engine: Engine, rule: Rule, request: ApprovalRequest) -> Result:
     """Run the steps of an approved request, rendered from the event it stored."""
     event = request.event()

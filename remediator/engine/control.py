@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import hashlib
 import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -72,12 +73,15 @@ class Pause:
     def active(self, now: float) -> bool:
         return self.until > now
 
-    def describe(self) -> str:
+    @property
+    def what(self) -> str:
+        """The scope in words, as people name it (never the bucket key)."""
         what = "all rules" if self.scope == ALL else f"rule {self.scope}"
-        if self.key is not None:
-            what += f" for key {self.key!r}"
+        return what if self.key is None else f"{what} for key {self.key!r}"
+
+    def describe(self) -> str:
         why = f": {self.reason}" if self.reason else ""
-        return f"paused ({what}) by {self.by} until {_iso(self.until)}{why}"
+        return f"paused ({self.what}) by {self.by} until {_iso(self.until)}{why}"
 
     def to_json(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -350,8 +354,24 @@ def pauses_for(
     ]
 
 
-def pause_names(rules: Iterable[str], every: bool, key: str | None) -> list[str]:
+def resume_targets(rules: Iterable[str], every: bool, key: str | None) -> list[Pause]:
+    """What `resume` addresses: pauses with only `name` (the bucket key) and `what` (the
+    words for people) to go by."""
     return [
-        Pause(scope=scope, key=k, by="", since=0.0, until=0.0).name
+        Pause(scope=scope, key=k, by="", since=0.0, until=0.0)
         for scope, k in scopes(rules, every, key)
     ]
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` when a known name is close to `name`, else nothing."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_rule_names(names: Iterable[str], known: Collection[str]) -> None:
+    """ScopeError naming every rule in `names` not in `known`: a typo in a pause would
+    otherwise pause nothing while saying \"paused\"."""
+    unknown = [n for n in dict.fromkeys(names) if n not in known]
+    if unknown:
+        raise ScopeError("; ".join(f"unknown rule {n!r}{did_you_mean(n, known)}" for n in unknown))

@@ -288,7 +288,9 @@ class Engine:
     ) -> Result:
         if rule.approval is None:
             return await self._run_steps(rule, event, context, started, dry_run)
-        rendered, _ = await self.runner.run_steps(rule, dict(context), dry_run=True)
+        rendered, ok = await self.runner.run_steps(rule, dict(context), dry_run=True)
+        if not ok:  # a yes to steps certain to fail would waste the human's time
+            return await asking.unrenderable(self, rule, event, context, started, rendered)
         if self.desk is None or dry_run:
             why = "approval required: would ask before acting (nothing runs)"
             return self._finish(rule, event, started, "awaiting_approval", rendered, why)

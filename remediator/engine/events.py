@@ -3,7 +3,10 @@
 The event id is what makes processing idempotent, so it prefers what the
 publisher chose (`Nats-Msg-Id`), then the stream position, then a content
 hash. The trace id follows the W3C `traceparent` header, a `trace-id` header
-or a `trace_id` field, so one id runs from the alert through every action.
+or a `trace_id` field, so one id runs from the alert through every action;
+an event that carries none gets one derived from its event id, so a
+redelivery (after a crash) keeps the trace id of the first delivery and the
+logs of both stay correlated.
 Both are hashed past `limits.MAX_ID` characters: they travel in headers, and
 headers count toward the server's max_payload.
 """
@@ -24,9 +27,10 @@ def decode_event(
     headers: Mapping[str, str],
     data: bytes,
     delivery: Delivery | None,
-    new_trace_id: Callable[[], str],
+    new_trace_id: Callable[[], str] | None = None,
 ) -> Event:
-    """The event in a message, or EventError for data that is not a JSON object."""
+    """The event in a message, or EventError for data that is not a JSON object;
+    `new_trace_id` replaces the derived trace id (the offline tools' fixed one)."""
     try:
         payload = json.loads(data)
     except RecursionError as exc:  # nested deeper than the interpreter's stack allows
@@ -35,14 +39,24 @@ def decode_event(
         raise EventError("invalid_json", f"payload is not JSON: {exc}") from exc
     if not isinstance(payload, dict):
         raise EventError("not_an_object", f"payload is a JSON {_json_type(payload)}, not an object")
+    identity = event_id(subject, headers, data, delivery)
+    given = trace_id(headers, payload)
+    if given is None:
+        given = new_trace_id() if new_trace_id is not None else derived_trace_id(identity)
     return Event(
         subject=subject,
         headers=headers,
         payload=payload,
-        event_id=event_id(subject, headers, data, delivery),
-        trace_id=trace_id(headers, payload) or new_trace_id(),
+        event_id=identity,
+        trace_id=given,
         delivery=delivery,
     )
+
+
+def derived_trace_id(event_id: str) -> str:
+    """A W3C-sized trace id (32 hex digits) that is the same for every delivery of one
+    event: a random one would change with a redelivery and split the event's logs."""
+    return hashlib.blake2b(event_id.encode(), digest_size=16).hexdigest()
 
 
 def event_id(

@@ -32,7 +32,7 @@ from remediator.engine.verification import (
     query_fields,
 )
 from remediator.errors import TemplateError, TransportError, Unpublishable
-from remediator.metrics import Metrics, escalation_label
+from remediator.metrics import Metrics
 from remediator.model import Event, Rule, Throttle, dumps
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ class Guards:
                 continue
             if spent:
                 detail = f"{budget.max_runs} runs per {budget.window:g}s across the fleet"
-                await self.escalate(ESCALATIONS, "budget_exhausted", rule, event, detail)
+                await self.escalate(ESCALATIONS, "budget_spent", rule, event, detail)
             return not spent
 
     async def _undo(self, key: str, token: str) -> None:
@@ -320,7 +320,7 @@ class Guards:
         headers = {"Nats-Msg-Id": bounded_id(msg_id, 2 * MAX_ID)}  # keys come from events
         reason = body.get("reason")
         if self.metrics is not None and isinstance(reason, str):
-            self.metrics.escalations.labels(escalation_label(reason)).inc()
+            self.metrics.escalations.labels(reason).inc()
         trace = body.get("trace_id")
         if isinstance(trace, str):
             headers["trace-id"] = trace

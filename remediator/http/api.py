@@ -19,9 +19,10 @@ from remediator.durations import parse_duration
 from remediator.engine.control import (
     AlreadyDecided,
     ScopeError,
-    pause_names,
+    check_rule_names,
     pauses_for,
     pending,
+    resume_targets,
 )
 from remediator.engine.state import StateStore
 from remediator.http.auth import Access
@@ -138,11 +139,14 @@ class ControlAPI:
                 by=by,
                 now=time.time(),
             )
+            if not body.get("all"):  # a typo must not pause nothing and answer 200
+                check_rule_names(_names(body), {rule.name for rule in self.rules()})
         except (ScopeError, ValueError) as exc:
             return _error(400, str(exc))
-        control = self._plane().control
+        plane = self._plane()
         for pause in made:
-            await control.pause(pause)
+            await plane.control.pause(pause)
+            plane.wrote(pause.name, pause)
             log.info("%s", pause.describe())
         return _json({"pauses": [p.summary() for p in made]})
 
@@ -150,13 +154,20 @@ class ControlAPI:
         by = self.access.require(request, "operator")
         body = await _body(request)
         try:
-            names = pause_names(_names(body), bool(body.get("all")), _key(body))
+            targets = resume_targets(_names(body), bool(body.get("all")), _key(body))
         except ScopeError as exc:
             return _error(400, str(exc))
-        control = self._plane().control
-        resumed = [name for name in names if await control.resume(name)]
+        plane = self._plane()
+        resumed = []
+        for target in targets:
+            if await plane.control.resume(target.name):
+                plane.wrote(target.name, None)
+                resumed.append(target.what)
+        missed = [t.what for t in targets if t.what not in resumed]
         log.info("resumed %s by %s", ", ".join(resumed) or "nothing", by)
-        return _json({"resumed": resumed})
+        if not resumed:
+            return _error(404, "not paused: " + ", ".join(missed))
+        return _json({"resumed": resumed, "not_paused": missed})
 
 
 async def _body(request: web.Request) -> Mapping[str, object]:

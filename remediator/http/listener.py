@@ -10,11 +10,14 @@ Kubernetes Service only routes to replicas that can do work. The webhook
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from remediator.errors import ConfigError
 from remediator.http.api import ControlAPI
 from remediator.http.webhook import MAX_BODY, PATH, AlertmanagerBridge
 
@@ -50,7 +53,22 @@ class Listener:
         # must arrive within webhook.BODY_TIMEOUT; headers are bounded in size by aiohttp.
         self._runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=KEEPALIVE)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
+        try:
+            await web.TCPSite(self._runner, host, port).start()
+        except OSError as exc:  # taken since `check`
+            raise _cannot_listen(host, port, exc) from None
+
+    @staticmethod
+    async def check(host: str, port: int) -> None:
+        """Fail fast, before NATS and the embedded server: a taken `--http` address is a
+        one-line start-up error, not a traceback after everything else has started."""
+        loop = asyncio.get_running_loop()
+        try:
+            server = await loop.create_server(asyncio.Protocol, host, port, start_serving=False)
+        except OSError as exc:
+            raise _cannot_listen(host, port, exc) from None
+        server.close()
+        await server.wait_closed()
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -69,3 +87,8 @@ class Listener:
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> ConfigError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return ConfigError(f"cannot listen on {host}:{port} (--http): {reason}")

@@ -28,13 +28,14 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import jinja2
 from aiohttp import web
 
+from remediator.engine.events import derived_trace_id
 from remediator.engine.events import trace_id as header_trace_id
 from remediator.engine.limits import bounded_id
 from remediator.errors import (
@@ -108,13 +109,11 @@ class AlertmanagerBridge:
         publisher: Publisher,
         subject: Renderable,
         token: str | None,
-        new_trace_id: Callable[[], str],
         body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.publisher = publisher
         self.subject = subject
         self.token = token.encode() if token else None
-        self.new_trace_id = new_trace_id
         self.body_timeout = body_timeout
 
     def authorized(self, header: str | None) -> bool:
@@ -223,7 +222,8 @@ class AlertmanagerBridge:
         payload.update(shared)
         subject = self._subject(where, alert, group)
         event_id = bounded_id(f"{fingerprint}:{status}:{starts}")
-        return AlertEvent(name, subject, payload, event_id, trace or self.new_trace_id())
+        # Derived, not random: Alertmanager's retry of this alert carries the same trace.
+        return AlertEvent(name, subject, payload, event_id, trace or derived_trace_id(event_id))
 
     def _subject(self, where: str, alert: Mapping[str, object], group: Mapping[str, object]) -> str:
         try:

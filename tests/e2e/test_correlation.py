@@ -143,3 +143,29 @@ async def _gone(kv: KeyValue, key: str) -> bool:
     except KeyNotFoundError:
         return True
     return False
+
+
+async def test_an_absence_firing_is_published_once(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str, http_target: HttpTarget
+) -> None:
+    """The engine reports the result, and the sweep loop used to publish it again: core
+    subscribers of `remediator.results.>` saw every absence twice (issue 22 c)."""
+    rules(workdir, absent_rule(unique, http_target.url).replace("within: 3s", "within: 1s"))
+    results = await Collector.on(nc, f"remediator.results.silent-{unique}")
+    proc = replica(workdir, nats_server.url, unique).start()
+    try:
+        await publish(nc, f"{unique}.backup.done", {"job": "first", "n": 1})
+        await results.wait_for(1)
+        # A later firing, from a later sweep of the same daemon, arrives after any copy of
+        # the first one (one connection, in order): no waiting on a clock for "no more".
+        await publish(nc, f"{unique}.backup.done", {"job": "second", "n": 2})
+        await until(lambda: len(_events(results)) == 2, 30, "the second absence fired")
+    finally:
+        proc.stop()
+    bodies = results.bodies()
+    assert [b["status"] for b in bodies] == ["succeeded", "succeeded"]
+    assert len(bodies) == len(_events(results)) == 2
+
+
+def _events(results: Collector) -> set[str]:
+    return {str(body["event_id"]) for body in results.bodies()}

@@ -145,6 +145,10 @@ async def test_sigkill_mid_step_redelivers_after_restart(
     assert result["status"] == "succeeded"
     assert result["redelivered"] is True
     assert len(http_target.received) == 2
+    # The alert carries no trace id: the one made for it must survive the crash, or the
+    # logs of the two deliveries cannot be correlated (issue 22 c).
+    first, second = (r.headers["trace-id"] for r in http_target.received)
+    assert first == second == result["trace_id"]
 
 
 async def test_long_step_is_not_redelivered_past_ack_wait(

@@ -137,7 +137,7 @@ async def test_global_budget_suppresses_and_escalates_once(
         await own.drain()
         server.stop()
     assert Counter(b["status"] for b in bodies) == {"succeeded": 5, "suppressed": 15}
-    assert escalation["reason"] == "budget_exhausted"
+    assert escalation["reason"] == "budget_spent"  # SPEC §8's word, as the metric
     assert len(escalations.messages) == 1
     assert len(http_target.received) == 5
 

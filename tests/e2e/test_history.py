@@ -77,6 +77,17 @@ def cli(server: NatsServer, *args: str) -> str:
     return done.stdout
 
 
+def cli_into_closed_pipe(server: NatsServer, *args: str) -> tuple[int, str]:
+    """`remediator ARGS | head -0`: the reader is gone before the first line is written."""
+    command = [sys.executable, "-m", "remediator", *args, "--nats", server.url]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    with process.stderr:
+        error = process.stderr.read().decode()
+    return process.wait(60), error
+
+
 async def consumers(nc: Client) -> set[str]:
     return {c.name for c in await nc.jetstream().consumers_info(RESULTS_STREAM)}
 
@@ -100,6 +111,8 @@ async def test_history_and_show_read_the_results_stream(
 
         limited = cli(nats_server, "history", "--rule", f"dry-{unique}", "--limit", "1", "--json")
         assert len(limited.splitlines()) == 1
+        # `history --json | head` used to end in a BrokenPipeError traceback.
+        assert cli_into_closed_pipe(nats_server, "history", "--json") == (1, "")
 
         first = ok[0]["event_id"]
         shown = cli(nats_server, "show", str(first))

@@ -34,6 +34,9 @@ class DaemonProcess:
     http_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # Its own process group, as a shell gives a foreground job: Ctrl-C is then
+    # `interrupt()`, a SIGINT to the whole group.
+    new_session: bool = False
 
     def start(self, wait_ready: bool = True, timeout: float = 30.0) -> DaemonProcess:
         self.log_path = self.workdir / f"daemon-{time.monotonic_ns()}.log"
@@ -50,7 +53,12 @@ class DaemonProcess:
         env.pop("REMEDIATOR_NATS_URL", None) if "REMEDIATOR_NATS_URL" not in self.env else None
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=self.workdir, env=env, stdout=log, stderr=log
+                command,
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=log,
+                start_new_session=self.new_session,
             )
         if wait_ready:
             self.wait_ready(timeout)
@@ -94,6 +102,11 @@ class DaemonProcess:
     def signal(self, signum: int) -> None:
         assert self.process is not None
         self.process.send_signal(signum)
+
+    def interrupt(self) -> None:
+        """Ctrl-C in the terminal: SIGINT to every process of the daemon's group."""
+        assert self.process is not None and self.new_session
+        os.killpg(self.process.pid, signal.SIGINT)
 
     def wait(self, timeout: float = 60.0) -> int:
         assert self.process is not None
