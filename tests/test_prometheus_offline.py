@@ -122,8 +122,12 @@ async def test_a_dry_run_asks_nothing_and_guesses_nothing(rules: Path) -> None:
     assert result.status == "dry_run"
     assert (errors.status, errors.output) == ("dry_run", {"would_ask": RENDERED})
     assert restart.status == "dry_run"
+    # Undecided, not guessed; what it would send if it runs is shown beside (an approver
+    # judges the request).
     assert restart.output == {
-        UNKNOWN: "depends on results.errors.value, which a dry run does not know"
+        "method": "POST",
+        "url": "https://deploy.example/restart/web",
+        UNKNOWN: "depends on results.errors.value, which a dry run does not know",
     }
 
 

@@ -72,7 +72,7 @@ class StepRunner:
             rendered = await _render(step, context)
         except TemplateError as exc:
             if dry_run and isinstance(exc.__cause__, Unknown):  # undecided, not wrong
-                output = {UNKNOWN: str(exc.__cause__)}
+                output = _undecided(step, context, exc.__cause__)
                 return self._record(rule, step, "dry_run", 0, started, output=output)
             return self._record(rule, step, "failed", 0, started, error=str(exc))
         if rendered is None:
@@ -218,6 +218,17 @@ async def _render(step: Step, context: Mapping[str, object]) -> object | None:
         raise TemplateError(
             f"rendering took over the step timeout of {step.timeout:g}s", field=step.name
         ) from None
+
+
+def _undecided(step: Step, context: Mapping[str, object], why: Unknown) -> dict[str, object]:
+    """A dry run's output for a step it cannot decide: why, and, when only its `when`
+    was undecided, the request it would send if it runs (what an approver must see)."""
+    try:
+        request = step.request.render(context) if step.when is not None else None
+    except TemplateError:
+        request = None
+    shown = dict(request) if isinstance(request, Mapping) else {}
+    return {**shown, UNKNOWN: str(why)}
 
 
 def backoff(
