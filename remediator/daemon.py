@@ -28,7 +28,7 @@ from remediator.engine.ordering import OrderKey
 from remediator.engine.resultlog import DAY_MINUTES, MINUTE, ResultLog
 from remediator.errors import RemediatorError, TransportError
 from remediator.http.api import ControlAPI
-from remediator.http.auth import Access, is_loopback
+from remediator.http.auth import Access, is_loopback, resolve_token
 from remediator.http.consolefiles import mount_console
 from remediator.http.listener import Listener
 from remediator.http.results import ResultsAPI
@@ -81,8 +81,11 @@ class Daemon:
         self.templates = Templates(self.secrets)
         self.webhook_subject = compile_subject(self.templates, settings.webhook_subject)
         self.order_key = OrderKey.compile(settings.order_key, self.templates)
-        if settings.webhook_token:
-            self.secrets.known.add(settings.webhook_token)
+        self.webhook_token = (
+            None
+            if settings.webhook_token is None
+            else resolve_token(settings.webhook_token, self.secrets, "setting webhook_token")
+        )
         self.ruleset: Ruleset | None = None
         self.transport: Transport | None = None
         self.actions: dict[str, Action] = {}
@@ -209,7 +212,7 @@ class Daemon:
             AlertmanagerBridge(
                 self.transport,
                 self.webhook_subject,
-                self.settings.webhook_token,
+                self.webhook_token,
                 self.pipeline.new_trace_id,
             )
         )

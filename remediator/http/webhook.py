@@ -43,6 +43,7 @@ from remediator.errors import (
     TransportError,
     Unpublishable,
 )
+from remediator.http.auth import bearer
 from remediator.model import Renderable
 from remediator.rules.templating import Templates
 
@@ -111,18 +112,16 @@ class AlertmanagerBridge:
     ) -> None:
         self.publisher = publisher
         self.subject = subject
-        self.token = token.encode() if token else None
+        self.token = token.encode() if token is not None else None  # "" matches no one
         self.new_trace_id = new_trace_id
         self.body_timeout = body_timeout
 
     def authorized(self, header: str | None) -> bool:
         if self.token is None:
             return True
-        scheme, _, given = (header or "").partition(" ")
+        given = bearer(header)
         # Compared in constant time, so the answer's timing does not leak the token.
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), self.token
-        )
+        return given is not None and hmac.compare_digest(given, self.token)
 
     async def handle(self, request: web.Request) -> web.Response:
         if not self.authorized(request.headers.get("Authorization")):
