@@ -90,18 +90,59 @@ def test_secrets_are_masked_in_every_encoding() -> None:
         assert secrets.mask(f"GET http://x/?t={form} end") == "GET http://x/?t=*** end", form
 
 
-@pytest.mark.parametrize("pattern", ["(a+)+$", "(a*)*", r"^(\w+\s?)*$", "(?:x{2,3})+"])
-def test_nested_quantifiers_are_refused_at_load(pattern: str) -> None:
-    with pytest.raises(ValueError, match="nests a repeat inside a repeat"):
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(a+)+$(?<=a)", r"(a*)*\1", r"^(\w+\s?)*$(?!x)", r"(?:x{2,3})+\Z", r"(?=(a+)+b)"],
+)
+def test_nested_quantifiers_re2_cannot_run_are_refused_at_load(pattern: str) -> None:
+    with pytest.raises(ValueError, match=r"nests a repeat inside a repeat.*RE2 refuses it"):
         build_condition("v", "regex", pattern)
 
 
 @pytest.mark.parametrize(
-    "pattern",
-    ["a+b+", "(ab)+", "(a|b)*c", r"^[a-z]+\.(com|org)$", "(/[^/]*)+", r"(/[A-Za-z0-9_-][\w.-]*)+$"],
+    ("pattern", "why"),
+    [
+        (r"(?=x.*y)z", "repeats inside a lookaround"),
+        (r"(?!a{0,50}b)", "repeats inside a lookaround"),
+        (r"(x)\1a*a*b", "adjacent repeats"),
+        (r"(?<=q)\d+\w+", "adjacent repeats"),
+        (r"(x)\1.*\s*$", "adjacent repeats"),
+    ],
 )
-def test_plain_regexes_are_accepted(pattern: str) -> None:
-    assert build_condition("v", "regex", pattern).test("ab") in (True, False)
+def test_what_only_backtracking_can_run_and_blows_up_is_refused(pattern: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        build_condition("v", "regex", pattern)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "found"),
+    [
+        (r"(\w)\1", "xaay", True),  # a backreference: Python's re, no repeat to blow up
+        (r"(?<!no )error", "no error", False),
+        (r"(?<!no )error", "an error", True),
+        (r"error\Z", "an error", True),
+        (r"(x)\1[a-z]+\d+", "xxab12", True),  # adjacent repeats that share no character
+    ],
+)
+def test_what_re2_cannot_run_but_is_safe_runs_with_python_re(
+    pattern: str, value: str, found: bool
+) -> None:
+    assert build_condition("v", "regex", pattern).test(value) is found
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value"),
+    [
+        ("(a+)+$", "a" * 5000 + "!"),
+        ("a*a*a*a*a*a*b", "a" * 5000),
+        (r"^(\w+\s?)*$", "word " * 2000 + "!"),
+        ("error.*timeout", ("error " + "y" * 100) * 7100),  # 750 KB: quadratic for re
+        (r"\s+$", " " * 750_000 + "x"),
+    ],
+)
+def test_backtracking_blow_ups_run_in_linear_time_with_re2(pattern: str, value: str) -> None:
+    """Each of these takes minutes to years with Python's re (the old engine)."""
+    assert build_condition("v", "regex", pattern).test(value) is False
 
 
 def test_validate_names_the_file_and_line_of_a_catastrophic_regex(
@@ -109,7 +150,7 @@ def test_validate_names_the_file_and_line_of_a_catastrophic_regex(
 ) -> None:
     rules = tmp_path / "r.yaml"
     rules.write_text(
-        "rules:\n  - name: r\n    on: [a.b]\n    match:\n      v: {regex: '(a+)+$'}\n"
+        "rules:\n  - name: r\n    on: [a.b]\n    match:\n      v: {regex: '(?=(a+)+b)'}\n"
         "    actions:\n      - publish: {subject: x, json: {}}\n"
     )
     assert main(["validate", str(rules)]) != 0
