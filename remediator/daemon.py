@@ -216,9 +216,9 @@ class Daemon:
                 self.pipeline.new_trace_id,
             )
         )
-        ResultsAPI(self.results, self._rule_names, self.access, self.transport.stored).mount(
-            listener.app
-        )
+        ResultsAPI(
+            self.results, self._rule_names, self.access, self.transport.stored, self.secrets.mask
+        ).mount(listener.app)
         mount_console(listener.app)
 
     async def _serve(self) -> None:

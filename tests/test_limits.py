@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from yarl import URL
 
 from remediator.cli import main
 from remediator.engine.events import decode_event
@@ -188,3 +189,40 @@ def test_range_is_capped_by_the_sandbox() -> None:
     template = Templates(Secrets({})).compile("{{ range(10 ** 9) | list | length }}")
     with pytest.raises((TemplateError, jinja2.exceptions.SecurityError, OverflowError)):
         template.render({})
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["x y", "a=b|c", "p%41ss", 'q"u\\o', "é€", "a+b&c#d", "a;b,c:d@e$f!g", "s3cr+t/Tok=en"],
+)
+def test_secrets_are_masked_in_every_form_the_http_client_writes_in_a_url(secret: str) -> None:
+    """yarl (aiohttp's URLs) encodes a character or not depending on the URL part, writes a
+    space as `+` in a query, and decodes `%41` to `A`; error messages quote its URLs."""
+    secrets = Secrets({"S": secret})
+    secrets.get("S")
+    urls = [
+        URL(f"http://h/p/{secret}/x?t={secret}&u=1"),
+        URL("http://h/p").with_query({"t": secret}),
+        URL("http://h/p?a=1").update_query({"t": secret}),
+        URL("http://h/").joinpath(secret),
+    ]
+    for url in urls:
+        masked = str(secrets.mask(f"GET {url}: HTTP 500"))
+        rest = masked.replace("***", " ")
+        for decode in (urllib.parse.unquote, urllib.parse.unquote_plus, str):
+            assert secret not in decode(rest), (str(url), masked)
+        assert "pAss" not in rest, (str(url), masked)
+
+
+@pytest.mark.parametrize("secret", ['q"u\\o', "é€ü", "\u00a0nbsp", "tab\there"])
+def test_secrets_are_masked_in_json_escaped_text(secret: str) -> None:
+    secrets = Secrets({"S": secret})
+    secrets.get("S")
+    for text in (json.dumps({"m": f"a {secret} b"}), json.dumps(secret, ensure_ascii=False)):
+        assert secret not in str(secrets.mask(text)) and "***" in str(secrets.mask(text))
+
+
+def test_masking_a_letter_secret_is_case_sensitive() -> None:
+    secrets = Secrets({"S": "abc"})
+    secrets.get("S")
+    assert secrets.mask("abc ABC %61bc") == "*** ABC ***"

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 from nats.aio.client import Client
 
 from tests.support.collect import Collector
 from tests.support.daemon import DaemonProcess
 from tests.support.nats import NatsServer
+
+SECRET = 'p"a ss=w|rd%41é'
 
 
 def start(workdir: Path, url: str, unique: str, rules: str, *extra: str) -> DaemonProcess:
@@ -58,3 +61,40 @@ rules:
         assert proc.stop() == 0
     assert sorted(str(b["subject"]) for b in bodies)[0] == f"{unique}.ev.big"
     assert {b["status"] for b in bodies} == {"succeeded"}
+
+
+async def test_the_stored_alert_is_served_masked_and_any_event_id_can_be_read(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str
+) -> None:
+    """An alert quoting a secret a rule sends comes back from the API masked; the events
+    with ids `.` and `..` are readable by the query form the console uses."""
+    rules = f"""
+rules:
+  - name: tell-{unique}
+    on: ["{unique}.ev.>"]
+    actions:
+      - publish: {{subject: "{unique}.out", json: {{t: "{{{{ secret('S') }}}}"}}}}
+"""
+    (workdir / "rules" / "r.yaml").write_text(rules)
+    args = ["--rules", "rules", "--nats", nats_server.url]
+    args += ["--stream", f"S{unique}", "--durable", f"D{unique}"]
+    proc = DaemonProcess(args, workdir, env={"S": SECRET}).start()
+    results = await Collector.on(nc, f"remediator.results.tell-{unique}")
+    try:
+        js = nc.jetstream()
+        for msg_id in ("ok-1", ".", ".."):
+            body = json.dumps({"quoted": f"token={SECRET}", "raw": SECRET}).encode()
+            await js.publish(f"{unique}.ev.x", body, headers={"Nats-Msg-Id": msg_id})
+        await results.wait_for(3)
+        answers = {
+            i: (proc.get(f"/api/event?id={quote(i)}"), proc.get(f"/api/event/alert?id={quote(i)}"))
+            for i in ("ok-1", ".", "..")
+        }
+        by_path = proc.get("/api/results/ok-1/event")
+    finally:
+        assert proc.stop() == 0
+    for event_id, ((status, text), (alert_status, alert)) in answers.items():
+        assert status == 200 and json.loads(text)["results"][0]["event_id"] == event_id
+        assert alert_status == 200 and SECRET not in alert
+        assert json.loads(alert)["event"] == {"quoted": "token=***", "raw": "***"}
+    assert by_path[0] == 200 and SECRET not in by_path[1] and "***" in by_path[1]
