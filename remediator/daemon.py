@@ -28,8 +28,9 @@ from remediator.engine.ordering import OrderKey
 from remediator.engine.resultlog import DAY_MINUTES, MINUTE, ResultLog
 from remediator.errors import RemediatorError, TransportError
 from remediator.http.api import ControlAPI
-from remediator.http.auth import Access, is_loopback, resolve_token
+from remediator.http.auth import Access, is_loopback, webhook_token
 from remediator.http.consolefiles import mount_console
+from remediator.http.guard import HostCheck
 from remediator.http.listener import Listener
 from remediator.http.results import ResultsAPI
 from remediator.http.webhook import AlertmanagerBridge, compile_subject
@@ -81,11 +82,7 @@ class Daemon:
         self.templates = Templates(self.secrets)
         self.webhook_subject = compile_subject(self.templates, settings.webhook_subject)
         self.order_key = OrderKey.compile(settings.order_key, self.templates)
-        self.webhook_token = (
-            None
-            if settings.webhook_token is None
-            else resolve_token(settings.webhook_token, self.secrets, "setting webhook_token")
-        )
+        self.webhook_token = webhook_token(settings.webhook_token, self.secrets)
         self.ruleset: Ruleset | None = None
         self.transport: Transport | None = None
         self.actions: dict[str, Action] = {}
@@ -149,7 +146,8 @@ class Daemon:
         collecting = gc.isenabled()
         gc.disable()  # until the engine is built: see _settle_heap
         embedded = None
-        listener = Listener(self.registry, self.ready, alive=lambda: self.failure is None)
+        check = HostCheck.build(self.settings, not self.access.tokens, self.webhook_token is None)
+        listener = Listener(self.registry, self.ready, lambda: self.failure is None, check)
         try:
             rules = load_rules(self.settings.rules, self.templates)  # fail fast, before NATS
             embedded, url = await self._nats_url()

@@ -102,7 +102,10 @@ def test_the_header_is_compared_as_bytes() -> None:
 @pytest.mark.parametrize("token", ["", "\n", "\u00a0", "secret(HOOK)"])
 def test_an_empty_webhook_token_is_refused_at_start_up(token: str) -> None:
     settings = Settings.load({"webhook_token": token}, {"HOOK": " "})
-    with pytest.raises(ConfigError, match="webhook_token: the token is empty or only whitespace"):
+    with pytest.raises(
+        ConfigError,
+        match=r"webhook_token \(REMEDIATOR_WEBHOOK_TOKEN\): the token is empty or only whitespace",
+    ):
         Daemon(settings, {"HOOK": " "})
 
 

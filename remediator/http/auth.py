@@ -15,6 +15,7 @@ caller's name (recorded as `by`) or raises 401/403.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -104,6 +105,13 @@ def bearer(header: str | None) -> bytes | None:
     return given if scheme.lower() == "bearer" and given else None
 
 
+def webhook_token(value: str | None, secrets: Secrets) -> str | None:
+    """The `webhook_token` setting resolved like an API token (None: the webhook is open)."""
+    if value is None:
+        return None
+    return resolve_token(value, secrets, "setting webhook_token (REMEDIATOR_WEBHOOK_TOKEN)")
+
+
 def resolve_token(value: str, secrets: Secrets, where: str) -> str:
     """A configured token, `secret(NAME)` resolved; refused when empty or only whitespace.
 
@@ -140,6 +148,15 @@ def _token(item: object, index: int, secrets: Secrets) -> Token:
 
 
 def is_loopback(address: str) -> bool:
-    """Whether a `HOST:PORT` listener address is on loopback (reads without a token)."""
+    """Whether a `HOST:PORT` listener address is on loopback (reads without a token).
+
+    An IP address is judged as one (`127.0.0.0/8`, `::1`); of names only `localhost`:
+    a name such as `127.example.com` may resolve anywhere.
+    """
     host = address.rpartition(":")[0].strip("[]")
-    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
