@@ -170,6 +170,26 @@ def test_validate_names_the_file_and_line_of_a_catastrophic_regex(
         "{{ '%0*d' | format(100000000, 1) }}",
         "{{ '%100000000d' % 1 }}",
         "{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}",
+        # issue 24: each of these built ~1 GB or ran unbounded before the budget held
+        "{{ '{:>900000000}'.format(1) }}",
+        "x {{ '{:>900000000}'.format(1) }}",
+        "{{ '{:>{}}'.format(1, '900000000') }}",
+        "{{ '{0:.900000000f}'.format_map([1.0]) }}",
+        "{{ (['x'*1000000]*1000)|join }}",
+        "{{ ([{'a': 'x'*1000000}]*1000)|join(attribute='a') }}",
+        "{{ ''.join(['x'*1000000]*1000) }}",
+        "{{ ['x'*1000000]*1000 }}",  # a single expression: no output to cap
+        "{{ ('x'*1000000).replace('x', 'yy') }}",
+        "{{ '%(a)900000000s' % {'a': 1} }}",
+        "{{ '%.900000000f' % 1.0 }}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "{% set l = range(100000)|list %}{% for a in l %}{% for b in l %}{% endfor %}{% endfor %}",
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+        "{% endfor %}{{ ns.s|length }}",
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}"
+        "{% endfor %}{{ ns.s|length }}",
+        "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set _ = ns.l.extend(ns.l) %}"
+        "{% endfor %}{{ ns.l|length }}",
     ],
 )
 def test_template_bombs_fail_within_the_budget(source: str) -> None:
@@ -183,6 +203,18 @@ def test_templates_within_the_budget_still_render() -> None:
     template = Templates(Secrets({})).compile(source)
     assert template.render({}) == "ababab-1024-42-3-  2.2"
     assert MAX_OUTPUT >= 1024 * 1024
+    loops = (
+        "{% for i in range(3) %}{{ i ~ '/' ~ loop.length }}{% else %}none{% endfor %} "
+        "{{ 'a' ~ 1 ~ ('b' ~ 2) }} {{ ['a', 'b']|join(',') }} {{ '{:>4}|{:.2f}'.format(1, 2) }} "
+        "{% for k, v in {'x': 1}.items() %}{{ k }}={{ v }}{% endfor %} "
+        "{{ 'a-b'.replace('-', '+') }}"
+    )
+    assert Templates(Secrets({})).compile(loops).render({}) == (
+        "0/31/32/3 a1b2 a,b    1|2.00 x=1 a+b"
+    )
+    assert Templates(Secrets({})).compile("{{ 'x' ~ event.n }}").render({"event": {"n": 5}}) == (
+        "x5"
+    )
 
 
 def test_range_is_capped_by_the_sandbox() -> None:
