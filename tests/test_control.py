@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig
 from prometheus_client import CollectorRegistry
 
 from remediator.cli import main
@@ -23,6 +25,7 @@ from remediator.engine.reach import PROBE_KEY
 from remediator.engine.state import MemoryStore
 from remediator.metrics import Metrics
 from remediator.model import Event
+from remediator.nats.control import Control
 from remediator.offline.replay import outcome
 from remediator.offline.sandbox import offline_engine, offline_rules, offline_secrets
 
@@ -204,3 +207,31 @@ async def test_replay_counts_the_rule_as_asked(rule_file: Path) -> None:
     (result,) = await engine.process(event)
     assert result.status == "awaiting_approval" and outcome(result) == "asked"
     assert [s.status for s in result.steps] == ["dry_run"]
+
+
+async def test_a_decision_after_the_expiry_is_refused_however_far_the_request_got(
+    nc: Client, unique: str
+) -> None:
+    """Pending past its expiry (no replica noticed yet) or already marked expired: both
+    answer AlreadyDecided ("expired ... nothing runs": the API's 409, the CLI's exit 1)."""
+    kv = await nc.jetstream().create_key_value(KeyValueConfig(bucket=f"C{unique}", history=1))
+    now = [1000.0]
+    control = Control(kv, clock=lambda: now[0])
+    late = ApprovalRequest(
+        id=f"late{unique}",
+        rule="restart",
+        subject="web.down",
+        payload={},
+        headers={},
+        event_id="e",
+        trace_id="t",
+        steps=(),
+        created_at=0.0,
+        expires_at=100.0,
+    )
+    await control.create(late)
+    for decision in ("approved", "denied"):  # the first stores the expiry, the second reads it
+        with pytest.raises(AlreadyDecided, match=r"expired \(no decision before .*nothing runs"):
+            await control.decide(late.id, decision, "kim")
+    stored, _revision = await control.request(late.id)
+    assert stored.state == "expired" and stored.decided_by == "timeout"

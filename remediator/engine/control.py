@@ -173,6 +173,9 @@ class ApprovalRequest:
     claimed_by: str | None = None
     claimed_at: float | None = None
     outcome: str | None = None
+    rule_digest: str = ""  # the definition asked under: another one expires the request
+    throttle_key: str = ""  # the rendered throttle key: its pauses and lease apply to the run
+    reason: str = ""  # why it expired, when not for want of a decision
 
     @classmethod
     def ask(
@@ -182,6 +185,7 @@ class ApprovalRequest:
         rendered: Iterable[StepResult],
         now: dt.datetime,
         timeout: float,
+        **run: str,
     ) -> ApprovalRequest:
         """A new request for `rule` fired by `event` (its `url` is the desk's to set)."""
         sequence = event.delivery.sequence if event.delivery else uuid.uuid4().hex
@@ -196,6 +200,8 @@ class ApprovalRequest:
             steps=tuple(step.to_json() for step in rendered),
             created_at=now.timestamp(),
             expires_at=now.timestamp() + timeout,
+            rule_digest=run.get("rule_digest", ""),
+            throttle_key=run.get("throttle_key", ""),
         )
 
     def event(self) -> Event:
@@ -255,10 +261,14 @@ class AlreadyDecided(Exception):
     """A decision on a request someone has decided already."""
 
     def __init__(self, request: ApprovalRequest) -> None:
-        by = request.decided_by or "the timeout"
-        super().__init__(
-            f"approval {request.id} already decided by {by} ({request.decision or request.state})"
-        )
+        if request.state == "expired" or request.outcome == "expired":
+            why = request.reason or f"no decision before {_iso(request.expires_at)}"
+            message = f"approval {request.id} expired ({why}): nothing runs"
+        else:
+            by = request.decided_by or "the timeout"
+            state = request.decision or request.state
+            message = f"approval {request.id} already decided by {by} ({state})"
+        super().__init__(message)
         self.request = request
 
 
@@ -275,8 +285,15 @@ def decide(
     )
 
 
-def expire(request: ApprovalRequest, now: float) -> ApprovalRequest:
-    return request.with_(state="expired", decision="expired", decided_by="timeout", decided_at=now)
+def expire(request: ApprovalRequest, now: float, reason: str = "") -> ApprovalRequest:
+    """Expired for want of a decision, or (`reason`) because what was approved is gone."""
+    return request.with_(
+        state="expired",
+        decision="expired",
+        decided_by="timeout" if not reason else request.decided_by or "remediator",
+        decided_at=now if not reason else request.decided_at or now,
+        reason=reason,
+    )
 
 
 def approval_id(event_id: str, rule: str, sequence: int | str) -> str:

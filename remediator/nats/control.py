@@ -30,6 +30,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from remediator.engine.control import (
+    AlreadyDecided,
     ApprovalRequest,
     Pause,
     Pauses,
@@ -143,7 +144,9 @@ class Control:
     async def decide(
         self, request_id: str, decision: str, by: str, comment: str = ""
     ) -> ApprovalRequest:
-        """Approve or deny; AlreadyDecided names who did when someone was first."""
+        """Approve or deny; AlreadyDecided names who did when someone was first, and says
+        when the request expired (stored as expired if nobody noticed yet): the same answer
+        whether or not a replica moved it before the decision came."""
         while True:
             request, revision = await self.request(request_id)
             decided = decide(request, decision, by, comment, self.clock())
@@ -151,6 +154,8 @@ class Control:
                 await self.move(request, revision, decided)
             except Conflict:
                 continue  # read again: the answer is "already decided by ..."
+            if decided.state == "expired":
+                raise AlreadyDecided(decided)
             return decided
 
     # -- replicas

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import hashlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypeGuard
@@ -160,6 +162,7 @@ class _RuleCompiler(FieldCompiler):
             absent=absent,
             approval=approval,
             source=self.source(),
+            digest=definition_digest(raw),
         )
 
     def subjects(self, raw: str | list[str]) -> tuple[str, ...]:
@@ -311,3 +314,9 @@ def _request_problems(kind: str, raw: Raw) -> list[tuple[str, str]]:
 
 def _literal(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and "{{" not in value and "{%" not in value
+
+
+def definition_digest(raw: object) -> str:
+    """A stable hash of a rule's definition as written (key order and layout aside)."""
+    text = json.dumps(raw, sort_keys=True, default=repr, ensure_ascii=False)
+    return hashlib.blake2b(text.encode(errors="surrogatepass"), digest_size=16).hexdigest()
