@@ -124,6 +124,10 @@ class _RuleCompiler(FieldCompiler):
     def claim_name(self, name: object, names: dict[str, Source]) -> None:
         if not isinstance(name, str) or not name:
             return
+        if name == RESERVED_NAME:
+            # `pause all` and a pause's scope `all` mean every rule: such a rule could be
+            # neither paused alone nor told apart from `--all`.
+            self.report(("name",), f"{name!r} is reserved (it means every rule in pauses)")
         first = names.setdefault(name, self.source())
         if first != self.source():
             self.report(("name",), f"duplicate rule name {name!r} (first defined at {first})")
@@ -314,6 +318,9 @@ def _request_problems(kind: str, raw: Raw) -> list[tuple[str, str]]:
 
 def _literal(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and "{{" not in value and "{%" not in value
+
+
+RESERVED_NAME = "all"
 
 
 def definition_digest(raw: object) -> str:
