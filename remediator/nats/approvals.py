@@ -148,6 +148,14 @@ class ApprovalWorker:
             # Not loaded here (a rollout in progress): a replica that has the rule runs it.
             # Paused (all, the rule, or its throttle key): approved runs wait for the lift.
             return
+        request, revision = await self.control.request(request.id)  # whole: with its event
+        if request.state not in ("approved", "running"):
+            return  # moved meanwhile; the watcher shows us how
+        whole = await self._with_event(request)
+        if whole is None:
+            why = f"event {request.event_id} is no longer in stream {request.origin}"
+            await self.control.move(request, revision, expire(request, self.clock(), why))
+            return
         claimed = request.with_(state="running", claimed_by=self.identity, claimed_at=self.clock())
         revision = await self.control.move(request, revision, claimed)
         self._told.discard(request.id)
@@ -155,10 +163,18 @@ class ApprovalWorker:
             self.metrics.approvals.labels(request.rule, "approved").inc()
         if request.state == "running":
             log.warning("approval %s: taking over a run left by %s", request.id, request.claimed_by)
-        result = await self._leased_run(rule, request)
+        result = await self._leased_run(rule, whole)
         await self.transport.publish_result(result, msg_id=f"{result.event_id}:{result.rule}:run")
         done = claimed.with_(state="done", outcome=result.status)
         await self.control.move(claimed, revision, done)
+
+    async def _with_event(self, request: ApprovalRequest) -> ApprovalRequest | None:
+        """The request with its event, read back from its stream when it was too big to
+        store in the request (for the run only: never written back to the bucket)."""
+        if request.origin is None:
+            return request
+        payload = await self.transport.stored(*request.origin)
+        return request.with_(payload=payload) if isinstance(payload, dict) else None
 
     async def _leased_run(self, rule: Rule, request: ApprovalRequest) -> Result:
         """The run, holding its throttle key's lease: no other run of that key beside it."""

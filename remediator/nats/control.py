@@ -208,11 +208,11 @@ class ControlWatcher:
                 self.refresh_paused()
             elif key.startswith("approval."):
                 request_id = key.removeprefix("approval.")
-                if gone:
-                    self.requests.pop(request_id, None)
-                else:
-                    request = ApprovalRequest.decode(value or b"")
-                    self.requests[request_id] = (request, int(revision or 0))
+                request = None if gone else ApprovalRequest.decode(value or b"")
+                if request is None or request.state == "done":
+                    self.requests.pop(request_id, None)  # done: nothing left to follow
+                else:  # without its event: 2,000 requests of 50 KB were 120 MB per replica
+                    self.requests[request_id] = (request.slim(), int(revision or 0))
                 self.refresh_pending()
                 self.on_request()
         except (ValueError, KeyError, TypeError) as exc:

@@ -369,3 +369,30 @@ async def test_a_key_pause_holds_an_approved_run_until_resumed(
     assert "held: paused" in proc.logs() and "ida" in proc.logs()
     assert ran["status"] == "succeeded" and ran["approval"]["by"] == "jo"
     assert restarts(http_target) == ["/restart/web-1"]
+
+
+async def test_a_big_event_is_not_stored_in_its_request_and_still_runs(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str, http_target: HttpTarget
+) -> None:
+    """Requests stay small in the bucket and in memory: an event over 64 KiB is read back
+    from its stream when the approved steps run."""
+    rule = f"restart-{unique}"
+    write_rules(workdir, approval_rule(unique, http_target.url))
+    results = await Collector.on(nc, f"remediator.results.{rule}")
+    proc = replica(workdir, nats_server.url, unique).start()
+    try:
+        await publish(nc, f"{unique}.restart.down", {"host": "web-9", "log": "x" * 200_000})
+        (waiting,) = await results.wait_for(1)
+        request_id = str(waiting["approval_id"])
+        kv = await nc.jetstream().key_value("REMEDIATOR_CONTROL")
+        stored = await kv.get(f"approval.{request_id}")
+        status, listed = proc.get("/api/approvals")
+        code, _, err = await cli(nats_server.url, "approve", request_id, "--by", "lee")
+        assert code == 0, err
+        ran = (await results.wait_for(2))[1]
+    finally:
+        proc.stop()
+    assert len(stored.value or b"") < 16 * 1024
+    assert json.loads(stored.value or b"{}")["origin"][1] >= 1
+    assert status == 200 and [a["id"] for a in json.loads(listed)["approvals"]] == [request_id]
+    assert ran["status"] == "succeeded" and restarts(http_target) == ["/restart/web-9"]
