@@ -28,8 +28,9 @@ from remediator.engine.ordering import OrderKey
 from remediator.engine.resultlog import DAY_MINUTES, MINUTE, ResultLog
 from remediator.errors import RemediatorError, TransportError
 from remediator.http.api import ControlAPI
-from remediator.http.auth import Access, is_loopback
+from remediator.http.auth import Access, is_loopback, webhook_token
 from remediator.http.consolefiles import mount_console
+from remediator.http.guard import HostCheck
 from remediator.http.listener import Listener
 from remediator.http.results import ResultsAPI
 from remediator.http.webhook import AlertmanagerBridge, compile_subject
@@ -82,8 +83,7 @@ class Daemon:
         self.templates = Templates(self.secrets)
         self.webhook_subject = compile_subject(self.templates, settings.webhook_subject)
         self.order_key = OrderKey.compile(settings.order_key, self.templates)
-        if settings.webhook_token:
-            self.secrets.known.add(settings.webhook_token)
+        self.webhook_token = webhook_token(settings.webhook_token, self.secrets)
         self.ruleset: Ruleset | None = None
         self.transport: Transport | None = None
         self.actions: dict[str, Action] = {}
@@ -148,7 +148,8 @@ class Daemon:
         collecting = gc.isenabled()
         gc.disable()  # until the engine is built: see _settle_heap
         embedded = None
-        listener = Listener(self.registry, self.ready, alive=lambda: self.failure is None)
+        check = HostCheck.build(self.settings, not self.access.tokens, self.webhook_token is None)
+        listener = Listener(self.registry, self.ready, lambda: self.failure is None, check)
         try:
             rules = load_rules(self.settings.rules, self.templates)  # fail fast, before NATS
             embedded = EmbeddedServer.claimed(self.settings)  # a second daemon here: refused
@@ -217,12 +218,12 @@ class Daemon:
             AlertmanagerBridge(
                 self.transport,
                 self.webhook_subject,
-                self.settings.webhook_token,
+                self.webhook_token,
             )
         )
-        ResultsAPI(self.results, self._rule_names, self.access, self.transport.stored).mount(
-            listener.app
-        )
+        ResultsAPI(
+            self.results, self._rule_names, self.access, self.transport.stored, self.secrets.mask
+        ).mount(listener.app)
         mount_console(listener.app)
 
     async def _serve(self) -> None:

@@ -55,6 +55,8 @@ class JsonFormatter(logging.Formatter):
         line.update({f: getattr(record, f) for f in _FIELDS if hasattr(record, f)})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # formatted (and masked) beforehand by MaskSecrets
+            line["exception"] = record.exc_text
         return json.dumps(line, default=str)
 
 
@@ -69,9 +71,12 @@ class TextFormatter(logging.Formatter):
 
 
 class MaskSecrets(logging.Formatter):
-    """Formats with `inner`, then replaces every secret handed out so far with ***.
+    """Replaces every secret handed out so far with *** in a record, then formats it.
 
-    Masking the finished line covers the message, its fields and any traceback.
+    The message, the fields and the traceback are masked before `inner` formats them:
+    after JSON escaping, a secret holding `"`, `\\` or a non-ASCII character would no
+    longer be found as it was handed out. The finished line is masked once more, for
+    what the formatter adds itself.
     """
 
     def __init__(self, inner: logging.Formatter, secrets: Secrets) -> None:
@@ -80,7 +85,23 @@ class MaskSecrets(logging.Formatter):
         self.secrets = secrets
 
     def format(self, record: logging.LogRecord) -> str:
-        return str(self.secrets.mask(self.inner.format(record)))
+        return str(self.secrets.mask(self.inner.format(self._masked(record))))
+
+    def _masked(self, record: logging.LogRecord) -> logging.LogRecord:
+        mask = self.secrets.mask
+        masked = logging.makeLogRecord(dict(record.__dict__))
+        masked.msg, masked.args = str(mask(record.getMessage())), None
+        for name in _FIELDS:
+            if hasattr(record, name):
+                setattr(masked, name, mask(str(getattr(record, name))))
+        if record.exc_info:
+            masked.exc_text = str(mask(self.inner.formatException(record.exc_info)))
+            masked.exc_info = None
+        elif record.exc_text:
+            masked.exc_text = str(mask(record.exc_text))
+        if record.stack_info:
+            masked.stack_info = str(mask(record.stack_info))
+        return masked
 
 
 def configure(fmt: str, level: str, secrets: Secrets | None = None) -> None:

@@ -151,6 +151,9 @@ class Rule:
     absent: Absent | None = None
     approval: Approval | None = None
     source: Source
+    # A hash of the rule's definition as written: an approval asked under one definition
+    # never runs under another (an edit, or a new rule taking a removed one's name).
+    digest: str = ""
 
     @property
     def windowed(self) -> bool:

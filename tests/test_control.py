@@ -3,15 +3,19 @@ guards, decisions, and the offline tools treating a rule with `approval` as one 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig
 from prometheus_client import CollectorRegistry
 
 from remediator.actions.base import StepContext
 from remediator.cli import main
 from remediator.engine.control import (
+    EVENT_CAP,
     AlreadyDecided,
     ApprovalRequest,
     Pause,
@@ -27,7 +31,8 @@ from remediator.engine.guards import Budget, Guards
 from remediator.engine.reach import PROBE_KEY
 from remediator.engine.state import MemoryStore
 from remediator.metrics import Metrics
-from remediator.model import Event
+from remediator.model import Delivery, Event
+from remediator.nats.control import Control
 from remediator.offline.replay import outcome
 from remediator.offline.sandbox import offline_engine, offline_rules, offline_secrets
 from remediator.rules.matching import RuleIndex
@@ -317,3 +322,55 @@ rules:
         "http://prometheus/q",
         "http://restarter/w1",
     ]
+
+
+async def test_a_decision_after_the_expiry_is_refused_however_far_the_request_got(
+    nc: Client, unique: str
+) -> None:
+    """Pending past its expiry (no replica noticed yet) or already marked expired: both
+    answer AlreadyDecided ("expired ... nothing runs": the API's 409, the CLI's exit 1)."""
+    kv = await nc.jetstream().create_key_value(KeyValueConfig(bucket=f"C{unique}", history=1))
+    now = [1000.0]
+    control = Control(kv, clock=lambda: now[0])
+    late = ApprovalRequest(
+        id=f"late{unique}",
+        rule="restart",
+        subject="web.down",
+        payload={},
+        headers={},
+        event_id="e",
+        trace_id="t",
+        steps=(),
+        created_at=0.0,
+        expires_at=100.0,
+    )
+    await control.create(late)
+    for decision in ("approved", "denied"):  # the first stores the expiry, the second reads it
+        with pytest.raises(AlreadyDecided, match=r"expired \(no decision before .*nothing runs"):
+            await control.decide(late.id, decision, "kim")
+    stored, _revision = await control.request(late.id)
+    assert stored.state == "expired" and stored.decided_by == "timeout"
+
+
+def test_a_request_keeps_a_big_event_by_reference_and_memory_keeps_no_event() -> None:
+    delivery = Delivery(stream="ALERTS", sequence=42, num_delivered=1)
+    now = dt.datetime(2026, 12, 7, tzinfo=dt.UTC)
+
+    def asked(payload: dict[str, object]) -> ApprovalRequest:
+        event = Event(
+            subject="a.b",
+            headers={"h": "v"},
+            payload=payload,
+            event_id="e",
+            trace_id="t",
+            delivery=delivery,
+        )
+        return ApprovalRequest.ask("r", event, (), now, 60.0, rule_digest="d", throttle_key="k")
+
+    small, big = asked({"host": "a"}), asked({"host": "a", "log": "x" * (EVENT_CAP + 1)})
+    assert small.payload == {"host": "a"} and small.origin is None
+    assert big.payload == {} and big.origin == ("ALERTS", 42)
+    assert ApprovalRequest.decode(big.encode()) == big
+    assert len(big.encode()) < 2048
+    assert (small.rule_digest, small.throttle_key) == ("d", "k")
+    assert small.slim().payload == {} and small.slim().headers == {}

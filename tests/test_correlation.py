@@ -234,3 +234,34 @@ async def test_alike_first_deliveries_each_count(tmp_path: Path) -> None:
     )
     fired = [r for _ in range(3) for r in await engine.process(same)]
     assert len(fired) == 1 and len(recorder.runs) == 1
+
+
+class KeysCountingStore(CountingStore):
+    async def keys(self, under: str | None = None) -> list[str]:
+        self.calls.append(f"keys {under}")
+        return await MemoryStore.keys(self, under)
+
+
+async def test_idle_sweeps_read_nothing_and_due_timers_still_fire(tmp_path: Path) -> None:
+    """5,000 absent groups made an idle daemon use half a core: every sweep read every
+    timer. Now a sweep reads only timers whose known deadline passed, and every key once
+    a minute (for timers another replica wrote and then died)."""
+    store = KeysCountingStore()
+    store.calls = []
+    (engine, other), recorder, clock, _ = replicas(tmp_path, ABSENT, n=2, store=store)
+    for n in range(200):
+        await engine.process(alert(n, f"job{n}", subject="backup.done"))
+    assert await engine.sweep() == []  # the first sweep reads every key once
+    store.calls.clear()
+    for _ in range(50):  # idle: 50 sweeps, a second apart, within the rescan interval
+        clock.now += 1
+        assert await engine.sweep() == []
+    assert store.calls == []
+    clock.now += 25 * 3600
+    fired = await engine.sweep()
+    assert len(fired) == 200 and {r.status for r in fired} == {"succeeded"}
+    # a timer only the other replica wrote: found at this replica's next full read
+    await other.process(alert(900, "lonely", subject="backup.done"))
+    clock.now += 26 * 3600
+    (late,) = await engine.sweep()
+    assert late.event_id == "e900" and len(recorder.runs) == 201

@@ -14,6 +14,7 @@ from pathlib import Path
 from remediator.actions.base import StepContext
 from remediator.engine.engine import Engine
 from remediator.engine.guards import Budget, Guards
+from remediator.engine.leases import hold
 from remediator.engine.state import MemoryStore
 from remediator.model import Delivery, Event
 from remediator.rules.loader import load_rules
@@ -173,3 +174,26 @@ async def test_verification_not_resolved_escalates_and_opens_the_circuit(tmp_pat
     assert escalation[0] == "ops.verify" and escalation[1]["reason"] == "not_resolved"
     (next_run,) = await engine.process(event({"fingerprint": "f1"}, "3", "alerts.X"))
     assert next_run.status == "throttled" and "not verified" in (next_run.reason or "")
+
+
+async def test_an_approved_run_waits_for_the_throttle_keys_lease(tmp_path: Path) -> None:
+    """Two approved requests for one key (or one beside an ordinary run) never run at once:
+    the second takes the lease only once the first released it, and counts no run."""
+    engine, _recorder, _clock = build(tmp_path, RULE % "cooldown: 1h")
+    guards = engine.guards
+    assert guards is not None
+    (rule,) = engine.index.rules
+    first = await hold(guards, rule, "h1")
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the first run ends while the second waits
+        waited.append(seconds)
+        await guards.release(first)
+
+    guards.sleep = sleep
+    second = await hold(guards, rule, "h1")
+    other = await hold(guards, rule, "h2")  # another key: no wait
+    assert second.status == "run" and second.token != first.token and len(waited) == 1
+    assert other.status == "run" and len(waited) == 1
+    entry = await guards.store.get(str(second.key))
+    assert entry is not None and json.loads(entry.value)["runs"] == []

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from yarl import URL
 
 from remediator.cli import main
 from remediator.engine.events import decode_event
@@ -91,18 +92,59 @@ def test_secrets_are_masked_in_every_encoding() -> None:
         assert secrets.mask(f"GET http://x/?t={form} end") == "GET http://x/?t=*** end", form
 
 
-@pytest.mark.parametrize("pattern", ["(a+)+$", "(a*)*", r"^(\w+\s?)*$", "(?:x{2,3})+"])
-def test_nested_quantifiers_are_refused_at_load(pattern: str) -> None:
-    with pytest.raises(ValueError, match="nests a repeat inside a repeat"):
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(a+)+$(?<=a)", r"(a*)*\1", r"^(\w+\s?)*$(?!x)", r"(?:x{2,3})+\Z", r"(?=(a+)+b)"],
+)
+def test_nested_quantifiers_re2_cannot_run_are_refused_at_load(pattern: str) -> None:
+    with pytest.raises(ValueError, match=r"nests a repeat inside a repeat.*RE2 refuses it"):
         build_condition("v", "regex", pattern)
 
 
 @pytest.mark.parametrize(
-    "pattern",
-    ["a+b+", "(ab)+", "(a|b)*c", r"^[a-z]+\.(com|org)$", "(/[^/]*)+", r"(/[A-Za-z0-9_-][\w.-]*)+$"],
+    ("pattern", "why"),
+    [
+        (r"(?=x.*y)z", "repeats inside a lookaround"),
+        (r"(?!a{0,50}b)", "repeats inside a lookaround"),
+        (r"(x)\1a*a*b", "adjacent repeats"),
+        (r"(?<=q)\d+\w+", "adjacent repeats"),
+        (r"(x)\1.*\s*$", "adjacent repeats"),
+    ],
 )
-def test_plain_regexes_are_accepted(pattern: str) -> None:
-    assert build_condition("v", "regex", pattern).test("ab") in (True, False)
+def test_what_only_backtracking_can_run_and_blows_up_is_refused(pattern: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        build_condition("v", "regex", pattern)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "found"),
+    [
+        (r"(\w)\1", "xaay", True),  # a backreference: Python's re, no repeat to blow up
+        (r"(?<!no )error", "no error", False),
+        (r"(?<!no )error", "an error", True),
+        (r"error\Z", "an error", True),
+        (r"(x)\1[a-z]+\d+", "xxab12", True),  # adjacent repeats that share no character
+    ],
+)
+def test_what_re2_cannot_run_but_is_safe_runs_with_python_re(
+    pattern: str, value: str, found: bool
+) -> None:
+    assert build_condition("v", "regex", pattern).test(value) is found
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value"),
+    [
+        ("(a+)+$", "a" * 5000 + "!"),
+        ("a*a*a*a*a*a*b", "a" * 5000),
+        (r"^(\w+\s?)*$", "word " * 2000 + "!"),
+        ("error.*timeout", ("error " + "y" * 100) * 7100),  # 750 KB: quadratic for re
+        (r"\s+$", " " * 750_000 + "x"),
+    ],
+)
+def test_backtracking_blow_ups_run_in_linear_time_with_re2(pattern: str, value: str) -> None:
+    """Each of these takes minutes to years with Python's re (the old engine)."""
+    assert build_condition("v", "regex", pattern).test(value) is False
 
 
 def test_validate_names_the_file_and_line_of_a_catastrophic_regex(
@@ -110,7 +152,7 @@ def test_validate_names_the_file_and_line_of_a_catastrophic_regex(
 ) -> None:
     rules = tmp_path / "r.yaml"
     rules.write_text(
-        "rules:\n  - name: r\n    on: [a.b]\n    match:\n      v: {regex: '(a+)+$'}\n"
+        "rules:\n  - name: r\n    on: [a.b]\n    match:\n      v: {regex: '(?=(a+)+b)'}\n"
         "    actions:\n      - publish: {subject: x, json: {}}\n"
     )
     assert main(["validate", str(rules)]) != 0
@@ -129,6 +171,26 @@ def test_validate_names_the_file_and_line_of_a_catastrophic_regex(
         "{{ '%0*d' | format(100000000, 1) }}",
         "{{ '%100000000d' % 1 }}",
         "{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}",
+        # issue 24: each of these built ~1 GB or ran unbounded before the budget held
+        "{{ '{:>900000000}'.format(1) }}",
+        "x {{ '{:>900000000}'.format(1) }}",
+        "{{ '{:>{}}'.format(1, '900000000') }}",
+        "{{ '{0:.900000000f}'.format_map([1.0]) }}",
+        "{{ (['x'*1000000]*1000)|join }}",
+        "{{ ([{'a': 'x'*1000000}]*1000)|join(attribute='a') }}",
+        "{{ ''.join(['x'*1000000]*1000) }}",
+        "{{ ['x'*1000000]*1000 }}",  # a single expression: no output to cap
+        "{{ ('x'*1000000).replace('x', 'yy') }}",
+        "{{ '%(a)900000000s' % {'a': 1} }}",
+        "{{ '%.900000000f' % 1.0 }}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "{% set l = range(100000)|list %}{% for a in l %}{% for b in l %}{% endfor %}{% endfor %}",
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+        "{% endfor %}{{ ns.s|length }}",
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}"
+        "{% endfor %}{{ ns.s|length }}",
+        "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set _ = ns.l.extend(ns.l) %}"
+        "{% endfor %}{{ ns.l|length }}",
     ],
 )
 def test_template_bombs_fail_within_the_budget(source: str) -> None:
@@ -142,6 +204,18 @@ def test_templates_within_the_budget_still_render() -> None:
     template = Templates(Secrets({})).compile(source)
     assert template.render({}) == "ababab-1024-42-3-  2.2"
     assert MAX_OUTPUT >= 1024 * 1024
+    loops = (
+        "{% for i in range(3) %}{{ i ~ '/' ~ loop.length }}{% else %}none{% endfor %} "
+        "{{ 'a' ~ 1 ~ ('b' ~ 2) }} {{ ['a', 'b']|join(',') }} {{ '{:>4}|{:.2f}'.format(1, 2) }} "
+        "{% for k, v in {'x': 1}.items() %}{{ k }}={{ v }}{% endfor %} "
+        "{{ 'a-b'.replace('-', '+') }}"
+    )
+    assert Templates(Secrets({})).compile(loops).render({}) == (
+        "0/31/32/3 a1b2 a,b    1|2.00 x=1 a+b"
+    )
+    assert Templates(Secrets({})).compile("{{ 'x' ~ event.n }}").render({"event": {"n": 5}}) == (
+        "x5"
+    )
 
 
 def test_range_is_capped_by_the_sandbox() -> None:
@@ -161,3 +235,40 @@ def test_a_generated_trace_id_is_the_same_for_every_delivery() -> None:
     assert first.trace_id == again.trace_id and len(first.trace_id) == 32
     assert other.trace_id != first.trace_id
     assert decode_event("s", {"trace-id": "t-1"}, data, None).trace_id == "t-1"
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["x y", "a=b|c", "p%41ss", 'q"u\\o', "é€", "a+b&c#d", "a;b,c:d@e$f!g", "s3cr+t/Tok=en"],
+)
+def test_secrets_are_masked_in_every_form_the_http_client_writes_in_a_url(secret: str) -> None:
+    """yarl (aiohttp's URLs) encodes a character or not depending on the URL part, writes a
+    space as `+` in a query, and decodes `%41` to `A`; error messages quote its URLs."""
+    secrets = Secrets({"S": secret})
+    secrets.get("S")
+    urls = [
+        URL(f"http://h/p/{secret}/x?t={secret}&u=1"),
+        URL("http://h/p").with_query({"t": secret}),
+        URL("http://h/p?a=1").update_query({"t": secret}),
+        URL("http://h/").joinpath(secret),
+    ]
+    for url in urls:
+        masked = str(secrets.mask(f"GET {url}: HTTP 500"))
+        rest = masked.replace("***", " ")
+        for decode in (urllib.parse.unquote, urllib.parse.unquote_plus, str):
+            assert secret not in decode(rest), (str(url), masked)
+        assert "pAss" not in rest, (str(url), masked)
+
+
+@pytest.mark.parametrize("secret", ['q"u\\o', "é€ü", "\u00a0nbsp", "tab\there"])
+def test_secrets_are_masked_in_json_escaped_text(secret: str) -> None:
+    secrets = Secrets({"S": secret})
+    secrets.get("S")
+    for text in (json.dumps({"m": f"a {secret} b"}), json.dumps(secret, ensure_ascii=False)):
+        assert secret not in str(secrets.mask(text)) and "***" in str(secrets.mask(text))
+
+
+def test_masking_a_letter_secret_is_case_sensitive() -> None:
+    secrets = Secrets({"S": "abc"})
+    secrets.get("S")
+    assert secrets.mask("abc ABC %61bc") == "*** ABC ***"

@@ -485,3 +485,28 @@ def test_single_subject_and_defaults(tmp_path: Path, templates: Templates) -> No
         (),
     )
     assert (rule.priority, rule.stop, rule.dry_run, rule.description) == (0, False, False, "")
+
+
+def test_a_rule_named_all_is_refused(tmp_path: Path, templates: Templates) -> None:
+    """`all` means every rule to `pause` and `resume`: a rule of that name could not be
+    paused alone."""
+    error = problem_in(
+        tmp_path,
+        """\
+        rules:
+          - name: all
+            on: a.b
+            actions: [{publish: {subject: x}}]
+        """,
+        templates,
+    )
+    assert (error.line, error.rule, error.field) == (2, "all", "name")
+    assert "'all' is reserved" in error.message
+
+
+def test_the_digest_changes_with_the_definition_only(tmp_path: Path, templates: Templates) -> None:
+    rule = "rules:\n  - name: r\n    on: a.b\n    actions: [{publish: {subject: %s}}]\n"
+    (one,) = load_text(tmp_path, rule % "x", templates)
+    (same,) = load_text(tmp_path, "\n\n# moved\n" + rule % "x", templates)
+    (other,) = load_text(tmp_path, rule % "y", templates)
+    assert one.digest == same.digest != other.digest and len(one.digest) == 32

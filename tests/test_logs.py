@@ -73,3 +73,22 @@ async def test_explicit_fields_win_and_text_format_shows_the_ids(
     text = handler.stream.getvalue()
     assert "trace_id=trace-1 event_id=explicit" in text
     assert "hunter2" not in text and "bob:***@nats" in text
+
+
+@pytest.mark.parametrize("secret", ['q"u\\o', "é€ü", "\u00a0nbsp"])
+def test_secrets_are_masked_before_json_escaping(
+    captured: tuple[logging.Logger, logging.StreamHandler[io.StringIO]], secret: str
+) -> None:
+    """JSON escapes `"`, `\\` and non-ASCII: a mask run on the finished line missed them."""
+    logger, handler = captured
+    secrets = Secrets({"S": secret})
+    secrets.get("S")
+    handler.setFormatter(MaskSecrets(JsonFormatter(), secrets))
+    try:
+        raise ValueError(f"bad token {secret}")
+    except ValueError:
+        logger.exception("call %s failed", f"http://h/?t={secret}", extra={"rule": secret})
+    (line,) = lines(handler)
+    assert secret not in json.dumps(line, ensure_ascii=False)
+    assert line["message"] == "call http://h/?t=*** failed" and line["rule"] == "***"
+    assert "bad token ***" in str(line["exception"])

@@ -102,3 +102,19 @@ def test_history_table_and_relative_times() -> None:
     assert rows[0].split() == ["TIME", "RULE", "STATUS", "EVENT", "DURATION", "REASON"]
     assert rows[1].split() == ["1m", "ago", "restart", "failed", "e1", "12ms", "x", "y"]
     assert rows[2].split() == ["1s", "ago", "page", "succeeded", "e2", "-"]
+
+
+async def test_ring_is_bounded_by_bytes_too() -> None:
+    """10,000 results of up to max_payload each would be gigabytes: bytes bound the ring."""
+    big = "x" * 10_000
+    log = ResultLog(Clock(), size=1000, max_bytes=50_000)
+    for i in range(20):
+        log.add(body(f"e{i}", "a", "succeeded", T0 + i) | {"reason": big})
+    assert 3 <= len(log) <= 5 and log.recent()[0]["event_id"] == "e19"
+    assert log.counts(60) == {"a": {"succeeded": 20}}
+    seeded = ResultLog(Clock(), size=1000, max_bytes=50_000)
+    count = await seeded.seed(
+        stream(*(body(f"s{i}", "a", "failed", T0 + i) | {"reason": big} for i in range(20)))
+    )
+    assert count == 20 and 3 <= len(seeded) <= 5
+    assert seeded.recent()[0]["event_id"] == "s19"

@@ -253,7 +253,7 @@ async def test_a_client_too_slow_to_send_its_body_gets_408(transport: Transport)
         server = client.server
         reader, writer = await asyncio.open_connection(server.host, server.port)
         writer.write(
-            b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+            b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: localhost\r\n"
             b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
         )
         await writer.drain()

@@ -34,8 +34,17 @@ async def ask(
 ) -> Result:
     """File the request, announce it (`notify`), and report that it waits."""
     assert engine.desk is not None and rule.approval is not None
+    key = throttle_bucket(rule, context)  # rendered once already: the guards admitted it
     request = await engine.desk.open(
-        ApprovalRequest.ask(rule.name, event, rendered, engine.now(), rule.approval.timeout)
+        ApprovalRequest.ask(
+            rule.name,
+            event,
+            rendered,
+            engine.now(),
+            rule.approval.timeout,
+            rule_digest=rule.digest,
+            throttle_key=key,
+        )
     )
     asked = context["approval"] = request.context()
     notified = tuple(

@@ -33,6 +33,7 @@ from typing import Protocol
 from remediator.model import Event, StepResult
 
 ALL = "all"
+EVENT_CAP = 64 * 1024  # characters of an event (as JSON) an approval request stores itself
 DECIDED = ("approved", "denied", "expired")
 FINAL = ("done",)
 
@@ -178,6 +179,12 @@ class ApprovalRequest:
     claimed_by: str | None = None
     claimed_at: float | None = None
     outcome: str | None = None
+    # An event over EVENT_CAP is not stored in the request: it is read back from its stream
+    # (`origin`) when the approved steps run, so requests stay small in the bucket.
+    origin: tuple[str, int] | None = None
+    rule_digest: str = ""  # the definition asked under: another one expires the request
+    throttle_key: str = ""  # the rendered throttle key: its pauses and lease apply to the run
+    reason: str = ""  # why it expired, when not for want of a decision
 
     @classmethod
     def ask(
@@ -187,21 +194,33 @@ class ApprovalRequest:
         rendered: Iterable[StepResult],
         now: dt.datetime,
         timeout: float,
+        **run: str,
     ) -> ApprovalRequest:
         """A new request for `rule` fired by `event` (its `url` is the desk's to set)."""
         sequence = event.delivery.sequence if event.delivery else uuid.uuid4().hex
+        payload, origin = dict(event.payload), None
+        if event.delivery is not None and len(json.dumps(payload, default=str)) > EVENT_CAP:
+            payload, origin = {}, (event.delivery.stream, event.delivery.sequence)
         return cls(
             id=approval_id(event.event_id, rule, sequence),
             rule=rule,
             subject=event.subject,
-            payload=dict(event.payload),
+            payload=payload,
+            origin=origin,
             headers=dict(event.headers),
             event_id=event.event_id,
             trace_id=event.trace_id,
             steps=tuple(step.to_json() for step in rendered),
             created_at=now.timestamp(),
             expires_at=now.timestamp() + timeout,
+            rule_digest=run.get("rule_digest", ""),
+            throttle_key=run.get("throttle_key", ""),
         )
+
+    def slim(self) -> ApprovalRequest:
+        """What a replica keeps in memory to list and follow it: no event (the run reads
+        the request whole from the bucket)."""
+        return self.with_(payload={}, headers={})
 
     def event(self) -> Event:
         """The event the request was made for, to render the steps again."""
@@ -241,6 +260,8 @@ class ApprovalRequest:
     def decode(cls, data: bytes) -> ApprovalRequest:
         body = json.loads(data)
         body["steps"] = tuple(body.get("steps") or ())
+        if body.get("origin") is not None:
+            body["origin"] = (str(body["origin"][0]), int(body["origin"][1]))
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in body.items() if k in names})
 
@@ -260,10 +281,14 @@ class AlreadyDecided(Exception):
     """A decision on a request someone has decided already."""
 
     def __init__(self, request: ApprovalRequest) -> None:
-        by = request.decided_by or "the timeout"
-        super().__init__(
-            f"approval {request.id} already decided by {by} ({request.decision or request.state})"
-        )
+        if request.state == "expired" or request.outcome == "expired":
+            why = request.reason or f"no decision before {_iso(request.expires_at)}"
+            message = f"approval {request.id} expired ({why}): nothing runs"
+        else:
+            by = request.decided_by or "the timeout"
+            state = request.decision or request.state
+            message = f"approval {request.id} already decided by {by} ({state})"
+        super().__init__(message)
         self.request = request
 
 
@@ -280,8 +305,15 @@ def decide(
     )
 
 
-def expire(request: ApprovalRequest, now: float) -> ApprovalRequest:
-    return request.with_(state="expired", decision="expired", decided_by="timeout", decided_at=now)
+def expire(request: ApprovalRequest, now: float, reason: str = "") -> ApprovalRequest:
+    """Expired for want of a decision, or (`reason`) because what was approved is gone."""
+    return request.with_(
+        state="expired",
+        decision="expired",
+        decided_by="timeout" if not reason else request.decided_by or "remediator",
+        decided_at=now if not reason else request.decided_at or now,
+        reason=reason,
+    )
 
 
 def approval_id(event_id: str, rule: str, sequence: int | str) -> str:

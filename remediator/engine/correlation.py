@@ -13,8 +13,10 @@ deduplicates it) instead of opening a new window.
 
 An `absent` rule keeps, per group, a timer (`absent.<rule>.<digest(group)>`):
 the group's last event and the deadline it set. Nothing waits on a timer in
-memory: every replica sweeps the timer keys every few seconds, and a due timer
-is claimed by compare-and-set (a claim with a lease, so a claimer that dies is
+memory: every replica sweeps the timers whose deadline it knows has passed
+(`deadlines.Deadlines`: a heap, so an idle sweep reads nothing; all the keys
+are read at the first sweep and once a minute), and a due timer is claimed by
+compare-and-set (a claim with a lease, so a claimer that dies is
 replaced), fired by the one claimer, and deleted; the group's next event starts
 a new one. A timer that ran out while every daemon was down fires at the first
 sweep after a start.
@@ -31,9 +33,10 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from remediator.engine.deadlines import Deadlines
 from remediator.engine.state import Conflict, StateStore, write
 from remediator.model import Event, Rule
 
@@ -74,6 +77,7 @@ class Windows:
     """Correlation windows and absence timers in a shared compare-and-set store."""
 
     store: StateStore
+    deadlines: Deadlines = field(default_factory=Deadlines)
 
     async def observe(self, rule: Rule, event: Event, group: str, now: float) -> Firing | None:
         """Count `event` in its group; the firing when it completes a window."""
@@ -125,28 +129,42 @@ class Windows:
         }
         # Last writer wins: the latest event restarts the timer, and overwriting a claim
         # makes the claimer's clean-up a no-op, so the new silence is timed afresh.
-        await self.store.put(_key(ABSENT_PREFIX, rule, group), json.dumps(timer).encode())
+        key = _key(ABSENT_PREFIX, rule, group)
+        await self.store.put(key, json.dumps(timer).encode())
+        self.deadlines.note(key, float(timer["deadline"]))  # type: ignore[arg-type]
 
     async def due(self, rules: Mapping[str, Rule], now: float) -> list[Firing]:
         """Claim every absence timer that ran out; each is claimed by one replica only."""
         firings = []
-        for key in await self.store.keys(ABSENT_PREFIX):
+        if self.deadlines.full_scan_due(now):
+            keys = await self.store.keys(ABSENT_PREFIX)
+            self.deadlines.scanned(now)
+        else:
+            keys = self.deadlines.due(now)
+        for key in keys:
             entry = await self.store.get(key)
             if entry is None:
+                self.deadlines.forget(key)
                 continue
             timer = json.loads(entry.value)
             rule = rules.get(str(timer["rule"]))
-            if rule is None or rule.absent is None or timer["deadline"] > now:
+            if rule is None or rule.absent is None:
+                continue  # not loaded here (yet): the next full read looks again
+            if timer["deadline"] > now:
+                self.deadlines.note(key, float(timer["deadline"]))  # restarted elsewhere
                 continue
             claim = timer.get("claim")
             if claim is not None and claim["until"] > now:
+                self.deadlines.note(key, float(claim["until"]))  # look again if it dies
                 continue  # another replica is firing it
             token = uuid.uuid4().hex
             timer["claim"] = {"token": token, "until": now + CLAIM_LEASE}
             try:
                 await self.store.update(key, json.dumps(timer).encode(), entry.revision)
             except Conflict:
+                self.deadlines.note(key, now)  # read it again at the next sweep
                 continue  # another replica claimed it, or a new event restarted it
+            self.deadlines.note(key, now + CLAIM_LEASE)  # fired, or taken over if we die
             silent_for = round(now - float(timer["last_seen"]), 3)
             event = _event_from(timer["event"])
             firings.append(Firing(rule, event, {"silent_for": silent_for}, (key, token)))

@@ -2,10 +2,12 @@
 
 Reads must be cheap, so a request never rereads the results stream: the daemon
 hands every result it publishes to a `ResultLog`, which keeps the most recent
-ones (a bounded ring, newest last) and per-minute counts by rule and status for
-the last day. At start-up the daemon seeds it from the stream's last 24 hours
-(`seed`), so a restart does not blank the console. Results are kept as the JSON
-bodies that were published: already masked, never unmasked here.
+ones (a ring bounded by count and by bytes, newest last: a result may be up to
+the server's max_payload, so 10,000 of them could be 10 GB) and per-minute
+counts by rule and status for the last day. At start-up the daemon seeds it
+from the stream's last 24 hours (`seed`), so a restart does not blank the
+console. Results are kept as the JSON bodies that were published: already
+masked, never unmasked here.
 
 A result published twice for one `(event_id, rule)` (a redelivery answered from
 its completion record) is counted once.
@@ -14,12 +16,14 @@ its completion record) is counted once.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass
 
 RING = 10_000  # results kept whole, for the list and the detail views
+RING_BYTES = 64 * 1024 * 1024  # and at most this much of them, as JSON
 MINUTE = 60
 DAY_MINUTES = 24 * 60
 HOUR_MINUTES = 60
@@ -33,6 +37,11 @@ class Recorded:
 
     at: float
     body: Body
+    size: int = 0  # bytes of the body as JSON
+
+    @classmethod
+    def of(cls, body: Body) -> Recorded:
+        return cls(finished_at(body), body, len(json.dumps(body, default=str)))
 
     @property
     def rule(self) -> str:
@@ -60,9 +69,13 @@ def finished_at(body: Body) -> float:
 class ResultLog:
     """Recent results and per-minute counts; fed by the daemon, read by the HTTP API."""
 
-    def __init__(self, clock: Callable[[], float] = time.time, size: int = RING) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, size: int = RING, max_bytes: int = RING_BYTES
+    ) -> None:
         self.clock = clock
         self.size = size
+        self.max_bytes = max_bytes
+        self._bytes = 0  # of the results in the ring
         self._ring: deque[Recorded] = deque()
         self._keys: set[tuple[str, str, str]] = set()
         self._minutes: dict[int, Counter[tuple[str, str]]] = {}
@@ -73,11 +86,12 @@ class ResultLog:
 
     def add(self, body: Body) -> None:
         """A result the daemon has just published."""
-        entry = Recorded(finished_at(body), body)
+        entry = Recorded.of(body)
         if entry.key in self._keys:
             return
         self._count(entry)
         self._ring.append(entry)
+        self._bytes += entry.size
         self._keys.add(entry.key)
         self._trim()
 
@@ -85,15 +99,21 @@ class ResultLog:
         """Results read back from the stream (oldest first), merged with those added
         meanwhile; all are counted, only the newest `size` kept whole. Returns how many."""
         kept: deque[Recorded] = deque(maxlen=self.size)
-        count = 0
+        count, kept_bytes = 0, 0
         async for body in bodies:
             count += 1
-            entry = Recorded(finished_at(body), body)
+            entry = Recorded.of(body)
             if entry.key not in self._keys:
                 self._count(entry)
                 self._keys.add(entry.key)
+                if len(kept) == kept.maxlen:
+                    kept_bytes -= kept[0].size
                 kept.append(entry)
+                kept_bytes += entry.size
+                while kept_bytes > self.max_bytes:  # a day of big results: never all at once
+                    kept_bytes -= kept.popleft().size
         self._ring = deque(sorted([*kept, *self._ring], key=lambda e: e.at))
+        self._bytes = sum(e.size for e in self._ring)
         self._trim()
         self._keys = {e.key for e in self._ring}
         return count
@@ -157,8 +177,10 @@ class ResultLog:
         self._minutes.setdefault(minute, Counter())[entry.rule, entry.status] += 1
 
     def _trim(self) -> None:
-        while len(self._ring) > self.size:
-            self._keys.discard(self._ring.popleft().key)
+        while len(self._ring) > self.size or (self._bytes > self.max_bytes and self._ring):
+            dropped = self._ring.popleft()
+            self._bytes -= dropped.size
+            self._keys.discard(dropped.key)
         now = self._minute(self.clock())
         if now == self._pruned:  # once a minute, not once a result
             return

@@ -79,7 +79,9 @@ class ControlAPI:
 
     async def status(self, request: web.Request) -> web.Response:
         self.access.require(request, "viewer")
-        return _json(await status_report(self._plane().control, self.state, self.budget))
+        plane = self._plane()
+        known = (r for r, _ in plane.watcher.requests.values())
+        return _json(await status_report(plane.control, self.state, self.budget, known))
 
     async def list_rules(self, request: web.Request) -> web.Response:
         self.access.require(request, "viewer")
@@ -105,8 +107,11 @@ class ControlAPI:
 
     async def approvals(self, request: web.Request) -> web.Response:
         self.access.require(request, "viewer")
-        every = await self._plane().control.requests()
-        shown = every if request.query.get("state") == "all" else pending(every)
+        plane = self._plane()
+        if request.query.get("state") == "all":  # done ones too: only the bucket has them
+            shown = await plane.control.requests()
+        else:  # from memory, without the events: the console polls this
+            shown = pending(r for r, _ in plane.watcher.requests.values())
         return _json({"approvals": [r.summary() for r in shown]})
 
     async def decide(self, request: web.Request) -> web.Response:

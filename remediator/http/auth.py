@@ -15,6 +15,7 @@ caller's name (recorded as `by`) or raises 401/403.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -82,15 +83,54 @@ class Access:
         return token.name
 
     def _match(self, header: str) -> Token | None:
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented:
+        given = bearer(header)
+        if given is None:
             return None
-        given = presented.strip().encode()
         found = None
         for token in self.tokens:  # every token compared, so timing says nothing of which
             if hmac.compare_digest(given, token.value.encode()):
                 found = token
         return found
+
+
+def bearer(header: str | None) -> bytes | None:
+    """The token an `Authorization: Bearer <token>` header presents, as bytes; None without one.
+
+    Only the HTTP spaces and tabs around it are dropped: `str.strip` would also drop a
+    non-breaking space and so present an empty token.
+    """
+    scheme, _, presented = (header or "").partition(" ")
+    # aiohttp decodes header bytes as UTF-8 with surrogateescape: this gives them back.
+    given = presented.encode("utf-8", "surrogateescape").strip(b" \t")
+    return given if scheme.lower() == "bearer" and given else None
+
+
+def webhook_token(value: str | None, secrets: Secrets) -> str | None:
+    """The `webhook_token` setting resolved like an API token (None: the webhook is open)."""
+    if value is None:
+        return None
+    return resolve_token(value, secrets, "setting webhook_token (REMEDIATOR_WEBHOOK_TOKEN)")
+
+
+def resolve_token(value: str, secrets: Secrets, where: str) -> str:
+    """A configured token, `secret(NAME)` resolved; refused when empty or only whitespace.
+
+    Checked after resolving: a secret file holding a newline or an empty variable (a common
+    placeholder) must not become a token that an empty or blank header matches.
+    """
+    if (secret := _SECRET.match(value)) is not None:
+        try:
+            value = secrets.get(secret.group(1))
+        except TemplateError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+    if not value.strip():
+        raise ConfigError(f"{where}: the token is empty or only whitespace; refusing to start")
+    if value != value.strip(" \t"):
+        raise ConfigError(
+            f"{where}: the token starts or ends with a space or tab (HTTP drops them)"
+        )
+    secrets.known.add(value)  # masked in logs like a secret
+    return value
 
 
 def _token(item: object, index: int, secrets: Secrets) -> Token:
@@ -104,17 +144,19 @@ def _token(item: object, index: int, secrets: Secrets) -> Token:
         raise ConfigError(f"{where}.role: expected viewer or operator, got {role!r}")
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}.token: required")
-    if (secret := _SECRET.match(value)) is not None:
-        try:
-            value = secrets.get(secret.group(1))
-        except TemplateError as exc:
-            raise ConfigError(f"{where}.token: {exc}") from exc
-    else:
-        secrets.known.add(value)  # masked in logs like a secret
-    return Token(name, value, str(role))
+    return Token(name, resolve_token(value, secrets, f"{where}.token"), str(role))
 
 
 def is_loopback(address: str) -> bool:
-    """Whether a `HOST:PORT` listener address is on loopback (reads without a token)."""
+    """Whether a `HOST:PORT` listener address is on loopback (reads without a token).
+
+    An IP address is judged as one (`127.0.0.0/8`, `::1`); of names only `localhost`:
+    a name such as `127.example.com` may resolve anywhere.
+    """
     host = address.rpartition(":")[0].strip("[]")
-    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from remediator.errors import ConfigError
 from remediator.http.api import ControlAPI
+from remediator.http.guard import HostCheck, guarded
 from remediator.http.webhook import MAX_BODY, PATH, AlertmanagerBridge
 
 KEEPALIVE = 15.0  # seconds an idle client connection is kept open
@@ -30,11 +31,13 @@ class Listener:
         registry: CollectorRegistry,
         ready: Callable[[], bool],
         alive: Callable[[], bool] = lambda: True,
+        check: HostCheck | None = None,
     ) -> None:
         self.registry = registry
         self.ready = ready
         self.alive = alive
-        self.app = web.Application(client_max_size=MAX_BODY)
+        check = check or HostCheck(frozenset({"localhost"}), api_open=True, webhook_open=True)
+        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[guarded(check)])
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/metrics", self._metrics)

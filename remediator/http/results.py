@@ -3,7 +3,7 @@
 Every answer comes from the daemon's `ResultLog` (recent results and per-minute
 counts kept as results are published), never from rereading the stream, so the
 console may poll it every few seconds. Result bodies are the published ones,
-secrets already masked.
+secrets already masked; the stored alert is masked as it is served.
 
 Who may read is decided in one place, the `Access` handed in (tokens and
 roles; with no token configured, reads on a loopback listener only).
@@ -39,16 +39,24 @@ class ResultsAPI:
         rules: Callable[[], Iterable[str]],
         access: Access,
         stored: Stored | None = None,
+        mask: Callable[[object], object] = lambda payload: payload,
     ) -> None:
         self.log = log
         self.rules = rules  # names of the rules in force, listed even with no result yet
         self.access = access
         self.stored = stored  # reads an alert back from its stream (stream, sequence)
+        # The stored alert is as it was published, so secrets a rule's steps sent (and an
+        # alert may quote back) are masked here, like every result body before publishing.
+        self.mask = mask
 
     def mount(self, app: web.Application) -> None:
         app.router.add_get("/api/results", self._guarded(self._results))
         app.router.add_get("/api/results/{event_id}", self._guarded(self._event))
         app.router.add_get("/api/results/{event_id}/event", self._guarded(self._payload))
+        # The same two by query: an id such as `.` or `..` cannot be a path segment (browsers
+        # and yarl resolve it away), so the console always asks this way.
+        app.router.add_get("/api/event", self._guarded(self._event))
+        app.router.add_get("/api/event/alert", self._guarded(self._payload))
         app.router.add_get("/api/overview", self._guarded(self._overview))
 
     def _guarded(self, handler: Handler) -> Handler:
@@ -74,7 +82,7 @@ class ResultsAPI:
         return web.json_response({"results": found})
 
     async def _event(self, request: web.Request) -> web.Response:
-        event_id = request.match_info["event_id"]
+        event_id = _event_id(request)
         found = self.log.event(event_id)
         if not found:
             return _error(404, f"no recent result for event {event_id}")
@@ -82,7 +90,7 @@ class ResultsAPI:
 
     async def _payload(self, request: web.Request) -> web.Response:
         """The alert itself, read back from the stream that holds it."""
-        event_id = request.match_info["event_id"]
+        event_id = _event_id(request)
         origins = [o for r in self.log.event(event_id) if (o := _origin(r)) is not None]
         if not origins or self.stored is None:
             return _error(404, f"no stored alert known for event {event_id}")
@@ -90,7 +98,12 @@ class ResultsAPI:
         payload = await self.stored(stream, sequence)
         if payload is None:
             return _error(404, f"event {event_id} is no longer in stream {stream}")
-        body = {"event_id": event_id, "stream": stream, "sequence": sequence, "event": payload}
+        body = {
+            "event_id": event_id,
+            "stream": stream,
+            "sequence": sequence,
+            "event": self.mask(payload),
+        }
         return web.json_response(body)
 
     async def _overview(self, request: web.Request) -> web.Response:
@@ -159,6 +172,16 @@ def _brief(body: Body | None) -> dict[str, object] | None:
 
 def _iso(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).isoformat()
+
+
+def _event_id(request: web.Request) -> str:
+    if "event_id" in request.match_info:
+        return request.match_info["event_id"]
+    if "id" not in request.query:
+        raise web.HTTPBadRequest(
+            text='{"error": "the query parameter id is required"}', content_type="application/json"
+        )
+    return request.query["id"]
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -45,6 +45,7 @@ from remediator.errors import (
     TransportError,
     Unpublishable,
 )
+from remediator.http.auth import bearer
 from remediator.model import Renderable
 from remediator.rules.subjects import publish_problem
 from remediator.rules.templating import Templates
@@ -113,17 +114,15 @@ class AlertmanagerBridge:
     ) -> None:
         self.publisher = publisher
         self.subject = subject
-        self.token = token.encode() if token else None
+        self.token = token.encode() if token is not None else None  # "" matches no one
         self.body_timeout = body_timeout
 
     def authorized(self, header: str | None) -> bool:
         if self.token is None:
             return True
-        scheme, _, given = (header or "").partition(" ")
+        given = bearer(header)
         # Compared in constant time, so the answer's timing does not leak the token.
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), self.token
-        )
+        return given is not None and hmac.compare_digest(given, self.token)
 
     async def handle(self, request: web.Request) -> web.Response:
         if not self.authorized(request.headers.get("Authorization")):

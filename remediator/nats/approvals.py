@@ -7,8 +7,12 @@ one compare-and-set at a time, so whatever the number of replicas exactly one
 acts on each step:
 
 - pending past its expiry: moved to `expired` (a late approval then loses);
-- approved: claimed (`running`, with this replica's id and the time), the
-  steps run through the engine, the result is published, then `done`; a claim
+- approved: held while a pause covers the rule or the request's throttle key;
+  expired with a reason when the rule's definition changed since the request
+  was made (its digest) or no replica has loaded the rule for a minute; else
+  claimed (`running`, with this replica's id and the time), the steps run
+  through the engine holding the throttle key's lease (`engine.leases`), the
+  result is published, then `done`; a claim
   older than its lease belongs to a replica that died mid-run and is taken
   over (the steps may then run twice: at-least-once, as for any crash mid-run);
 - denied or expired: the result (`denied` / `expired`, the latter with an
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 
 from remediator.engine.control import ApprovalRequest, PauseView, expire
 from remediator.engine.engine import Engine
+from remediator.engine.leases import hold
 from remediator.engine.state import Conflict
 from remediator.engine.verification import ESCALATIONS
 from remediator.errors import TransportError
@@ -86,6 +91,7 @@ class ApprovalWorker:
     clock: Callable[[], float] = time.time
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     _busy: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _told: set[str] = field(default_factory=set)  # requests whose hold was logged
 
     async def run(self) -> None:
         """On every change (and every TICK for expiries) follow each request, one task per
@@ -135,26 +141,76 @@ class ApprovalWorker:
 
     async def _run(self, request: ApprovalRequest, revision: int) -> None:
         rule = self._rule(request.rule)
-        if rule is None or self._held(rule):
+        if (gone := self._gone(request, rule)) is not None:
+            await self.control.move(request, revision, expire(request, self.clock(), gone))
+            return
+        if rule is None or self._held(rule, request):
             # Not loaded here (a rollout in progress): a replica that has the rule runs it.
-            # Paused: a pause holds approved runs too; they go once it is lifted.
+            # Paused (all, the rule, or its throttle key): approved runs wait for the lift.
+            return
+        request, revision = await self.control.request(request.id)  # whole: with its event
+        if request.state not in ("approved", "running"):
+            return  # moved meanwhile; the watcher shows us how
+        whole = await self._with_event(request)
+        if whole is None:
+            why = f"event {request.event_id} is no longer in stream {request.origin}"
+            await self.control.move(request, revision, expire(request, self.clock(), why))
             return
         claimed = request.with_(state="running", claimed_by=self.identity, claimed_at=self.clock())
         revision = await self.control.move(request, revision, claimed)
+        self._told.discard(request.id)
         if request.state == "approved" and self.metrics is not None:
             self.metrics.approvals.labels(request.rule, "approved").inc()
         if request.state == "running":
             log.warning("approval %s: taking over a run left by %s", request.id, request.claimed_by)
-        result = await self.engine().run_approved(rule, request)
+        result = await self._leased_run(rule, whole)
         await self.transport.publish_result(result, msg_id=f"{result.event_id}:{result.rule}:run")
         done = claimed.with_(state="done", outcome=result.status)
         await self.control.move(claimed, revision, done)
 
-    def _held(self, rule: Rule) -> bool:
-        if self.pauses is None:
-            return False
-        pause = self.pauses.paused(rule.name, "")
-        return pause is not None and pause.key is None
+    async def _with_event(self, request: ApprovalRequest) -> ApprovalRequest | None:
+        """The request with its event, read back from its stream when it was too big to
+        store in the request (for the run only: never written back to the bucket)."""
+        if request.origin is None:
+            return request
+        payload = await self.transport.stored(*request.origin)
+        return request.with_(payload=payload) if isinstance(payload, dict) else None
+
+    async def _leased_run(self, rule: Rule, request: ApprovalRequest) -> Result:
+        """The run, holding its throttle key's lease: no other run of that key beside it."""
+        engine = self.engine()
+        if engine.guards is None:
+            return await engine.run_approved(rule, request)
+        admission = await hold(engine.guards, rule, request.throttle_key)
+        try:
+            return await engine.run_approved(rule, request)
+        finally:
+            await engine.guards.release(admission)
+
+    def _gone(self, request: ApprovalRequest, rule: Rule | None) -> str | None:
+        """Why what was approved can no longer run, or None: the rule changed since the
+        request was made, or no replica has loaded it for a while (removed)."""
+        if rule is not None:
+            changed = request.rule_digest and rule.digest and rule.digest != request.rule_digest
+            if changed:
+                return f"rule {request.rule} changed since the request was made; ask again"
+            return None
+        decided = request.decided_at if request.decided_at is not None else request.created_at
+        if request.state == "approved" and self.clock() - decided > _LEASE_SLACK:
+            return f"rule {request.rule} is no longer loaded"
+        return None
+
+    def _held(self, rule: Rule, request: ApprovalRequest) -> bool:
+        pause = None if self.pauses is None else self.pauses.paused(rule.name, request.throttle_key)
+        if pause is not None and request.id not in self._told:
+            self._told.add(request.id)  # once, not every tick
+            log.info(
+                "approval %s of rule %s: approved, held: %s",
+                request.id,
+                rule.name,
+                pause.describe(),
+            )
+        return pause is not None
 
     async def _close(self, request: ApprovalRequest, revision: int) -> None:
         status = request.state
@@ -162,6 +218,8 @@ class ApprovalWorker:
             why = f"denied by {request.decided_by}" + (
                 f": {request.comment}" if request.comment else ""
             )
+        elif request.reason:
+            why = request.reason
         else:
             why = "no decision before " + _at(request.expires_at).isoformat(timespec="seconds")
         result = self._closing(request, status, why)

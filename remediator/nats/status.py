@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from remediator.engine.control import pending
+from remediator.engine.control import ApprovalRequest, pending
 from remediator.engine.state import StateStore
 from remediator.nats.control import Control
 
@@ -20,11 +20,16 @@ def _iso(seconds: float) -> str:
 
 
 async def status_report(
-    control: Control, state: StateStore | None, budget: tuple[int, float] | None
+    control: Control,
+    state: StateStore | None,
+    budget: tuple[int, float] | None,
+    known: Iterable[ApprovalRequest] | None = None,
 ) -> dict[str, object]:
+    """`known`: the requests a replica keeps in memory (without their events), so a
+    status read does not fetch every request, event and all, from the bucket."""
     now = control.clock()
     pauses = [p.summary() for p in await control.pauses()]
-    requests = pending(await control.requests())
+    requests = pending(await control.requests() if known is None else known)
     report: dict[str, object] = {
         "pauses": pauses,
         "circuits": await _circuits(state, now) if state is not None else [],

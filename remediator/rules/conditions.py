@@ -15,17 +15,12 @@ reaches, and in what order, is `matching`'s concern.
 from __future__ import annotations
 
 import enum
-import importlib
 import math
 import operator
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from remediator.model import Condition
-
-# The regex parse tree, to find nested repeats; typeshed has no stubs for it.
-_parser: Any = importlib.import_module("re._parser")
+from remediator.rules.regexes import compile_search
 
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "regex", "exists")
 
@@ -269,101 +264,8 @@ def _ordered(compare: Callable[[float, float], bool]) -> Callable[[object], Test
 def _searching(operand: object) -> Test:
     if not isinstance(operand, str):
         raise ValueError(f"expected a regular expression string, got {operand!r}")
-    try:
-        pattern = re.compile(operand)
-    except re.error as exc:
-        raise ValueError(f"bad regular expression {operand!r}: {exc}") from None
-    if nested := _nested_quantifier(operand):
-        raise ValueError(
-            f"regular expression {operand!r} nests a repeat inside a repeat ({nested}): it "
-            "can take exponential time on a crafted value; rewrite it without the nesting"
-        )
-    return lambda value: isinstance(value, str) and pattern.search(value) is not None
-
-
-_REPEATS = {_parser.MAX_REPEAT, _parser.MIN_REPEAT, getattr(_parser, "POSSESSIVE_REPEAT", None)}
-
-
-def _nested_quantifier(source: str) -> str | None:
-    """The shape of a repeat nested in a repeat (`(a+)+`), the cause of catastrophic
-    backtracking in Python's `re`, or None. Checked at load, so `validate` reports it."""
-    return _scan(_parser.parse(source), inside=False)
-
-
-def _scan(items: Iterable[tuple[Any, Any]], inside: bool) -> str | None:
-    for op, arg in items:
-        if op in _REPEATS:
-            _low, high, sub = arg
-            repeats = high is _parser.MAXREPEAT or high > 1
-            if repeats and inside:
-                return "a repeat of a repeat"
-            # `(/[a-z]+)+`: each round starts with a character no inner repeat matches, so
-            # the rounds cannot be split two ways: linear, allowed.
-            if found := _scan(sub, inside or (repeats and not _delimited(sub))):
-                return found
-        elif op is _parser.SUBPATTERN:
-            if found := _scan(arg[-1], inside):
-                return found
-        elif op is _parser.BRANCH:
-            for branch in arg[1]:
-                if found := _scan(branch, inside):
-                    return found
-    return None
-
-
-def _delimited(body: Any) -> bool:
-    """Whether a repeated `body` starts with a literal character no repeat inside matches."""
-    items = list(body)
-    while items and items[0][0] is _parser.SUBPATTERN:
-        items = list(items[0][1][-1]) + items[1:]
-    if not items or items[0][0] is not _parser.LITERAL:
-        return False
-    first = items[0][1]
-    return not any(_could_match(item, first) for item in _repeated_items(body))
-
-
-def _repeated_items(items: Iterable[tuple[Any, Any]]) -> Iterable[tuple[Any, Any]]:
-    for op, arg in items:
-        if op in _REPEATS:
-            yield from arg[2]
-        elif op is _parser.SUBPATTERN:
-            yield from _repeated_items(arg[-1])
-        elif op is _parser.BRANCH:
-            for branch in arg[1]:
-                yield from _repeated_items(branch)
-
-
-def _could_match(item: tuple[Any, Any], code: int) -> bool:
-    """Whether one regex item may match the character `code`; True when unsure."""
-    op, arg = item
-    if op is _parser.LITERAL:
-        return bool(arg == code)
-    if op is _parser.NOT_LITERAL:
-        return bool(arg != code)
-    if op is not _parser.IN:
-        return True  # groups, categories, `.`: assume it may
-    negate = any(o is _parser.NEGATE for o, _ in arg)
-    hit = False
-    for o, a in arg:
-        if o is _parser.LITERAL:
-            hit = hit or a == code
-        elif o is _parser.RANGE:
-            hit = hit or a[0] <= code <= a[1]
-        elif o is _parser.CATEGORY and a in _CATEGORIES:
-            hit = hit or _CATEGORIES[a](chr(code))
-        elif o is not _parser.NEGATE:
-            return True  # anything else: assume it may
-    return hit != negate
-
-
-_CATEGORIES: Mapping[Any, Callable[[str], bool]] = {
-    _parser.CATEGORY_WORD: lambda c: c.isalnum() or c == "_",
-    _parser.CATEGORY_NOT_WORD: lambda c: not (c.isalnum() or c == "_"),
-    _parser.CATEGORY_DIGIT: str.isdigit,
-    _parser.CATEGORY_NOT_DIGIT: lambda c: not c.isdigit(),
-    _parser.CATEGORY_SPACE: str.isspace,
-    _parser.CATEGORY_NOT_SPACE: lambda c: not c.isspace(),
-}
+    search = compile_search(operand)
+    return lambda value: isinstance(value, str) and search(value)
 
 
 def _existing(operand: object) -> Test:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import hashlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypeGuard
@@ -124,6 +126,10 @@ class _RuleCompiler(FieldCompiler):
     def claim_name(self, name: object, names: dict[str, Source]) -> None:
         if not isinstance(name, str) or not name:
             return
+        if name == RESERVED_NAME:
+            # `pause all` and a pause's scope `all` mean every rule: such a rule could be
+            # neither paused alone nor told apart from `--all`.
+            self.report(("name",), f"{name!r} is reserved (it means every rule in pauses)")
         first = names.setdefault(name, self.source())
         if first != self.source():
             self.report(("name",), f"duplicate rule name {name!r} (first defined at {first})")
@@ -162,6 +168,7 @@ class _RuleCompiler(FieldCompiler):
             absent=absent,
             approval=approval,
             source=self.source(),
+            digest=definition_digest(raw),
         )
 
     def subjects(self, raw: str | list[str]) -> tuple[str, ...]:
@@ -329,3 +336,12 @@ def _request_problems(kind: str, raw: Raw) -> list[tuple[str, str]]:
 
 def _literal(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and "{{" not in value and "{%" not in value
+
+
+RESERVED_NAME = "all"
+
+
+def definition_digest(raw: object) -> str:
+    """A stable hash of a rule's definition as written (key order and layout aside)."""
+    text = json.dumps(raw, sort_keys=True, default=repr, ensure_ascii=False)
+    return hashlib.blake2b(text.encode(errors="surrogatepass"), digest_size=16).hexdigest()

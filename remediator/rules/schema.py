@@ -227,7 +227,7 @@ def _operators() -> dict[str, object]:
         "lte": ordered,
         "in": _array("one of these values", {"type": _SCALARS}),
         "not_in": _array("none of these values", {"type": _SCALARS}),
-        "regex": _text("Python regular expression searched in the string value"),
+        "regex": _text("regular expression (Python syntax, RE2 engine) found in the string"),
         "exists": _typed("boolean", "whether the path must be present"),
     }
     return _object("operators; all must hold", properties, minProperties=1)

@@ -17,91 +17,24 @@ the rule and field its errors name.
 
 from __future__ import annotations
 
-import functools
 import re
 import shlex
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import jinja2
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 
 from remediator.errors import TemplateError
 from remediator.model import Renderable
+from remediator.rules.budgets import MAX_OUTPUT, BudgetedEnvironment, render_budget, value_size
 from remediator.rules.secrets import Secrets
 
 
 def shell_quote(value: object) -> str:
     return shlex.quote(str(value))
-
-
-MAX_OUTPUT = 1024 * 1024  # characters a template may render, and a string or list it may build
-MAX_EXPONENT = 1000  # `**` past this is refused (10 ** 10 ** 9 would freeze the daemon)
-
-
-class BudgetedEnvironment(SandboxedEnvironment):
-    """The sandbox, with budgets: `range` is capped by Jinja (MAX_RANGE, 100000); here
-    `*` and `**` cannot build huge values and string/list methods take no huge sizes.
-    Output is capped by the `_Template` wrapper; what is left (nested loops) is bounded
-    by the step timeout, the engine rendering steps in a worker thread."""
-
-    intercepted_binops = frozenset({"*", "**", "%"})
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        for name in ("center", "indent", "format", "wordwrap"):  # widths build strings
-            self.filters[name] = _sized(self.filters[name])
-
-    def call_binop(
-        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
-    ) -> Any:
-        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
-            raise SecurityError(f"exponent {right} over the budget of {MAX_EXPONENT}")
-        if operator == "%" and isinstance(left, str) and _HUGE_WIDTH.search(left):
-            raise SecurityError(f"a format width over the budget of {MAX_OUTPUT} characters")
-        if operator == "*" and _size(left, right) > MAX_OUTPUT:
-            raise SecurityError(f"a value over the budget of {MAX_OUTPUT} characters")
-        return super().call_binop(context, operator, left, right)
-
-    def call(
-        __self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any
-    ) -> Any:
-        owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str | bytes | list) and any(
-            isinstance(a, int) and a > MAX_OUTPUT for a in (*args, *kwargs.values())
-        ):
-            raise SecurityError(f"a size over the budget of {MAX_OUTPUT} characters")
-        return super().call(__context, __obj, *args, **kwargs)
-
-
-_HUGE_WIDTH = re.compile(r"%[-+ #0]*(\*|\d{7,})")  # `%0*d`, `%9999999d`: huge output
-
-
-def _sized(filter_: Callable[..., Any]) -> Callable[..., Any]:
-    """`filter_`, refusing a width over the budget or a `*` / huge width in a format."""
-
-    @functools.wraps(filter_)
-    def sized(*args: Any, **kwargs: Any) -> Any:
-        values = (*args, *kwargs.values())
-        if any(isinstance(v, int) and not isinstance(v, bool) and v > MAX_OUTPUT for v in values):
-            raise SecurityError(f"a width over the budget of {MAX_OUTPUT} characters")
-        if any(isinstance(v, str) and _HUGE_WIDTH.search(v) for v in values):
-            raise SecurityError(f"a format width over the budget of {MAX_OUTPUT} characters")
-        return filter_(*args, **kwargs)
-
-    return sized
-
-
-def _size(left: object, right: object) -> int:
-    """The length `left * right` would have, when it repeats a sequence; else 0."""
-    for seq, times in ((left, right), (right, left)):
-        if isinstance(seq, str | bytes | list | tuple) and isinstance(times, int):
-            return len(seq) * times
-    return 0
 
 
 class Templates:
@@ -239,9 +172,12 @@ class _Expression:
 
     def render(self, context: Mapping[str, object]) -> object:
         try:
-            value = self.call(**context)
+            with render_budget():
+                value = self.call(**context)
             if isinstance(value, jinja2.Undefined):
                 value._fail_with_undefined_error()
+            if value_size(value) > MAX_OUTPUT:  # a single expression has no output to cap
+                raise SecurityError(f"a value over the budget of {MAX_OUTPUT} characters")
         except Exception as exc:
             raise _fail(exc, self.rule, self.field) from exc
         return value
@@ -296,11 +232,12 @@ class _Template:
         try:
             parts: list[str] = []
             size = 0
-            for part in self.template.generate(context):
-                size += len(part)
-                if size > MAX_OUTPUT:
-                    raise SecurityError(f"output over the budget of {MAX_OUTPUT} characters")
-                parts.append(part)
+            with render_budget():
+                for part in self.template.generate(context):
+                    size += len(part)
+                    if size > MAX_OUTPUT:
+                        raise SecurityError(f"output over the budget of {MAX_OUTPUT} characters")
+                    parts.append(part)
             return "".join(parts)
         except Exception as exc:
             raise _fail(exc, self.rule, self.field) from exc

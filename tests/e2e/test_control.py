@@ -357,3 +357,86 @@ async def test_pause_with_no_daemon_and_no_rule_files_says_how(tmp_path: Path) -
     assert code == 2 and out == ""
     assert "pass --rules PATH" in err and len(err.strip().splitlines()) == 1
     assert everything[0] == 0
+
+
+async def test_a_rule_changed_after_asking_expires_its_approved_request(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str, http_target: HttpTarget
+) -> None:
+    """The approver approved the steps shown; an edit since then must not run instead."""
+    rule = f"restart-{unique}"
+    write_rules(workdir, approval_rule(unique, http_target.url))
+    results = await Collector.on(nc, f"remediator.results.{rule}")
+    proc = replica(workdir, nats_server.url, unique).start()
+    try:
+        request_id = await asked(nc, results, unique)
+        edited = approval_rule(unique, http_target.url).replace("/restart/", "/restart-all/")
+        write_rules(workdir, edited)
+        await until(lambda: "reloaded 1 rules" in proc.logs(), 20, "the edit reloaded")
+        code, _out, err = await cli(nats_server.url, "approve", request_id, "--by", "hal")
+        assert code == 0, err
+        closed = (await results.wait_for(2))[1]
+        await until(lambda: _done(nc, request_id), 10, "request done")
+    finally:
+        proc.stop()
+    assert closed["status"] == "expired", closed
+    assert "changed since the request was made" in str(closed["reason"])
+    assert [r.path for r in http_target.received if "/restart" in r.path] == []
+
+
+async def test_a_key_pause_holds_an_approved_run_until_resumed(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str, http_target: HttpTarget
+) -> None:
+    rule = f"restart-{unique}"
+    throttled = approval_rule(unique, http_target.url).replace(
+        "    approval:\n",
+        '    throttle: {key: "{{ event.host }}", cooldown: 1s}\n    approval:\n',
+    )
+    write_rules(workdir, throttled)
+    results = await Collector.on(nc, f"remediator.results.{rule}")
+    proc = replica(workdir, nats_server.url, unique).start()
+    try:
+        request_id = await asked(nc, results, unique)
+        code, _, err = await cli(nats_server.url, "pause", rule, "--key", "web-1", "--by", "ida")
+        assert code == 0, err
+        await paused_everywhere([proc], rule, 1)
+        code, _, err = await cli(nats_server.url, "approve", request_id, "--by", "jo")
+        assert code == 0, err
+        await until(lambda: f"approval {request_id} of rule" in proc.logs(), 10, "held")
+        state_while_paused = await request_state(nc, request_id)
+        ran_while_paused = restarts(http_target)
+        code, _, err = await cli(nats_server.url, "resume", rule, "--key", "web-1")
+        assert code == 0, err
+        ran = (await results.wait_for(2))[1]
+    finally:
+        proc.stop()
+    assert state_while_paused == "approved" and ran_while_paused == []
+    assert "held: paused" in proc.logs() and "ida" in proc.logs()
+    assert ran["status"] == "succeeded" and ran["approval"]["by"] == "jo"
+    assert restarts(http_target) == ["/restart/web-1"]
+
+
+async def test_a_big_event_is_not_stored_in_its_request_and_still_runs(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str, http_target: HttpTarget
+) -> None:
+    """Requests stay small in the bucket and in memory: an event over 64 KiB is read back
+    from its stream when the approved steps run."""
+    rule = f"restart-{unique}"
+    write_rules(workdir, approval_rule(unique, http_target.url))
+    results = await Collector.on(nc, f"remediator.results.{rule}")
+    proc = replica(workdir, nats_server.url, unique).start()
+    try:
+        await publish(nc, f"{unique}.restart.down", {"host": "web-9", "log": "x" * 200_000})
+        (waiting,) = await results.wait_for(1)
+        request_id = str(waiting["approval_id"])
+        kv = await nc.jetstream().key_value("REMEDIATOR_CONTROL")
+        stored = await kv.get(f"approval.{request_id}")
+        status, listed = proc.get("/api/approvals")
+        code, _, err = await cli(nats_server.url, "approve", request_id, "--by", "lee")
+        assert code == 0, err
+        ran = (await results.wait_for(2))[1]
+    finally:
+        proc.stop()
+    assert len(stored.value or b"") < 16 * 1024
+    assert json.loads(stored.value or b"{}")["origin"][1] >= 1
+    assert status == 200 and [a["id"] for a in json.loads(listed)["approvals"]] == [request_id]
+    assert ran["status"] == "succeeded" and restarts(http_target) == ["/restart/web-9"]

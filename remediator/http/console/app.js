@@ -285,7 +285,8 @@ function reason(r) {
 // --- one event's results -------------------------------------------------------------------
 
 async function eventDetail(id) {
-  const reply = await api(`/api/results/${encodeURIComponent(id)}`);
+  // By query: an id of `.` or `..` would be resolved away as a path segment.
+  const reply = await api(`/api/event?id=${encodeURIComponent(id)}`);
   if (!reply.ok) return failed(reply);
   const first = reply.body.results[0];
   view.replaceChildren(
@@ -294,7 +295,7 @@ async function eventDetail(id) {
       h("dt", {}, "trace"), h("dd", {}, h("code", {}, first.trace_id))),
     h("section", { id: "event" }, h("h3", {}, "The alert"), h("p", { class: "muted" }, "loading…")),
     ...reply.body.results.map(resultCard));
-  const stored = await api(`/api/results/${encodeURIComponent(id)}/event`);
+  const stored = await api(`/api/event/alert?id=${encodeURIComponent(id)}`);
   const section = document.getElementById("event");
   if (!section) return;
   section.replaceChildren(h("h3", {}, "The alert"), stored.ok
