@@ -24,7 +24,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -41,6 +40,7 @@ from nats.js.errors import NotFoundError
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id, cap_text, fit_text
 from remediator.errors import ConfigError, TransportError, Unpublishable
 from remediator.model import Delivery, Result, dumps
+from remediator.nats.inbound import Inbound, drain
 from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
 from remediator.rules.subjects import covers, minimal_cover
 from remediator.settings import Settings
@@ -56,67 +56,6 @@ _STREAM_CACHE_SECONDS = 30.0
 _PUBLISH_TIMEOUT = 5.0
 DEAD_LETTER_DATA_CAP = 64 * 1024  # bytes of the original data kept in a dead letter
 _HEADER_VALUE_CAP = 1024
-
-
-@dataclass(slots=True)
-class Inbound:
-    """One received message and the acks the daemon may send for it."""
-
-    subject: str
-    headers: dict[str, str]
-    data: bytes
-    delivery: Delivery | None
-    msg: Msg
-
-    async def ack(self) -> None:
-        if self.delivery is not None:
-            await self.msg.ack()
-
-    async def ack_confirmed(self, within: float) -> bool:
-        """Ack and wait for the server to confirm it, trying again while it does not
-        (a consumer leader failing over drops acks): a lost ack costs a full ack_wait
-        before the redelivery is recognised as done. False if never confirmed."""
-        if self.delivery is None:
-            return True
-        deadline = time.monotonic() + within
-        pause = 0.1
-        while True:
-            try:
-                await self.msg.ack_sync(timeout=min(2.0, within))
-                return True
-            except (NatsError, TimeoutError, OSError) as exc:
-                if time.monotonic() + pause > deadline:
-                    log.warning("ack not confirmed: %s", exc or type(exc).__name__)
-                    return False
-            await asyncio.sleep(pause)
-            pause = min(2.0, pause * 2)
-
-    async def nak(self, delay: float) -> None:
-        if self.delivery is not None:
-            await self.msg.nak(delay=delay)
-
-    async def term(self) -> None:
-        if self.delivery is not None:
-            await self.msg.term()
-
-    async def in_progress(self) -> None:
-        if self.delivery is not None:
-            await self.msg.in_progress()
-
-
-BATCH_MAX = 256  # messages taken at once: the loop still serves timers and acks between
-
-
-def _drain(queue: asyncio.Queue[Msg | None], first: Msg | None) -> tuple[list[Msg], bool]:
-    """`first` and whatever else is queued now, up to BATCH_MAX; True when told to stop."""
-    batch: list[Msg] = []
-    msg = first
-    while msg is not None:
-        batch.append(msg)
-        if len(batch) >= BATCH_MAX or queue.empty():
-            return batch, False
-        msg = queue.get_nowait()
-    return batch, True
 
 
 def _capped_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -190,7 +129,7 @@ class Transport:
             self._subscriptions = [sub]
         self.receiving = True
         while True:
-            batch, ended = _drain(queue, await queue.get())
+            batch, ended = drain(queue, await queue.get())
             if batch:
                 yield [self._inbound(msg) for msg in batch]
             if ended:

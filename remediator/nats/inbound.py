@@ -1,0 +1,81 @@
+"""One received message and the acks the daemon may send for it; taking a batch of them.
+
+An ack here is written to the client's buffer, not to the socket: the client's
+flusher sends whatever is buffered when the event loop next runs it, so acks
+sent for a whole batch without awaiting in between share one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+
+from remediator.model import Delivery
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Inbound:
+    """One received message and the acks the daemon may send for it."""
+
+    subject: str
+    headers: dict[str, str]
+    data: bytes
+    delivery: Delivery | None
+    msg: Msg
+
+    async def ack(self) -> None:
+        if self.delivery is not None:
+            await self.msg.ack()
+
+    async def ack_confirmed(self, within: float) -> bool:
+        """Ack and wait for the server to confirm it, trying again while it does not
+        (a consumer leader failing over drops acks): a lost ack costs a full ack_wait
+        before the redelivery is recognised as done. False if never confirmed."""
+        if self.delivery is None:
+            return True
+        deadline = time.monotonic() + within
+        pause = 0.1
+        while True:
+            try:
+                await self.msg.ack_sync(timeout=min(2.0, within))
+                return True
+            except (NatsError, TimeoutError, OSError) as exc:
+                if time.monotonic() + pause > deadline:
+                    log.warning("ack not confirmed: %s", exc or type(exc).__name__)
+                    return False
+            await asyncio.sleep(pause)
+            pause = min(2.0, pause * 2)
+
+    async def nak(self, delay: float) -> None:
+        if self.delivery is not None:
+            await self.msg.nak(delay=delay)
+
+    async def term(self) -> None:
+        if self.delivery is not None:
+            await self.msg.term()
+
+    async def in_progress(self) -> None:
+        if self.delivery is not None:
+            await self.msg.in_progress()
+
+
+BATCH_MAX = 256  # messages taken at once: the loop still serves timers and acks between
+
+
+def drain(queue: asyncio.Queue[Msg | None], first: Msg | None) -> tuple[list[Msg], bool]:
+    """`first` and whatever else is queued now, up to BATCH_MAX; True when told to stop."""
+    batch: list[Msg] = []
+    msg = first
+    while msg is not None:
+        batch.append(msg)
+        if len(batch) >= BATCH_MAX or queue.empty():
+            return batch, False
+        msg = queue.get_nowait()
+    return batch, True
