@@ -4,14 +4,14 @@ Messages arrive as batches (what the subscription had buffered), matched in
 one pass with no await that waits on the network. An event that fires
 nothing (the common case under load) is acked inline in that pass, its ack
 unconfirmed and written with the batch's others, unless an earlier event of
-its ordering key is still in flight. Anything else runs in a task queued behind the earlier events of its
-ordering key (`ordering`; by default the alert's fingerprint, else the
-subject), under the concurrency limit; events of different keys run side by
-side. Each task binds the event's ids for every log line written while it
-runs. While events are in flight, one ticker tells the server each is in
-progress, so a long script is not redelivered. Nothing is acked before its
-results are stored; NATS trouble naks with backoff, and the last delivery
-dead-letters.
+its ordering key is still in flight. Anything else runs in a task queued
+behind the earlier events of its ordering key (`ordering`; by default the
+alert's fingerprint, else the subject), under the concurrency limit; events
+of different keys run side by side. Each task binds the event's ids for
+every log line written while it runs. While events are in flight, one ticker
+tells the server each is in progress, so a long script is not redelivered.
+Nothing is acked before its results are stored; NATS trouble naks with
+backoff, and the last delivery dead-letters.
 """
 
 from __future__ import annotations
