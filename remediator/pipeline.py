@@ -33,7 +33,8 @@ from remediator.errors import EventError, TransportError, Unpublishable
 from remediator.logs import bind_event
 from remediator.metrics import Metrics
 from remediator.model import Event, Rule
-from remediator.nats.transport import Inbound, Transport
+from remediator.nats.inbound import Inbound
+from remediator.nats.transport import Transport
 from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
