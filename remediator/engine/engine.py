@@ -160,7 +160,7 @@ class Engine:
             rules = self.fired(event)
         if not rules:
             return []
-        if self.guards is not None and not self.simulate:
+        if self.guards is not None and not self.simulate and self._probe(rules):
             # Nothing runs that could not be recorded as done (TransportError: retry later).
             await self.guards.writable()
         if any(rule.windowed for rule in rules):  # only these pay for shared state
@@ -168,6 +168,17 @@ class Engine:
         if len(rules) == 1:
             return [await self.run_rule(rules[0], event)]
         return list(await asyncio.gather(*(self.run_rule(rule, event) for rule in rules)))
+
+    def _probe(self, rules: tuple[Rule, ...]) -> bool:
+        """Must the store prove it takes writes before the steps run? Not when the one rule
+        writes to it first anyway (its throttle reservation or the budget it spends: the
+        write that fails there runs nothing), nor when it runs no step for real."""
+        if len(rules) != 1 or rules[0].windowed or rules[0].approval is not None:
+            return True
+        rule = rules[0]
+        if self.dry_run or rule.dry_run:
+            return False
+        return rule.throttle is None and (self.guards is None or self.guards.budget is None)
 
     async def _process_windowed(self, event: Event, rules: tuple[Rule, ...]) -> list[Result]:
         """Plain rules fire; windowed ones count the event and fire when their pattern holds."""
@@ -239,14 +250,25 @@ class Engine:
                 await self.report(result, result.encode())
             return result
         result = await self._guarded_run(rule, event, extra or {})
-        body = self.results.body(result)  # encoded once, for both writes
-        if guards is not None:
-            # The record first: a result stored means the rule's completion is on record,
-            # so a redelivery never runs a finished rule again.
-            await guards.record(rule, event, body)
-        if self.report is not None:
-            await self.report(result, body)
+        await self._store(rule, event, result, self.results.body(result))
         return result
+
+    async def _store(self, rule: Rule, event: Event, result: Result, body: bytes) -> None:
+        """The completion record and the result event, both `body` (encoded once), sent
+        together: one round trip, not two. The message is acked only once both are stored
+        (the caller raises otherwise), so a redelivery that finds no record ran nothing
+        that was acked; the record is retried for seconds before giving up (`record`)."""
+        writes: list[Awaitable[None]] = []
+        if self.guards is not None:
+            writes.append(self.guards.record(rule, event, body))
+        if self.report is not None:
+            writes.append(self.report(result, body))
+        if len(writes) == 1:
+            await writes[0]
+        elif writes:
+            for outcome in await asyncio.gather(*writes, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
 
     async def _guarded_run(self, rule: Rule, event: Event, extra: Mapping[str, object]) -> Result:
         started = self.now()
