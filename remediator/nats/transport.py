@@ -39,8 +39,8 @@ from nats.js.errors import NotFoundError
 
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id, cap_text, fit_text
 from remediator.errors import ConfigError, TransportError, Unpublishable
-from remediator.model import Delivery, Result, dumps
-from remediator.nats.inbound import Inbound, drain
+from remediator.model import Result, dumps
+from remediator.nats.inbound import Inbound, delivery_of, drain
 from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
 from remediator.rules.subjects import covers, minimal_cover
 from remediator.settings import Settings
@@ -164,10 +164,7 @@ class Transport:
     def _inbound(self, msg: Msg) -> Inbound:
         delivery = None
         if not self.core and msg.reply:
-            meta = msg.metadata
-            delivery = Delivery(
-                stream=meta.stream, sequence=meta.sequence.stream, num_delivered=meta.num_delivered
-            )
+            delivery = delivery_of(msg)
         return Inbound(
             subject=msg.subject,
             headers=dict(msg.headers or {}),
