@@ -44,6 +44,7 @@ from remediator.parts import build_actions, build_guards
 from remediator.pipeline import Pipeline
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex
+from remediator.rules.parsecache import ParseCache
 from remediator.rules.secrets import Secrets
 from remediator.rules.templating import Templates
 from remediator.rules.watch import RuleWatcher
@@ -79,6 +80,7 @@ class Daemon:
         secrets_dir = Path(settings.secrets_dir) if settings.secrets_dir else None
         self.secrets = Secrets(environ, secrets_dir)
         self.templates = Templates(self.secrets)
+        self.parsed = ParseCache(Path(settings.data_dir) / "rules-cache")  # faster restarts
         self.webhook_subject = compile_subject(self.templates, settings.webhook_subject)
         self.order_key = OrderKey.compile(settings.order_key, self.templates)
         if settings.webhook_token:
@@ -118,7 +120,7 @@ class Daemon:
     def load(self, rules: tuple[Rule, ...] | None = None) -> Ruleset:
         """Build the engine for `rules` (read from `--rules` when not given)."""
         if rules is None:
-            rules = load_rules(self.settings.rules, self.templates)
+            rules = load_rules(self.settings.rules, self.templates, self.parsed)
         engine = Engine.build(
             RuleIndex(rules),
             self.actions,
@@ -148,7 +150,8 @@ class Daemon:
         embedded = None
         listener = Listener(self.registry, self.ready, alive=lambda: self.failure is None)
         try:
-            rules = load_rules(self.settings.rules, self.templates)  # fail fast, before NATS
+            # fail fast, before NATS
+            rules = load_rules(self.settings.rules, self.templates, self.parsed)
             embedded, url = await self._nats_url()
             self.secrets.known.update(connection_secrets(self.settings, url))
             controls = await self._start(url, rules, listener, collecting)
