@@ -77,6 +77,7 @@ class Pipeline:
 
     async def consume(self, subjects: set[str]) -> None:
         async for batch in self.transport.batches(subjects):
+            self._count_received(batch)
             for inbound in batch:
                 await self._take(inbound)
             # Nothing above waited on the network: the batch's acks leave in one write, and
@@ -107,7 +108,6 @@ class Pipeline:
     async def _ack_quiet(self, inbound: Inbound, event: Event) -> None:
         """The common case under load, an event that fires nothing: ack it here, with no
         task, no slot and no ordering queue (nothing of its key is in flight)."""
-        self._count_received(inbound.subject)
         if event.redelivered:
             self.metrics.redeliveries.inc()
         try:
@@ -123,12 +123,18 @@ class Pipeline:
             inbound.subject, inbound.headers, inbound.data, inbound.delivery, self.new_trace_id
         )
 
-    def _count_received(self, subject: str) -> None:
-        root = subject.split(".", 1)[0]
-        child = self._received.get(root)
-        if child is None:
-            child = self._received[root] = self.metrics.events_received.labels(root)
-        child.inc()
+    def _count_received(self, batch: list[Inbound]) -> None:
+        """`events_received_total` by subject root: one increment per root and batch (the
+        client library takes a lock per call), counted as the batch arrives."""
+        roots: dict[str, int] = {}
+        for inbound in batch:
+            root = inbound.subject.split(".", 1)[0]
+            roots[root] = roots.get(root, 0) + 1
+        for root, count in roots.items():
+            child = self._received.get(root)
+            if child is None:
+                child = self._received[root] = self.metrics.events_received.labels(root)
+            child.inc(count)
 
     def new_trace_id(self) -> str:
         """Trace ids need to be unique, not secret: no system call per event."""
@@ -179,7 +185,6 @@ class Pipeline:
         event: Event | None,
         rules: tuple[Rule, ...] | None,
     ) -> None:
-        self._count_received(inbound.subject)
         try:
             event = event if event is not None else self._decode(inbound)
         except EventError as exc:
