@@ -24,7 +24,13 @@ from remediator.engine.correlation import Firing, Windows, group_of
 from remediator.engine.guards import Guards
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, HEADER_ROOM
 from remediator.engine.outcome import ResultBuilder
-from remediator.engine.rulecontext import render_vars, resolving, throttle_bucket, verify_key
+from remediator.engine.rulecontext import (
+    LazyContext,
+    render_vars,
+    resolving,
+    throttle_bucket,
+    verify_key,
+)
 from remediator.engine.runner import StepRunner
 from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import TemplateError
@@ -114,7 +120,8 @@ class Engine:
         """The rules this event fires, highest priority first (pure)."""
         if not self.index.candidates(event.subject):
             return ()  # the common case under load: no rule listens here; build nothing
-        matches = self.index.match(event.subject, event.payload, self.context(event))
+        context = LazyContext(lambda: self.context(event))  # built only for a `when`
+        matches = self.index.match(event.subject, event.payload, context)
         if self.metrics is not None:
             self._count_evaluations(self.metrics, matches)
         for rule, verdict in matches.errors:
