@@ -19,7 +19,6 @@ SAME = [
     '{"utf16": "é"}'.encode("utf-16"),  # json detects the encoding
     b'{"lone": "\\ud800"}',  # a lone surrogate
     b'{"a": 1, "a": 2}',  # the last key wins, as in json
-    b"[" * 1100 + b"{}" + b"]" * 1100,  # deeper than orjson reads, still a list
 ]
 
 
@@ -29,15 +28,7 @@ def decode(data: bytes) -> object:
 
 @pytest.mark.parametrize("data", SAME)
 def test_the_payload_is_what_json_loads_gives(data: bytes) -> None:
-    try:
-        expected = json.loads(data)
-    except (ValueError, RecursionError):
-        pytest.skip("json refuses it too")
-    if not isinstance(expected, dict):
-        with pytest.raises(EventError):
-            decode(data)
-        return
-    assert decode(data) == expected
+    assert decode(data) == json.loads(data)
 
 
 def test_nan_literals_read_as_json_reads_them() -> None:
@@ -45,7 +36,9 @@ def test_nan_literals_read_as_json_reads_them() -> None:
     assert isinstance(payload, dict) and math.isnan(payload["v"])
 
 
-def test_what_neither_reads_is_invalid_json() -> None:
+@pytest.mark.parametrize("data", [b'{"v": ', b'{"v": ' + b"[" * 1100 + b"]" * 1100 + b"}"])
+def test_what_neither_reads_is_invalid_json(data: bytes) -> None:
+    """Cut short, or nested deeper than either reads (orjson stops at 1,024 levels)."""
     with pytest.raises(EventError) as caught:
-        decode(b'{"v": ')
+        decode(data)
     assert caught.value.reason == "invalid_json"
