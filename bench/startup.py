@@ -9,7 +9,10 @@ Start-up is the time from starting the process (`python -m remediator run
 5 ms), against a local nats-server (JetStream, 127.0.0.1, random port); each
 run uses a fresh stream and durable, so it includes creating them. Memory is
 VmRSS from /proc/PID/status once ready. Rules come from common.py's
-generator (500 a file). The median of `--runs` runs is reported.
+generator (500 a file). The median of `--runs` runs is reported, and the
+first start beside it: the runs share a data dir, so the first one parses
+every rule file and the later ones read them from its parse cache
+(`remediator.rules.parsecache`), as a restarted daemon does.
 
 Baseline, same run: `python -c "import remediator.daemon"` (every import the
 daemon needs, nothing else: the floor), and `python -c pass` (the interpreter),
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     floor("import remediator.daemon", 1)  # fills the bytecode cache (common.PYCACHE)
     for label, code in FLOORS:
         seconds, mib = floor(code, runs)
-        rows.append([f"baseline: {label}", "", seconds, mib])
+        rows.append([f"baseline: {label}", "", seconds, mib, ""])
         results[label] = {"seconds": seconds, "rss_mib": mib}
     server = NatsServer(tmp / "nats").start()
     started = 0
@@ -112,12 +115,13 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
                 times.append(ready)
                 sizes_mib.append(mib)
             seconds, mib = statistics.median(times), statistics.median(sizes_mib)
-            rows.append(["remediator run: start -> /readyz 200", size, seconds, mib])
+            rows.append(["remediator run: start -> /readyz 200", size, seconds, mib, times[0]])
             results[f"rules_{size}"] = {"seconds": seconds, "rss_mib": mib, "runs": times}
     finally:
         server.stop()
     report.results = results
-    report.table(f"start-up (median of {runs})", ["what", "rules", "seconds", "RSS MiB"], rows)
+    columns = ["what", "rules", "seconds", "RSS MiB", "first start s"]
+    report.table(f"start-up (median of {runs})", columns, rows)
     at_1000 = results.get("rules_1000")
     if isinstance(at_1000, dict):
         report.target("start-up with 1,000 rules", at_1000["seconds"], "<=", 1.0, "s")

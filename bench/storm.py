@@ -11,7 +11,9 @@ alerts (Alertmanager-shaped, each its own `fingerprint` and host) are
 published at once (publish_async, then every ack); each carries `sent`,
 time.time() just before its publish, and the target takes time.time() when
 each request arrives. Reported: when the first and the last step started,
-counted from the publish, and the spread between them.
+counted from the publish, and the spread between them; beside it the
+daemon's CPU per alert (from /proc/<pid>/stat) from the publish until every
+step has started (the steps' results written after that are not counted).
 
 Baseline, printed in the same run: the least spread any replica with
 `--concurrency C` can have, (ceil(N / C) - 1) x step, and what ordering by
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import nats
 import yaml
-from common import Daemon, NatsServer, Report, parser, run_bench, stop_process
+from common import Daemon, NatsServer, Report, cpu_seconds, parser, run_bench, stop_process
 from latency import collect, http_target
 
 SUBJECT = "alerts.HighCPU"
@@ -93,8 +95,11 @@ async def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     nc = await nats.connect(server.url)
     try:
         await daemon.start_on(nc.jetstream(), ["alerts.>"])
+        assert daemon.process is not None
+        cpu_before = cpu_seconds(daemon.process.pid)
         publishing = await storm(server.url, count)
         seen = await asyncio.to_thread(collect, target, 60 + count * step / CONCURRENCY)
+        cpu_us = 1e6 * (cpu_seconds(daemon.process.pid) - cpu_before) / count
     finally:
         stop_process(target)
         daemon.stop()
@@ -111,14 +116,15 @@ async def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
         "publish_s": publishing,
         "bound_s": bound,
         "by_subject_s": (count - 1) * step,
+        "daemon_cpu_us_per_event": cpu_us,
     }
     report.table(
         f"a storm: {count} alerts on one subject, a step of {step:g} s, concurrency {CONCURRENCY}",
-        ["what", "first step started s", "last step started s", "spread s"],
+        ["what", "first step started s", "last step started s", "spread s", "daemon us/ev"],
         [
-            ["remediator (order by fingerprint)", first, last, last - first],
-            ["baseline: least possible at this concurrency", "", "", bound],
-            ["before: ordered by subject", "", "", (count - 1) * step],
+            ["remediator (order by fingerprint)", first, last, last - first, cpu_us],
+            ["baseline: least possible at this concurrency", "", "", bound, ""],
+            ["before: ordered by subject", "", "", (count - 1) * step, ""],
         ],
     )
     report.target("spread of step starts", last - first, "<=", bound + 2.0, "s")

@@ -46,6 +46,7 @@ from remediator.parts import build_actions, build_guards, build_prometheus
 from remediator.pipeline import Pipeline
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex
+from remediator.rules.parsecache import ParseCache
 from remediator.rules.secrets import Secrets
 from remediator.rules.templating import Templates
 from remediator.rules.watch import RuleWatcher
@@ -81,6 +82,7 @@ class Daemon:
         secrets_dir = Path(settings.secrets_dir) if settings.secrets_dir else None
         self.secrets = Secrets(environ, secrets_dir)
         self.templates = Templates(self.secrets)
+        self.parsed = ParseCache(Path(settings.data_dir) / "rules-cache")  # faster restarts
         self.webhook_subject = compile_subject(self.templates, settings.webhook_subject)
         self.order_key = OrderKey.compile(settings.order_key, self.templates)
         self.webhook_token = webhook_token(settings.webhook_token, self.secrets)
@@ -118,7 +120,7 @@ class Daemon:
     def load(self, rules: tuple[Rule, ...] | None = None) -> Ruleset:
         """Build the engine for `rules` (read from `--rules` when not given)."""
         if rules is None:
-            rules = load_rules(self.settings.rules, self.templates)
+            rules = load_rules(self.settings.rules, self.templates, self.parsed)
         engine = Engine.build(
             RuleIndex(rules),
             self.actions,
@@ -151,7 +153,7 @@ class Daemon:
         check = HostCheck.build(self.settings, not self.access.tokens, self.webhook_token is None)
         listener = Listener(self.registry, self.ready, lambda: self.failure is None, check)
         try:
-            rules = load_rules(self.settings.rules, self.templates)  # fail fast, before NATS
+            rules = load_rules(self.settings.rules, self.templates, self.parsed)  # fail fast
             embedded = EmbeddedServer.claimed(self.settings)  # a second daemon here: refused
             await listener.check(*self.settings.http_host_port)
             url = await self._nats_url(embedded)

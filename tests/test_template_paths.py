@@ -98,3 +98,16 @@ def test_text_with_plain_reads_fails_as_jinja_fails(source: str) -> None:
     with pytest.raises(jinja2.UndefinedError) as jinja:
         FAST.env.from_string(source).render(CONTEXT)
     assert fast.value.message == f"undefined variable: {jinja.value.message}"
+
+
+def test_plain_reads_compile_nothing_until_jinja_is_needed() -> None:
+    """Start-up (issue 25 d): plain reads and text with plain reads are valid Jinja by their
+    shape, so loading compiles none of them; the first fallback to Jinja compiles it."""
+    templates = Templates(Secrets({}))
+    read = templates.compile("{{ event.labels.missing }}", rule="r", field="f")
+    text = templates.compile("host {{ event.nope.x }} down", rule="r", field="g")
+    assert len(templates._expressions) == 0 and len(templates._templates) == 0
+    for compiled in (read, text):
+        with pytest.raises(TemplateError):
+            compiled.render(CONTEXT)
+    assert len(templates._expressions) == 1 and len(templates._templates) == 1

@@ -138,7 +138,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     daemon = Daemon(settings, os.environ)
     logs.configure(settings.log_format, settings.log_level, daemon.secrets)
-    return asyncio.run(daemon.run())
+    with event_loop() as runner:
+        return runner.run(daemon.run())
+
+
+def event_loop() -> asyncio.Runner:
+    """uvloop's event loop where it is installed (a dependency on Linux and macOS): the
+    daemon's time is spread over many small awaits and socket writes, which uvloop makes
+    cheaper (issue 25: 10-15% less CPU per event); asyncio's own loop elsewhere."""
+    try:
+        import uvloop
+    except ImportError:  # Windows, or a build without it: the same daemon, a little slower
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
 def add(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

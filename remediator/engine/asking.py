@@ -1,8 +1,9 @@
 """Asking a human first: file an approval request and announce it, and later run the
 steps of an approved one, rendered from the event the request stored.
 
-Functions over the `Engine` (they use its runner, desk, guards and result
-building) kept apart because the approval path is its own story: one request
+Functions over the parts of an engine they use (`Parts`: its runner, desk,
+guards and `ResultBuilder`; the engine imports this module, never the other
+way round), kept apart because the approval path is its own story: one request
 per firing, exactly one run per approved request, verification starting with
 the run rather than with the question.
 """
@@ -11,21 +12,39 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from remediator.engine.control import ApprovalRequest
+from remediator.engine.control import ApprovalDesk, ApprovalRequest
+from remediator.engine.guards import Guards
+from remediator.engine.outcome import ResultBuilder
 from remediator.engine.rulecontext import render_vars, throttle_bucket, verify_key
+from remediator.engine.runner import StepRunner
 from remediator.errors import TemplateError
 from remediator.model import Event, Result, Rule, StepResult
-
-if TYPE_CHECKING:
-    from remediator.engine.engine import Engine
 
 log = logging.getLogger(__name__)
 
 
+class Parts(Protocol):
+    """What the approval path uses of an engine."""
+
+    @property
+    def runner(self) -> StepRunner: ...
+    @property
+    def desk(self) -> ApprovalDesk | None: ...
+    @property
+    def guards(self) -> Guards | None: ...
+    @property
+    def results(self) -> ResultBuilder: ...
+    @property
+    def dry_run(self) -> bool: ...
+    def now(self) -> dt.datetime: ...
+    def context(self, event: Event) -> dict[str, object]: ...
+    def nothing_done(self, steps: tuple[StepResult, ...]) -> bool: ...
+
+
 async def ask(
-    engine: Engine,
+    engine: Parts,
     rule: Rule,
     event: Event,
     context: dict[str, object],
@@ -54,13 +73,13 @@ async def ask(
         ]
     )
     why = f"waiting for approval {request.id} until {asked['expires_at']}"
-    return engine._finish(
+    return engine.results.finish(
         rule, event, started, "awaiting_approval", notified, why, approval_id=request.id
     )
 
 
 async def unrenderable(
-    engine: Engine,
+    engine: Parts,
     rule: Rule,
     event: Event,
     context: dict[str, object],
@@ -79,10 +98,10 @@ async def unrenderable(
         for step in rule.on_failure
     ]
     why = f"nobody was asked: the steps do not render: {error}"
-    return engine._finish(rule, event, started, "failed", (*previews, *handled), why)
+    return engine.results.finish(rule, event, started, "failed", (*previews, *handled), why)
 
 
-async def run_approved(engine: Engine, rule: Rule, request: ApprovalRequest) -> Result:
+async def run_approved(engine: Parts, rule: Rule, request: ApprovalRequest) -> Result:
     """Run the steps of an approved request, rendered from the event it stored."""
     event = request.event()
     started = engine.now()
@@ -92,8 +111,8 @@ async def run_approved(engine: Engine, rule: Rule, request: ApprovalRequest) -> 
     try:
         context["vars"] = render_vars(rule, context)
     except TemplateError as exc:
-        reason = engine._mask(exc)
-        return engine._finish(rule, event, started, "failed", (), reason, approval=decided)
+        reason = engine.results.mask(exc)
+        return engine.results.finish(rule, event, started, "failed", (), reason, approval=decided)
     dry_run = engine.dry_run or rule.dry_run
     steps, ok = await engine.runner.run_steps(rule, context, dry_run=dry_run)
     status = "dry_run" if dry_run else "succeeded" if ok else "failed"
@@ -101,17 +120,17 @@ async def run_approved(engine: Engine, rule: Rule, request: ApprovalRequest) -> 
         status = "skipped"
     if engine.guards is not None and rule.verify is not None and status == "succeeded":
         await _verify_after_run(engine, rule, event, context)
-    return engine._finish(rule, event, started, status, steps, approval=decided)
+    return engine.results.finish(rule, event, started, status, steps, approval=decided)
 
 
 async def _verify_after_run(
-    engine: Engine, rule: Rule, event: Event, context: dict[str, object]
+    engine: Parts, rule: Rule, event: Event, context: dict[str, object]
 ) -> None:
     """Verification starts with the run, not with the question."""
     assert engine.guards is not None
     try:
         bucket, key = throttle_bucket(rule, context), verify_key(rule, context)
     except TemplateError as exc:
-        log.warning("rule %s: verify key: %s", rule.name, engine._mask(exc))
+        log.warning("rule %s: verify key: %s", rule.name, engine.results.mask(exc))
         return
     await engine.guards.expect(rule, event, key, bucket, context)

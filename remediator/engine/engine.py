@@ -22,8 +22,15 @@ from remediator.engine import asking
 from remediator.engine.control import ApprovalDesk, ApprovalRequest, PauseView
 from remediator.engine.correlation import Firing, Windows, group_of
 from remediator.engine.guards import Guards
-from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, HEADER_ROOM, fitted
-from remediator.engine.rulecontext import render_vars, resolving, throttle_bucket, verify_key
+from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, HEADER_ROOM
+from remediator.engine.outcome import ResultBuilder
+from remediator.engine.rulecontext import (
+    LazyContext,
+    render_vars,
+    resolving,
+    throttle_bucket,
+    verify_key,
+)
 from remediator.engine.runner import StepRunner
 from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import TemplateError
@@ -60,14 +67,9 @@ class Engine:
     # Where a finished rule's result goes (the daemon: the results stream), written after
     # its completion record; None: the caller publishes what `process` returns.
     report: Callable[[Result, bytes], Awaitable[None]] | None = None
-    _result_counters: dict[tuple[str, str], Counter] = field(
-        default_factory=dict, init=False, repr=False
-    )
     # JSON bytes a result may take: the server's max_payload less room for headers.
     max_result_bytes: int = DEFAULT_MAX_PAYLOAD - HEADER_ROOM
-    # The latest result `_finish` made and its JSON, which it encoded to check the size:
-    # `run_rule` writes those bytes instead of encoding the result a second time.
-    _encoded: tuple[Result, bytes] | None = field(default=None, init=False, repr=False)
+    results: ResultBuilder = field(init=False, repr=False)  # finishes every Result
     # `rule_evaluations_total` children by result, then rule name, bound on first use.
     _evaluation_counters: dict[str, dict[str, Counter]] = field(
         default_factory=lambda: {"matched": {}, "error": {}},
@@ -78,6 +80,12 @@ class Engine:
     def __post_init__(self) -> None:
         store = self.state or (self.guards.store if self.guards is not None else None)
         self.windows = Windows(store if store is not None else MemoryStore())
+        self.results = ResultBuilder(
+            secrets=self.secrets,
+            clock=lambda: self.now(),  # the engine's clock, even when replaced later
+            metrics=self.metrics,
+            max_bytes=self.max_result_bytes,
+        )
 
     @classmethod
     def build(
@@ -112,7 +120,8 @@ class Engine:
         """The rules this event fires, highest priority first (pure)."""
         if not self.index.candidates(event.subject):
             return ()  # the common case under load: no rule listens here; build nothing
-        matches = self.index.match(event.subject, event.payload, self.context(event))
+        context = LazyContext(lambda: self.context(event))  # built only for a `when`
+        matches = self.index.match(event.subject, event.payload, context)
         if self.metrics is not None:
             self._count_evaluations(self.metrics, matches)
         for rule, verdict in matches.errors:
@@ -149,13 +158,6 @@ class Engine:
             )
         return found
 
-    def _bind_result(self, metrics: Metrics, name: str, status: str) -> Counter:
-        """The rule's `rule_results_total` child for `status`, bound once."""
-        found = self._result_counters.get((name, status))
-        if found is None:
-            found = self._result_counters[name, status] = metrics.rule_results.labels(name, status)
-        return found
-
     async def process(self, event: Event, rules: tuple[Rule, ...] | None = None) -> list[Result]:
         """Fire every matching rule (`rules`, when the caller matched already), each
         independently and concurrently."""
@@ -165,7 +167,7 @@ class Engine:
             rules = self.fired(event)
         if not rules:
             return []
-        if self.guards is not None and not self.simulate:
+        if self.guards is not None and not self.simulate and self._probe(rules):
             # Nothing runs that could not be recorded as done (TransportError: retry later).
             await self.guards.writable()
         if any(rule.windowed for rule in rules):  # only these pay for shared state
@@ -173,6 +175,17 @@ class Engine:
         if len(rules) == 1:
             return [await self.run_rule(rules[0], event)]
         return list(await asyncio.gather(*(self.run_rule(rule, event) for rule in rules)))
+
+    def _probe(self, rules: tuple[Rule, ...]) -> bool:
+        """Must the store prove it takes writes before the steps run? Not when the one rule
+        writes to it first anyway (its throttle reservation or the budget it spends: the
+        write that fails there runs nothing), nor when it runs no step for real."""
+        if len(rules) != 1 or rules[0].windowed or rules[0].approval is not None:
+            return True
+        rule = rules[0]
+        if self.dry_run or rule.dry_run:
+            return False
+        return rule.throttle is None and (self.guards is None or self.guards.budget is None)
 
     async def _process_windowed(self, event: Event, rules: tuple[Rule, ...]) -> list[Result]:
         """Plain rules fire; windowed ones count the event and fire when their pattern holds."""
@@ -182,7 +195,11 @@ class Engine:
             try:
                 group = group_of(rule, self.context(event))
             except TemplateError as exc:
-                failed.append(self._finish(rule, event, self.now(), "failed", (), self._mask(exc)))
+                failed.append(
+                    self.results.finish(
+                        rule, event, self.now(), "failed", (), self.results.mask(exc)
+                    )
+                )
                 continue
             firing = await self.windows.observe(rule, event, group, self.now().timestamp())
             if firing is not None:
@@ -240,16 +257,25 @@ class Engine:
                 await self.report(result, result.encode())
             return result
         result = await self._guarded_run(rule, event, extra or {})
-        encoded = self._encoded
-        # once, for both writes (and the size check, unless other events came in between)
-        body = encoded[1] if encoded is not None and encoded[0] is result else result.encode()
-        if guards is not None:
-            # The record first: a result stored means the rule's completion is on record,
-            # so a redelivery never runs a finished rule again.
-            await guards.record(rule, event, body)
-        if self.report is not None:
-            await self.report(result, body)
+        await self._store(rule, event, result, self.results.body(result))
         return result
+
+    async def _store(self, rule: Rule, event: Event, result: Result, body: bytes) -> None:
+        """The completion record and the result event, both `body` (encoded once), sent
+        together: one round trip, not two. The message is acked only once both are stored
+        (the caller raises otherwise), so a redelivery that finds no record ran nothing
+        that was acked; the record is retried for seconds before giving up (`record`)."""
+        writes: list[Awaitable[None]] = []
+        if self.guards is not None:
+            writes.append(self.guards.record(rule, event, body))
+        if self.report is not None:
+            writes.append(self.report(result, body))
+        if len(writes) == 1:
+            await writes[0]
+        elif writes:
+            for outcome in await asyncio.gather(*writes, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
 
     async def _guarded_run(self, rule: Rule, event: Event, extra: Mapping[str, object]) -> Result:
         started = self.now()
@@ -260,16 +286,18 @@ class Engine:
             context["vars"] = render_vars(rule, context)
             bucket = throttle_bucket(rule, context)
         except TemplateError as exc:
-            return self._finish(rule, event, started, "failed", (), reason=self._mask(exc))
+            return self.results.finish(
+                rule, event, started, "failed", (), reason=self.results.mask(exc)
+            )
         # Before the guards: a paused rule spends no throttle and no budget.
         pause = None if self.pauses is None else self.pauses.paused(rule.name, bucket)
         if pause is not None:
-            return self._finish(rule, event, started, "paused", (), pause.describe())
+            return self.results.finish(rule, event, started, "paused", (), pause.describe())
         if self.guards is None:
             return await self._act(rule, event, context, started, dry_run)
         admission = await self.guards.admit(rule, event, bucket, spend=acts)
         if admission.status != "run":
-            return self._finish(rule, event, started, admission.status, (), admission.reason)
+            return self.results.finish(rule, event, started, admission.status, (), admission.reason)
         try:
             result = await self._act(rule, event, context, started, dry_run)
         finally:
@@ -293,7 +321,7 @@ class Engine:
             return await asking.unrenderable(self, rule, event, context, started, rendered)
         if self.desk is None or dry_run:
             why = "approval required: would ask before acting (nothing runs)"
-            return self._finish(rule, event, started, "awaiting_approval", rendered, why)
+            return self.results.finish(rule, event, started, "awaiting_approval", rendered, why)
         return await asking.ask(self, rule, event, context, started, rendered)
 
     async def run_approved(self, rule: Rule, request: ApprovalRequest) -> Result:
@@ -312,7 +340,7 @@ class Engine:
         status = "dry_run" if dry_run else "succeeded" if ok else "failed"
         if status == "succeeded" and self.nothing_done(steps):
             status = "skipped"  # every acting step's `when` said no: nothing was needed
-        return self._finish(rule, event, started, status, steps)
+        return self.results.finish(rule, event, started, status, steps)
 
     def nothing_done(self, steps: tuple[StepResult, ...]) -> bool:
         """Every step that would act was skipped (queries do not count: they only ask)."""
@@ -332,55 +360,12 @@ class Engine:
                 log.warning(
                     "rule %s: verify key: %s",
                     rule.name,
-                    self._mask(exc),
+                    self.results.mask(exc),
                     extra=_log_extra(event, rule),
                 )
                 continue
             if await self.guards.resolve(rule, event, key) and self.metrics is not None:
                 self.metrics.verifications.labels(rule.name, "resolved").inc()
-
-    def _finish(
-        self,
-        rule: Rule,
-        event: Event,
-        started: dt.datetime,
-        status: str,
-        steps: tuple[StepResult, ...],
-        reason: str | None = None,
-        *,
-        approval_id: str | None = None,
-        approval: Mapping[str, object] | None = None,
-    ) -> Result:
-        result = Result(
-            event_id=event.event_id,
-            trace_id=event.trace_id,
-            rule=rule.name,
-            subject=event.subject,
-            status=status,
-            started_at=started,
-            finished_at=self.now(),
-            redelivered=event.redelivered,
-            steps=steps,
-            reason=reason,
-            approval_id=approval_id,
-            approval=approval,
-            origin=_origin(event),
-        )
-        result, body = fitted(result, self.max_result_bytes)
-        self._encoded = (result, body)
-        if self.metrics is not None:
-            self._bind_result(self.metrics, rule.name, status).inc()
-        log.info(
-            "rule %s %s for event %s",
-            rule.name,
-            status,
-            event.event_id,
-            extra=_log_extra(event, rule),
-        )
-        return result
-
-    def _mask(self, exc: Exception) -> str:
-        return str(self.secrets.mask(str(exc)))
 
 
 def _asks_for_resolved(rule: Rule) -> bool:
@@ -389,8 +374,3 @@ def _asks_for_resolved(rule: Rule) -> bool:
 
 def _log_extra(event: Event, rule: Rule) -> dict[str, object]:
     return {"trace_id": event.trace_id, "event_id": event.event_id, "rule": rule.name}
-
-
-def _origin(event: Event) -> tuple[str, int] | None:
-    delivery = event.delivery
-    return None if delivery is None else (delivery.stream, delivery.sequence)

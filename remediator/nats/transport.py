@@ -4,7 +4,10 @@ JetStream mode consumes through a durable *push* consumer with a deliver
 group: every replica subscribes to the same deliver subject in one queue
 group, so N daemons share one consumer and fail over, and the client hands
 messages over without a task per message (nats-py's pull `fetch` is ~4x
-slower). Acks are explicit; `Inbound` wraps a message with the acks the
+slower). `batches` yields what has arrived as one list, so the pipeline
+matches a batch in one pass and its acks leave in one socket write (nats-py's
+message iterator wakes the loop, and its flusher, once per message). Acks are
+explicit; `Inbound` wraps a message with the acks the
 daemon may send. Core mode subscribes plainly: at-most-once, nothing to ack.
 
 `prepare` runs at start-up and on every reload: in JetStream mode it extends
@@ -34,10 +37,10 @@ from nats.js.errors import NotFoundError
 
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id
 from remediator.errors import ConfigError, TransportError
-from remediator.model import Delivery, Result, dumps
+from remediator.model import Result, dumps
 from remediator.nats.client import printable_subject, valid_subject
 from remediator.nats.giveups import GiveUps
-from remediator.nats.inbound import DEAD_LETTER_SUBJECT, Inbound, Letter
+from remediator.nats.inbound import DEAD_LETTER_SUBJECT, Inbound, Letter, delivery_of, drain
 from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
 from remediator.nats.publishing import AckedPublisher, check_message
 from remediator.rules.subjects import covers, minimal_cover
@@ -68,7 +71,8 @@ class Transport:
         self.receiving = False  # subscribed: /readyz must not say ready before this
         self._subscriptions: list[Subscription] = []
         self._core_subs: dict[str, Subscription] = {}
-        self._core_queue: asyncio.Queue[Msg | None] | None = None
+        # What the subscriptions delivered, not yet taken by `batches` (None: stop).
+        self._queue: asyncio.Queue[Msg | None] | None = None
         self._replicas_checked: set[str] = set()
         # Told of every result once it is stored, whoever published it (the console's log).
         self.on_result: Callable[[Result], None] | None = None
@@ -91,7 +95,7 @@ class Transport:
         self._streams.clear()  # which stream captures a subject may have just changed
         try:
             if self.core:
-                if self._core_queue is not None:  # receiving: follow the new rules at once
+                if self._queue is not None:  # receiving: follow the new rules at once
                     await self._follow(cover)
                 return
             await self._ensure_stream(RESULTS_STREAM, RESULTS_SUBJECTS, max_age=_WEEK)
@@ -102,21 +106,29 @@ class Transport:
         except (NatsError, TimeoutError, OSError) as exc:
             raise TransportError(f"preparing streams: {exc or type(exc).__name__}") from exc
 
-    async def messages(self, subjects: Iterable[str]) -> AsyncIterator[Inbound]:
-        """Yield messages until `stop_receiving` is called."""
+    async def batches(self, subjects: Iterable[str]) -> AsyncIterator[list[Inbound]]:
+        """Yield what has arrived, as lists in delivery order, until `stop_receiving`.
+
+        One wake-up per batch rather than per message: the client hands every buffered
+        message to `_enqueue` in one go, and this drains that queue without awaiting.
+        Whatever the caller then sends for a batch (acks, publishes) goes out in one write.
+        """
+        queue: asyncio.Queue[Msg | None] = asyncio.Queue()
+        self._queue = queue
         if self.core:
-            queue: asyncio.Queue[Msg | None] = asyncio.Queue()
-            self._core_queue = queue
             await self._follow(minimal_cover(subjects))
-            self.receiving = True
-            while (msg := await queue.get()) is not None:
-                yield self._inbound(msg)
-            return
-        sub = await self.nc.subscribe(self.deliver_subject, queue=self.settings.durable)
-        self._subscriptions = [sub, await self.give_ups.subscribe()]
+        else:
+            sub = await self.nc.subscribe(
+                self.deliver_subject, queue=self.settings.durable, cb=self._enqueue
+            )
+            self._subscriptions = [sub, await self.give_ups.subscribe()]
         self.receiving = True
-        async for msg in sub.messages:
-            yield self._inbound(msg)
+        while True:
+            batch, ended = drain(queue, await queue.get())
+            if batch:
+                yield [self._inbound(msg) for msg in batch]
+            if ended:
+                return
 
     async def _follow(self, cover: list[str]) -> None:
         """Core mode: subscribe to new patterns first, then leave old ones (no gap)."""
@@ -130,8 +142,8 @@ class Transport:
         await self.nc.flush()  # the server has the subscriptions once prepare returns
 
     async def _enqueue(self, msg: Msg) -> None:
-        if self._core_queue is not None:
-            self._core_queue.put_nowait(msg)
+        if self._queue is not None:
+            self._queue.put_nowait(msg)
 
     async def stop_receiving(self) -> None:
         """Stop deliveries to this replica; what was buffered is redelivered to another."""
@@ -140,17 +152,14 @@ class Transport:
             await sub.unsubscribe()
         self._subscriptions = []
         self._core_subs = {}
-        if self._core_queue is not None:
-            self._core_queue.put_nowait(None)
-            self._core_queue = None
+        if self._queue is not None:
+            self._queue.put_nowait(None)
+            self._queue = None
 
     def _inbound(self, msg: Msg) -> Inbound:
         delivery = None
         if not self.core and msg.reply:
-            meta = msg.metadata
-            delivery = Delivery(
-                stream=meta.stream, sequence=meta.sequence.stream, num_delivered=meta.num_delivered
-            )
+            delivery = delivery_of(msg)
         inbound = Inbound(
             subject=msg.subject,
             headers=dict(msg.headers or {}),

@@ -41,6 +41,7 @@ from remediator.rules import schema, schemacheck
 from remediator.rules.conditions import build_condition
 from remediator.rules.fields import FieldCompiler, Raw
 from remediator.rules.matching import subject_problem
+from remediator.rules.parsecache import ParseCache
 from remediator.rules.rulefiles import rule_files
 from remediator.rules.templating import Templates, renders_instantly
 from remediator.rules.yamlsource import Where, parse_document
@@ -51,8 +52,11 @@ DEFAULT_APPROVAL = 1800.0  # 30m: long enough for a human on call to answer
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def load_rules(paths: Sequence[str | Path], templates: Templates) -> tuple[Rule, ...]:
-    """The rules in `paths` (files, or directories read recursively), in load order.
+def load_rules(
+    paths: Sequence[str | Path], templates: Templates, cache: ParseCache | None = None
+) -> tuple[Rule, ...]:
+    """The rules in `paths` (files, or directories read recursively), in load order;
+    `cache` keeps files parsed and schema-checked before (the daemon's start-up).
 
     Raises RuleErrors listing every problem found in every file.
     """
@@ -61,7 +65,7 @@ def load_rules(paths: Sequence[str | Path], templates: Templates) -> tuple[Rule,
     names: dict[str, Source] = {}
     with _no_cycle_collection():
         for path in files:
-            loaded, found = _load_file(path, templates, names)
+            loaded, found = _load_file(path, templates, names, cache)
             rules.extend(loaded)
             problems.extend(sorted(found, key=lambda error: error.line))
     if problems:
@@ -87,17 +91,23 @@ def _no_cycle_collection() -> Iterator[None]:
 
 
 def _load_file(
-    path: Path, templates: Templates, names: dict[str, Source]
+    path: Path, templates: Templates, names: dict[str, Source], cache: ParseCache | None
 ) -> tuple[list[Rule], list[RuleError]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return [], [RuleError(f"cannot read the file: {exc}", file=str(path))]
-    document, problems = parse_document(text, str(path))
+    document = None if cache is None else cache.get(text, str(path))
+    structural: list[schemacheck.Problem] = []
+    problems: list[RuleError] = []
     if document is None:
-        return [], problems
-    structural = schemacheck.check(document.data)
-    problems.extend(document.error(p.where, p.message) for p in structural)
+        document, problems = parse_document(text, str(path))
+        if document is None:
+            return [], problems
+        structural = schemacheck.check(document.data)
+        problems.extend(document.error(p.where, p.message) for p in structural)
+        if cache is not None and not problems:
+            cache.put(text, document)
     data = document.data
     raw_rules = data.get("rules") if isinstance(data, Mapping) else None
     rules: list[Rule] = []

@@ -1,6 +1,6 @@
 """A redelivered event never runs a finished rule again (SPEC §5, issue 12 e): the engine
 as the daemon builds it, on a real nats-server, its completion record in a real
-key-value bucket, written once with the result (one encoding) before the result event."""
+key-value bucket, the encoded result, written together with the result event."""
 
 from __future__ import annotations
 
