@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter
@@ -77,7 +77,7 @@ class Pipeline:
 
     async def consume(self, subjects: set[str]) -> None:
         async for batch in self.transport.batches(subjects):
-            self._count_received(batch)
+            self._count_received(i.subject for i in batch)
             for inbound in batch:
                 await self._take(inbound)
             # Nothing above waited on the network: the batch's acks leave in one write, and
@@ -123,12 +123,12 @@ class Pipeline:
             raise EventError("invalid_subject", inbound.subject_error)
         return decode_event(inbound.subject, inbound.headers, inbound.data, inbound.delivery)
 
-    def _count_received(self, batch: list[Inbound]) -> None:
+    def _count_received(self, subjects: Iterable[str]) -> None:
         """`events_received_total` by subject root: one increment per root and batch (the
         client library takes a lock per call), counted as the batch arrives."""
         roots: dict[str, int] = {}
-        for inbound in batch:
-            root = inbound.subject.split(".", 1)[0]
+        for subject in subjects:
+            root = subject.split(".", 1)[0]
             roots[root] = roots.get(root, 0) + 1
         for root, count in roots.items():
             child = self._received.get(root)

@@ -22,8 +22,8 @@ async def test_subject_roots_from_event_data_are_capped(nc: Client) -> None:
     registry = CollectorRegistry()
     pipeline = Pipeline(Transport(nc, settings), settings, Metrics(registry), no_engine)
     for index in range(SUBJECT_ROOTS + 50):
-        pipeline._count_received(f"root{index}.alert")
-    pipeline._count_received("root0.again")
+        pipeline._count_received([f"root{index}.alert"])
+    pipeline._count_received(["root0.again"])
     series = [
         sample
         for metric in registry.collect()
