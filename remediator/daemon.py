@@ -186,7 +186,7 @@ class Daemon:
         self.guards = await build_guards(self.transport, self.settings, self.metrics)
         if not self.settings.core:
             self.plane = await ControlPlane.open(
-                self.transport, self.settings, self.metrics, self._engine
+                self.transport, self.settings, self.metrics, self._engine, self._masked
             )
         self._swap(self.load(rules))
         _settle_heap(collecting, freeze=True)
@@ -198,13 +198,16 @@ class Daemon:
         await listener.start(*self.settings.http_host_port)
         return controls
 
+    def _masked(self, text: str) -> str:
+        return str(self.secrets.mask(text))
+
     def _mount(self, listener: Listener) -> None:
         """The webhook, the control and results API, and the console."""
         assert self.transport is not None and self.guards is not None
         assert self.pipeline is not None
         state = self.guards.store if not self.settings.core else None
-        api = ControlAPI(self.access, self.plane, self._rules, state, self.settings.max_actions)
-        listener.add_api(api)
+        limits = self.settings.max_actions
+        listener.add_api(ControlAPI(self.access, self.plane, self._rules, state, limits))
         listener.add_webhook(
             AlertmanagerBridge(
                 self.transport,

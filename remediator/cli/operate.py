@@ -131,6 +131,9 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pause.add_argument("--for", dest="duration", type=duration, default=3600.0, metavar="DUR")
     pause.add_argument("--reason", default="", help="why, for whoever looks next")
     pause.add_argument("--by", help="who (default: your login name)")
+    resume = commands.choices["resume"]
+    resume.add_argument("--reason", default="", help="why, for the audit trail")
+    resume.add_argument("--by", help="who (default: your login name)")
     status = command("status", "pauses, circuits, budget, approvals, replicas", cmd_status)
     status.add_argument("--json", action="store_true")
     status.add_argument("--max-actions", dest="max_actions", metavar="N[/WINDOW]")
@@ -158,7 +161,10 @@ def cmd_pause(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from remediator.nats import brake
 
-    print(asyncio.run(brake.resume(brake_settings(args), args.rules, args.every, args.key)))
+    work = brake.resume(
+        brake_settings(args), args.rules, args.every, args.key, args.by, args.reason
+    )
+    print(asyncio.run(work))
     return 0
 
 

@@ -173,6 +173,7 @@ class ApprovalRequest:
     claimed_by: str | None = None
     claimed_at: float | None = None
     outcome: str | None = None
+    trigger: Mapping[str, object] | None = None  # the manual or scheduled run that asked
 
     @classmethod
     def ask(
@@ -196,6 +197,7 @@ class ApprovalRequest:
             steps=tuple(step.to_json() for step in rendered),
             created_at=now.timestamp(),
             expires_at=now.timestamp() + timeout,
+            trigger=None if event.trigger is None else dict(event.trigger),
         )
 
     def event(self) -> Event:
@@ -206,6 +208,7 @@ class ApprovalRequest:
             payload=self.payload,
             event_id=self.event_id,
             trace_id=self.trace_id,
+            trigger=self.trigger,
         )
 
     def context(self) -> dict[str, str]:

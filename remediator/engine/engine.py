@@ -265,7 +265,7 @@ class Engine:
         pause = None if self.pauses is None else self.pauses.paused(rule.name, bucket)
         if pause is not None:
             return self._finish(rule, event, started, "paused", (), pause.describe())
-        if self.guards is None:
+        if self.guards is None or event.forced:  # --force skips throttle and budget, never a pause
             return await self._act(rule, event, context, started, dry_run)
         admission = await self.guards.admit(rule, event, bucket, spend=acts)
         if admission.status != "run":
@@ -356,6 +356,7 @@ class Engine:
             approval_id=approval_id,
             approval=approval,
             origin=_origin(event),
+            trigger=event.trigger,
         )
         result, body = fitted(result, self.max_result_bytes)
         self._encoded = (result, body)

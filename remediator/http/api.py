@@ -26,6 +26,8 @@ from remediator.engine.control import (
 from remediator.engine.state import StateStore
 from remediator.http.auth import Access
 from remediator.model import Rule
+from remediator.nats.acts import Acts
+from remediator.nats.audit import AuditLog, AuditUnavailable
 from remediator.nats.control import UnknownApproval
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.status import status_report
@@ -33,6 +35,8 @@ from remediator.nats.status import status_report
 log = logging.getLogger(__name__)
 
 DEFAULT_PAUSE = 3600.0
+# Sent by the console's requests, so the audit trail tells its clicks from scripts' calls.
+CLIENT_HEADER = "X-Remediator-Client"
 _DECISIONS = {"approve": "approved", "deny": "denied"}
 
 
@@ -58,6 +62,7 @@ class ControlAPI:
         self.rules = rules
         self.state = state
         self.budget = budget
+        self.audit: AuditLog | None = plane.audit if plane is not None else None
 
     def mount(self, app: web.Application) -> None:
         add = app.router
@@ -75,6 +80,31 @@ class ControlAPI:
                 content_type="application/json",
             )
         return self.plane
+
+    def acts(self, request: web.Request, by: str) -> Acts:
+        """`by` acting through this request, every act audited."""
+        if self.audit is None:
+            raise web.HTTPServiceUnavailable(
+                text=json.dumps({"error": "no audit trail here (not in --core mode)"}),
+                content_type="application/json",
+            )
+        client = request.headers.get(CLIENT_HEADER, "")
+        source = "console" if client == "console" else "api"
+        return Acts(self._plane().control, self.audit, by, source, request.remote)
+
+    async def operator(self, request: web.Request, act: str, target: str) -> str:
+        """The operator's name; a caller refused for its token is audited, then refused."""
+        try:
+            return self.access.require(request, "operator")
+        except web.HTTPException as exc:
+            if self.audit is not None and self.plane is not None:
+                why = json.loads(exc.text or "{}").get("error", "") if exc.text else ""
+                acts = self.acts(request, self.access.name_of(request))
+                try:
+                    await acts.note(act, target, f"refused ({exc.status}): {why}")
+                except AuditUnavailable as failed:
+                    log.warning("%s", failed)
+            raise
 
     async def status(self, request: web.Request) -> web.Response:
         self.access.require(request, "viewer")
@@ -109,23 +139,23 @@ class ControlAPI:
         return _json({"approvals": [r.summary() for r in shown]})
 
     async def decide(self, request: web.Request) -> web.Response:
-        by = self.access.require(request, "operator")
+        verb, request_id = request.match_info["decision"], request.match_info["id"]
+        by = await self.operator(request, verb, f"approval {request_id}")
         body = await _body(request)
         comment = str(body.get("comment", ""))
-        decision = _DECISIONS[request.match_info["decision"]]
         try:
-            decided = await self._plane().control.decide(
-                request.match_info["id"], decision, by, comment
-            )
+            decided = await self.acts(request, by).decide(request_id, _DECISIONS[verb], comment)
         except UnknownApproval as exc:
             return _error(404, str(exc))
         except AlreadyDecided as exc:
             return _error(409, str(exc))
+        except AuditUnavailable as exc:
+            return _error(503, str(exc))
         log.info("approval %s %s by %s", decided.id, decided.state, by)
         return _json({"approval": decided.summary()})
 
     async def pause(self, request: web.Request) -> web.Response:
-        by = self.access.require(request, "operator")
+        by = await self.operator(request, "pause", _target(request))
         body = await _body(request)
         try:
             seconds = parse_duration(body.get("for", DEFAULT_PAUSE))
@@ -140,21 +170,26 @@ class ControlAPI:
             )
         except (ScopeError, ValueError) as exc:
             return _error(400, str(exc))
-        control = self._plane().control
+        try:
+            await self.acts(request, by).pause(made)
+        except AuditUnavailable as exc:
+            return _error(503, str(exc))
         for pause in made:
-            await control.pause(pause)
             log.info("%s", pause.describe())
         return _json({"pauses": [p.summary() for p in made]})
 
     async def resume(self, request: web.Request) -> web.Response:
-        by = self.access.require(request, "operator")
+        by = await self.operator(request, "resume", _target(request))
         body = await _body(request)
         try:
             names = pause_names(_names(body), bool(body.get("all")), _key(body))
         except ScopeError as exc:
             return _error(400, str(exc))
-        control = self._plane().control
-        resumed = [name for name in names if await control.resume(name)]
+        try:
+            done = await self.acts(request, by).resume(names, str(body.get("reason", "")))
+        except AuditUnavailable as exc:
+            return _error(503, str(exc))
+        resumed = [name for name, ok in done if ok]
         log.info("resumed %s by %s", ", ".join(resumed) or "nothing", by)
         return _json({"resumed": resumed})
 
@@ -174,6 +209,11 @@ async def _body(request: web.Request) -> Mapping[str, object]:
             content_type="application/json",
         )
     return body
+
+
+def _target(request: web.Request) -> str:
+    """What a refused call aimed at, before its body is read (a refused body is not read)."""
+    return request.path
 
 
 def _names(body: Mapping[str, object]) -> list[str]:

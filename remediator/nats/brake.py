@@ -15,6 +15,8 @@ from typing import TypeVar
 
 from remediator.engine.control import AlreadyDecided, ScopeError, pause_names, pauses_for, pending
 from remediator.errors import ConfigError
+from remediator.nats.acts import Acts
+from remediator.nats.audit import AuditLog
 from remediator.nats.connection import connect
 from remediator.nats.control import Control
 from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, KVStore
@@ -43,6 +45,18 @@ async def _with_control(settings: Settings, work: Callable[[Control], Awaitable[
         await nc.close()
 
 
+async def _with_acts(settings: Settings, by: str | None, work: Callable[[Acts], Awaitable[T]]) -> T:
+    """As `_with_control`, acting as `by` (else the login name), every act audited."""
+
+    nc = await connect(settings, settings.nats_url or DEFAULT_URL)
+    try:
+        js = nc.jetstream()
+        audit = AuditLog(js, settings.replicas)
+        return await work(Acts(await Control.open(js), audit, who(by), "cli"))
+    finally:
+        await nc.close()
+
+
 async def pause(
     settings: Settings,
     rules: Sequence[str],
@@ -59,28 +73,30 @@ async def pause(
     except ScopeError as exc:
         raise ConfigError(str(exc)) from None
 
-    async def work(control: Control) -> str:
-        for one in made:
-            await control.pause(one)
-        return "\n".join(p.describe() for p in made)
+    async def work(acts: Acts) -> str:
+        return "\n".join(p.describe() for p in await acts.pause(made))
 
-    return await _with_control(settings, work)
+    return await _with_acts(settings, by, work)
 
 
-async def resume(settings: Settings, rules: Sequence[str], every: bool, key: str | None) -> str:
+async def resume(
+    settings: Settings,
+    rules: Sequence[str],
+    every: bool,
+    key: str | None,
+    by: str | None = None,
+    reason: str = "",
+) -> str:
     try:
         names = pause_names(rules, every, key)
     except ScopeError as exc:
         raise ConfigError(str(exc)) from None
 
-    async def work(control: Control) -> str:
-        lines = []
-        for name in names:
-            done = await control.resume(name)
-            lines.append(f"resumed {name}" if done else f"not paused: {name}")
-        return "\n".join(lines)
+    async def work(acts: Acts) -> str:
+        done = await acts.resume(names, reason)
+        return "\n".join(f"resumed {n}" if ok else f"not paused: {n}" for n, ok in done)
 
-    return await _with_control(settings, work)
+    return await _with_acts(settings, by, work)
 
 
 async def status(settings: Settings, as_json: bool) -> str:
@@ -99,9 +115,9 @@ async def decide(
 ) -> tuple[bool, str]:
     """(decided, message): False with "already decided by ..." when someone was first."""
 
-    async def work(control: Control) -> tuple[bool, str]:
+    async def work(acts: Acts) -> tuple[bool, str]:
         try:
-            decided = await control.decide(request_id, decision, who(by), comment)
+            decided = await acts.decide(request_id, decision, comment)
         except AlreadyDecided as exc:
             return False, str(exc)
         if decided.state == "expired":
@@ -111,7 +127,7 @@ async def decide(
             f"approval {decided.id} ({decided.rule}) {decided.state} by {decided.decided_by}",
         )
 
-    return await _with_control(settings, work)
+    return await _with_acts(settings, by, work)
 
 
 async def approvals(settings: Settings, as_json: bool) -> str:

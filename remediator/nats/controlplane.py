@@ -17,10 +17,12 @@ from dataclasses import dataclass
 
 from remediator.engine.control import Pauses
 from remediator.engine.engine import Engine
-from remediator.errors import TransportError
+from remediator.errors import RemediatorError, TransportError
 from remediator.metrics import Metrics
 from remediator.nats.approvals import ApprovalWorker, NatsDesk
+from remediator.nats.audit import AuditLog
 from remediator.nats.control import HEARTBEAT, Control, ControlWatcher, replica_id
+from remediator.nats.scheduled import Clock
 from remediator.nats.transport import Transport
 from remediator.settings import Settings
 
@@ -39,6 +41,8 @@ class ControlPlane:
     worker: ApprovalWorker
     identity: str
     started: float
+    audit: AuditLog
+    clock: Clock
 
     @classmethod
     async def open(
@@ -47,6 +51,7 @@ class ControlPlane:
         settings: Settings,
         metrics: Metrics,
         engine: Callable[[], Engine],
+        mask: Callable[[str], str] = lambda text: text,
     ) -> ControlPlane:
         control = await Control.open(transport.js)
         pauses = Pauses(clock=control.clock)
@@ -65,7 +70,14 @@ class ControlPlane:
         desk = NatsDesk(
             control, transport, settings.public_url or f"http://{settings.http}", metrics
         )
-        return cls(control, pauses, watcher, desk, worker, identity, time.time())
+        audit = AuditLog(transport.js, settings.replicas, mask=mask)
+        try:
+            await audit.ready()
+        except RemediatorError as exc:
+            # Not fatal: the daemon still remediates; each human act is refused, saying why.
+            log.warning("audit trail unavailable, human acts are refused until it is: %s", exc)
+        clock = Clock(control.store, engine, identity)
+        return cls(control, pauses, watcher, desk, worker, identity, time.time(), audit, clock)
 
     async def start(self) -> list[asyncio.Task[None]]:
         """Start following the bucket; return once the current pauses are known."""
@@ -77,7 +89,13 @@ class ControlPlane:
         return tasks
 
     def _loops(self) -> list[Coroutine[object, object, None]]:
-        return [self.watcher.run(), self.worker.run(), self._heartbeat(), self._clean()]
+        return [
+            self.watcher.run(),
+            self.worker.run(),
+            self._heartbeat(),
+            self._clean(),
+            self.clock.run(),
+        ]
 
     async def _heartbeat(self) -> None:
         facts: dict[str, object] = {"started": self.started}

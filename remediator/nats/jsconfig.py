@@ -18,6 +18,22 @@ log = logging.getLogger(__name__)
 MANAGED = "managed by remediator"
 DUPLICATE_WINDOW = 120.0
 
+RESULTS_STREAM = "REMEDIATOR_RESULTS"
+# Named subjects, not `remediator.>`: `remediator.audit.>` belongs to REMEDIATOR_AUDIT
+# (JetStream refuses two streams sharing a subject; see `audit.narrow_results`).
+RESULTS_SUBJECTS = [
+    "remediator.results.>",
+    "remediator.deadletter",
+    "remediator.escalations",
+    "remediator.escalations.>",
+    "remediator.approvals.>",
+    "remediator.verified.>",
+    "remediator.notifications.>",
+]
+# What the results stream is known to capture once ensured (no look-up per publish).
+RESULTS_EXACT = frozenset(s for s in RESULTS_SUBJECTS if not s.endswith(">"))
+RESULTS_PREFIXES = tuple(s.removesuffix(">") for s in RESULTS_SUBJECTS if s.endswith(">"))
+
 
 def stream_config(
     name: str, subjects: list[str], replicas: int, max_age: float | None = None

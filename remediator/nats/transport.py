@@ -38,15 +38,20 @@ from nats.js.errors import NotFoundError
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id, cap_text, fit_text
 from remediator.errors import ConfigError, TransportError, Unpublishable
 from remediator.model import Delivery, Result, dumps
-from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
+from remediator.nats.jsconfig import (
+    MANAGED,
+    RESULTS_EXACT,
+    RESULTS_PREFIXES,
+    RESULTS_STREAM,
+    RESULTS_SUBJECTS,
+    check_replicas,
+    stream_config,
+)
 from remediator.rules.subjects import covers, minimal_cover
 from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RESULTS_STREAM = "REMEDIATOR_RESULTS"
-RESULTS_SUBJECTS = ["remediator.>"]
-_RESULTS_PREFIX = "remediator."
 DEAD_LETTER_SUBJECT = "remediator.deadletter"
 _WEEK = 7 * 24 * 3600.0
 _STREAM_CACHE_SECONDS = 30.0
@@ -115,7 +120,7 @@ class Transport:
         self.js: JetStreamContext = nc.jetstream()
         self.settings = settings
         self._streams: dict[str, tuple[str | None, float]] = {}
-        self._results_ready = False  # REMEDIATOR_RESULTS ensured: it captures remediator.>
+        self._results_ready = False  # REMEDIATOR_RESULTS ensured
         self.receiving = False  # subscribed: /readyz must not say ready before this
         self._subscriptions: list[Subscription] = []
         self._core_subs: dict[str, Subscription] = {}
@@ -292,9 +297,11 @@ class Transport:
             )
 
     async def _stream_for(self, subject: str) -> str | None:
-        if self._results_ready and subject.startswith(_RESULTS_PREFIX):
+        if self._results_ready and (
+            subject in RESULTS_EXACT or subject.startswith(RESULTS_PREFIXES)
+        ):
             # Ours, ensured by prepare() (no other stream may overlap it): no look-up for
-            # each rule's result subject, nor for steps publishing under remediator.
+            # each rule's result subject, nor for steps publishing under its subjects.
             return RESULTS_STREAM
         cached = self._streams.get(subject)
         now = time.monotonic()

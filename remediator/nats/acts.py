@@ -1,0 +1,108 @@
+"""Human acts on the control bucket, each one audited: the one path for the CLI and the API.
+
+`Acts` is who is acting (`by`, `source`, `remote`) plus the control bucket and
+the audit log. Each act writes its audit record first (`AuditUnavailable`:
+nothing is done) and then does the work, so a pause made with `remediator
+pause` and one made through `/api/pause` leave the same trace. An act whose
+work then fails, or that lost a race (a decision someone made a moment
+before), writes a second record saying how it ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from remediator.engine.control import AlreadyDecided, ApprovalRequest, Pause
+from remediator.errors import RemediatorError
+from remediator.nats.audit import AuditLog
+from remediator.nats.control import Control, UnknownApproval
+
+_VERB = {"approved": "approve", "denied": "deny"}
+
+
+def _iso(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
+
+
+def pause_target(pause: Pause) -> str:
+    return pause.scope if pause.key is None else f"{pause.scope} key={pause.key}"
+
+
+@dataclass(slots=True)
+class Acts:
+    control: Control
+    audit: AuditLog
+    by: str
+    source: str  # cli, api, console
+    remote: str | None = None
+
+    async def note(self, act: str, target: str, outcome: str, reason: str = "") -> None:
+        record = self.audit.record(
+            act,
+            by=self.by,
+            source=self.source,
+            target=target,
+            outcome=outcome,
+            reason=reason,
+            remote=self.remote,
+        )
+        await self.audit.write(record)
+
+    async def _failed(self, act: str, target: str, exc: Exception) -> None:
+        """Best effort: the act was audited before; say it did not happen."""
+        with contextlib.suppress(RemediatorError):
+            await self.note(act, target, f"failed: {exc}")
+
+    async def pause(self, made: Sequence[Pause]) -> list[Pause]:
+        for pause in made:
+            target = pause_target(pause)
+            await self.note("pause", target, f"paused until {_iso(pause.until)}", pause.reason)
+            try:
+                await self.control.pause(pause)
+            except RemediatorError as exc:
+                await self._failed("pause", target, exc)
+                raise
+        return list(made)
+
+    async def resume(self, names: Sequence[str], reason: str = "") -> list[tuple[str, bool]]:
+        """(pause key, whether there was a pause to lift) for each name."""
+        done = []
+        for name in names:
+            paused = await self.control.store.get(name) is not None
+            target = name.removeprefix("pause.").removeprefix("rule.")
+            await self.note("resume", target, "resumed" if paused else "not paused", reason)
+            try:
+                done.append((name, paused and await self.control.resume(name)))
+            except RemediatorError as exc:
+                await self._failed("resume", target, exc)
+                raise
+        return done
+
+    async def decide(self, request_id: str, decision: str, comment: str) -> ApprovalRequest:
+        """Approve or deny; AlreadyDecided (audited as refused) when someone was first."""
+        act = _VERB[decision]
+        try:
+            request, _ = await self.control.request(request_id)
+        except UnknownApproval as exc:
+            await self.note(act, f"approval {request_id}", f"refused: {exc}", comment)
+            raise
+        target = f"approval {request_id} ({request.rule})"
+        if request.state != "pending":
+            refused = AlreadyDecided(request)
+            await self.note(act, target, f"refused: {refused}", comment)
+            raise refused
+        await self.note(act, target, decision, comment)
+        try:
+            decided = await self.control.decide(request_id, decision, self.by, comment)
+        except AlreadyDecided as exc:
+            await self.note(act, target, f"refused: {exc}", comment)
+            raise
+        except RemediatorError as exc:
+            await self._failed(act, target, exc)
+            raise
+        if decided.state != decision:  # expired meanwhile
+            await self.note(act, target, f"refused: {decided.state} before the decision")
+        return decided
