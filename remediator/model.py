@@ -180,6 +180,11 @@ class Event:
     trigger: Mapping[str, object] | None = None
 
     @property
+    def dry_run(self) -> bool:
+        """A manual run asked with --dry-run: render and report, run nothing."""
+        return self.trigger is not None and self.trigger.get("dry_run") is True
+
+    @property
     def forced(self) -> bool:
         """A manual run with --force: the rule's throttle and the budget are skipped."""
         return self.trigger is not None and self.trigger.get("forced") is True

@@ -254,7 +254,8 @@ class Engine:
     async def _guarded_run(self, rule: Rule, event: Event, extra: Mapping[str, object]) -> Result:
         started = self.now()
         context = self.context(event) | dict(extra) | {"rule": rule.name, "results": {}}
-        acts = not (self.dry_run or rule.dry_run)  # a real run: spends budget, awaits verify
+        # A real run spends budget and awaits verification; a dry run of any kind does not.
+        acts = not (self.dry_run or rule.dry_run or event.dry_run)
         dry_run = self.simulate or not acts
         try:
             context["vars"] = render_vars(rule, context)

@@ -72,6 +72,7 @@ class ControlAPI:
         add.add_post("/api/approvals/{id}/{decision:approve|deny}", self.decide)
         add.add_post("/api/pause", self.pause)
         add.add_post("/api/resume", self.resume)
+        add.add_post("/api/rules/{rule}/run", self.run)
 
     def _plane(self) -> ControlPlane:
         if self.plane is None:
@@ -106,6 +107,11 @@ class ControlAPI:
                     log.warning("%s", failed)
             raise
 
+    async def run(self, request: web.Request) -> web.Response:
+        from remediator.http.runs import run_rule
+
+        return await run_rule(self, request)
+
     async def status(self, request: web.Request) -> web.Response:
         self.access.require(request, "viewer")
         return _json(await status_report(self._plane().control, self.state, self.budget))
@@ -128,6 +134,7 @@ class ControlAPI:
                     else {"timeout_s": rule.approval.timeout},
                     "paused": None if paused is None or paused.key else paused.describe(),
                     "source": str(rule.source),
+                    "schedule": None if rule.schedule is None else rule.schedule.describe(),
                 }
             )
         return _json({"rules": body})

@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from remediator.engine.control import AlreadyDecided, ApprovalRequest, Pause
+from remediator.engine.manual import RunRequest
 from remediator.errors import RemediatorError
 from remediator.nats.audit import AuditLog
 from remediator.nats.control import Control, UnknownApproval
+from remediator.nats.trigger import answer, ask
 
 _VERB = {"approved": "approve", "denied": "deny"}
 
@@ -80,6 +82,21 @@ class Acts:
                 await self._failed("resume", target, exc)
                 raise
         return done
+
+    async def trigger(self, request: RunRequest, wait: float) -> RunRequest:
+        """Ask the daemons for a manual run and wait for its answer (NoAnswer: none came)."""
+        flags = [f for f, on in (("forced", request.forced), ("dry run", request.dry_run)) if on]
+        source = f" from {request.from_event}" if request.from_event else ""
+        outcome = f"requested run {request.id}{source}" + (
+            f" ({', '.join(flags)})" if flags else ""
+        )
+        await self.note("trigger", request.rule, outcome, request.reason)
+        try:
+            await ask(self.control, request)
+        except RemediatorError as exc:
+            await self._failed("trigger", request.rule, exc)
+            raise
+        return await answer(self.control, request, wait)
 
     async def decide(self, request_id: str, decision: str, comment: str) -> ApprovalRequest:
         """Approve or deny; AlreadyDecided (audited as refused) when someone was first."""

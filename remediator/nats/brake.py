@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from remediator.engine.control import AlreadyDecided, ScopeError, pause_names, pauses_for, pending
+from remediator.engine.manual import RunRequest
 from remediator.errors import ConfigError
 from remediator.nats.acts import Acts
 from remediator.nats.audit import AuditLog
@@ -136,3 +137,14 @@ async def approvals(settings: Settings, as_json: bool) -> str:
         return json.dumps(rows, indent=2, default=str) if as_json else approvals_text(rows)
 
     return await _with_control(settings, work)
+
+
+async def trigger(settings: Settings, wait: float, by: str | None, **given: object) -> RunRequest:
+    """`remediator trigger`: a manual run, audited, answered by one daemon (or NoAnswer)."""
+
+    async def work(acts: Acts) -> RunRequest:
+        rule = str(given.pop("rule"))
+        request = RunRequest.new(rule, acts.by, time.time(), wait, source="cli", **given)
+        return await acts.trigger(request, wait)
+
+    return await _with_acts(settings, by, work)

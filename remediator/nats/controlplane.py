@@ -24,6 +24,7 @@ from remediator.nats.audit import AuditLog
 from remediator.nats.control import HEARTBEAT, Control, ControlWatcher, replica_id
 from remediator.nats.scheduled import Clock
 from remediator.nats.transport import Transport
+from remediator.nats.trigger import RunWorker
 from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class ControlPlane:
     started: float
     audit: AuditLog
     clock: Clock
+    runs: RunWorker
 
     @classmethod
     async def open(
@@ -77,7 +79,9 @@ class ControlPlane:
             # Not fatal: the daemon still remediates; each human act is refused, saying why.
             log.warning("audit trail unavailable, human acts are refused until it is: %s", exc)
         clock = Clock(control.store, engine, identity)
-        return cls(control, pauses, watcher, desk, worker, identity, time.time(), audit, clock)
+        runs = RunWorker(control, transport.nc, engine, identity)
+        started = time.time()
+        return cls(control, pauses, watcher, desk, worker, identity, started, audit, clock, runs)
 
     async def start(self) -> list[asyncio.Task[None]]:
         """Start following the bucket; return once the current pauses are known."""
@@ -95,6 +99,7 @@ class ControlPlane:
             self._heartbeat(),
             self._clean(),
             self.clock.run(),
+            self.runs.run(),
         ]
 
     async def _heartbeat(self) -> None:
