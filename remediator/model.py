@@ -127,7 +127,12 @@ class Schedule:
     tz: str = "UTC"
 
     def describe(self) -> str:
-        return f"every {self.every:g}s" if self.every else f"cron {self.cron!r} ({self.tz})"
+        if not self.every:
+            return f"cron {self.cron!r} ({self.tz})"
+        for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
+            if self.every >= size and self.every % size == 0:
+                return f"every {self.every / size:g}{unit}"
+        return f"every {self.every:g}s"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

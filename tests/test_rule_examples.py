@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from remediator.cli import main
-from remediator.offline.rulecases import CASES_SCHEMA
+from remediator.offline.caseschema import CASES_SCHEMA
 from remediator.rules.schema import RULES_SCHEMA, as_draft_07
 from remediator.rules.yamlsource import parse_document
 

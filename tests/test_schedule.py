@@ -4,10 +4,19 @@ one replica fire each, over the in-memory store with the bucket's compare-and-se
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
+
+import pytest
 
 from remediator.engine.schedule import Ticks, latest_tick, next_tick, tick_event
 from remediator.engine.state import MemoryStore
+from remediator.errors import RuleErrors
 from remediator.model import Rule, Schedule, Source
+from remediator.offline.explain import explain_event
+from remediator.offline.rulecases import run_cases
+from remediator.rules.loader import load_rules
+from remediator.rules.secrets import Secrets
+from remediator.rules.templating import Templates
 
 
 def at(text: str) -> dt.datetime:
@@ -68,3 +77,50 @@ async def test_each_tick_fires_once_across_replicas_and_only_the_latest_missed()
     fired = await three.due(rules, later) + await four.due(rules, later)
     assert [t for _, t in fired] == ["2026-12-07T21:06:00Z"]
     assert await three.due(rules, later + dt.timedelta(seconds=5)) == []
+
+
+RULES = """
+rules:
+  - name: reconcile
+    schedule: {every: 5m}
+    actions:
+      - publish: {subject: ops.reconcile, json: {tick: "{{ event.schedule.tick }}"}}
+  - name: nightly
+    schedule: {cron: "0 3 * * *", tz: Europe/Berlin}
+    actions:
+      - publish: {subject: ops.nightly, json: {}}
+"""
+
+
+async def test_cases_name_a_tick_and_explain_says_when_it_runs(tmp_path: Path) -> None:
+    rules = tmp_path / "s.yaml"
+    rules.write_text(RULES)
+    (tmp_path / "s.cases.yaml").write_text(
+        """
+cases:
+  - name: 03:00 in Berlin runs both
+    tick: "2026-12-08T02:00:00Z"
+    expect:
+      fired: [reconcile, nightly]
+      steps:
+        reconcile:
+          publish-0: {subject: ops.reconcile, json: {tick: "2026-12-08T02:00:00Z"}}
+  - name: between ticks nothing runs
+    tick: "2026-12-08T02:01:00Z"
+    expect: {fired: []}
+"""
+    )
+    report = await run_cases([rules], [], Secrets({}))
+    assert report.passed, report.text()
+    explained = explain_event([rules], "any.subject", {}, b"{}", Secrets({}))
+    assert "reconcile  runs on a clock (every 5m), not on events: next run 20" in explained
+
+
+def test_validate_names_a_bad_cron_and_time_zone(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(RULES.replace('"0 3 * * *"', '"0 25 * * *"').replace("Europe/Berlin", "Mars/X"))
+    with pytest.raises(RuleErrors) as raised:
+        load_rules([bad], Templates(Secrets({})))
+    text = str(raised.value)
+    assert f"{bad}:8: rule nightly: schedule.cron: bad cron expression '0 25 * * *'" in text
+    assert f"{bad}:8: rule nightly: schedule.tz: unknown time zone 'Mars/X'" in text

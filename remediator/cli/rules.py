@@ -53,7 +53,7 @@ def _add_schema(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from remediator.offline.rulecases import CASES_SCHEMA
+    from remediator.offline.caseschema import CASES_SCHEMA
     from remediator.rules.schema import RULES_SCHEMA, as_draft_07
 
     document = CASES_SCHEMA if args.cases else RULES_SCHEMA

@@ -15,6 +15,7 @@ event alone: "1 of 3 within 5m"), `absent` the timer the event restarts.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from remediator.engine.correlation import group_of
 from remediator.engine.engine import Engine
 from remediator.engine.events import decode_event
 from remediator.engine.rulecontext import resolving
+from remediator.engine.schedule import iso, next_tick
 from remediator.errors import TemplateError
 from remediator.model import Event, Rule
 from remediator.offline.sandbox import offline_engine, offline_rules
@@ -71,10 +73,20 @@ def explain(engine: Engine, rules: Sequence[Rule], event: Event) -> list[Explana
     ]
     seen = {e.rule for e in explained}
     for rule in rules:
-        if rule.name not in seen:
+        if rule.schedule is not None:
+            explained.append(_scheduled(rule, engine.now()))
+        elif rule.name not in seen:
             on = ", ".join(rule.subjects)
             explained.append(Explanation(rule.name, False, f"subject does not match (on: {on})"))
     return explained
+
+
+def _scheduled(rule: Rule, now: dt.datetime) -> Explanation:
+    """A scheduled rule fires on its clock, never on an event: say when it next runs."""
+    assert rule.schedule is not None
+    when = iso(next_tick(rule.schedule, now))
+    why = f"runs on a clock ({rule.schedule.describe()}), not on events: next run {when}"
+    return Explanation(rule.name, False, why)
 
 
 def _candidate(rule: Rule, verdict: Verdict, fires: bool, matches: Matches) -> Explanation:

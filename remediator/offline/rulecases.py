@@ -34,82 +34,16 @@ from remediator.engine.events import decode_event
 from remediator.engine.state import MemoryStore
 from remediator.errors import RuleError, RuleErrors
 from remediator.model import Result, StepResult
+from remediator.offline.caseschema import CASES_SCHEMA, SKIPPED
 from remediator.offline.expectations import compare, diff
 from remediator.offline.sandbox import offline_engine, offline_rules
+from remediator.offline.tickcases import fire_tick, parse_tick
 from remediator.rules.matching import subject_problem
 from remediator.rules.rulefiles import CASES_SUFFIX, SUFFIXES, is_case_file
-from remediator.rules.schema import DURATION_PATTERN
 from remediator.rules.secrets import Secrets
 from remediator.rules.yamlsource import parse_document
 
 TRACE_ID = "0" * 32  # the trace id of a case's event, unless its headers or payload give one
-SKIPPED = "skipped"
-
-_SCALAR_HEADER = {"type": ["string", "number", "boolean"]}
-_STEP_EXPECTATION = {
-    "description": "the step's rendered request (partial), or `skipped`",
-    "anyOf": [{"type": "object"}, {"const": SKIPPED}],
-}
-_EXPECT = {
-    "type": "object",
-    "description": "what the event must do",
-    "additionalProperties": False,
-    "minProperties": 1,
-    "properties": {
-        "fired": {
-            "type": "array",
-            "description": "exactly the rules that fire, in any order ([] = none)",
-            "items": {"type": "string"},
-        },
-        "steps": {
-            "type": "object",
-            "description": "rule -> step -> partial rendered request",
-            "additionalProperties": {"type": "object", "additionalProperties": _STEP_EXPECTATION},
-        },
-    },
-}
-_DURATION = {"type": ["number", "string"], "minimum": 0, "pattern": DURATION_PATTERN}
-_HEADERS = {"type": "object", "additionalProperties": _SCALAR_HEADER}
-_SEQUENCED = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["event"],
-    "properties": {
-        "after": _DURATION | {"description": "time since the previous event; default 0"},
-        "subject": {"type": "string", "minLength": 1, "description": "default: the case's"},
-        "headers": _HEADERS,
-        "event": {"type": "object", "description": "the event's JSON payload"},
-    },
-}
-_CASE = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["name", "subject", "expect"],
-    "oneOf": [{"required": ["event"]}, {"required": ["events"]}],
-    "properties": {
-        "name": {"type": "string", "minLength": 1, "description": "what the case shows"},
-        "subject": {"type": "string", "minLength": 1, "description": "the event's subject"},
-        "headers": _HEADERS,
-        "event": {"type": "object", "description": "the event's JSON payload"},
-        "events": {
-            "type": "array",
-            "minItems": 1,
-            "description": "several events in order, on a simulated clock",
-            "items": _SEQUENCED,
-        },
-        "advance": _DURATION | {"description": "time that passes before the expectation"},
-        "expect": _EXPECT,
-    },
-}
-CASES_SCHEMA: dict[str, object] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "remediator rule test cases",
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["cases"],
-    "properties": {"cases": {"type": "array", "items": _CASE}},
-    "patternProperties": {"^x-": {"description": "free-form, e.g. YAML anchors to reuse"}},
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +61,7 @@ class Case:
     name: str
     events: tuple[CaseEvent, ...]
     advance: float
+    tick: dt.datetime | None  # a case of scheduled rules: the tick that fires them
     fired: frozenset[str] | None
     steps: Mapping[str, Mapping[str, object]]
     file: str
@@ -252,7 +187,9 @@ def _load_file(path: Path) -> tuple[list[Case], list[RuleError]]:
 
 
 def _subjects(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
-    found: list[tuple[tuple[str | int, ...], str]] = [(("subject",), raw["subject"])]
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    if "subject" in raw:
+        found.append((("subject",), raw["subject"]))
     for index, item in enumerate(raw.get("events") or []):
         if "subject" in item:
             found.append((("events", index, "subject"), item["subject"]))
@@ -262,7 +199,7 @@ def _subjects(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]
 def _case(raw: Mapping[str, Any], file: str, line: int) -> Case:
     """A schema-checked case: one `event`, or `events` each `after` the one before."""
     expect = raw["expect"]
-    sequence = raw.get("events") or [{"event": raw["event"]}]
+    sequence = raw.get("events") or ([{"event": raw["event"]}] if "event" in raw else [])
     events = tuple(
         CaseEvent(
             subject=str(item.get("subject", raw["subject"])),
@@ -277,6 +214,7 @@ def _case(raw: Mapping[str, Any], file: str, line: int) -> Case:
         name=str(raw["name"]),
         events=events,
         advance=parse_duration(raw.get("advance", 0)),
+        tick=parse_tick(raw["tick"]) if "tick" in raw else None,
         fired=frozenset(map(str, fired)) if isinstance(fired, list) else None,
         steps=dict(expect.get("steps") or {}),
         file=file,
@@ -316,9 +254,11 @@ async def run_timeline(engine: Engine, case: Case) -> dict[str, Result]:
     Absence timers are swept before each event and after `advance`, as the daemon's
     sweep would have seen them; a rule that fires more than once shows its last result.
     """
-    clock = SimulatedClock(utcnow())
+    clock = SimulatedClock(case.tick or utcnow())
     engine = dataclasses.replace(engine, now=clock, state=MemoryStore())
     results: dict[str, Result] = {}
+    if case.tick is not None:
+        results.update((result.rule, result) for result in await fire_tick(engine, case.tick))
     for position, item in enumerate(case.events):
         clock.advance(item.after)
         fired = await engine.sweep()
