@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from remediator.model import Event, Rule
+from remediator.model import Delivery, Event, Rule
 
 
 def _iso(seconds: float) -> str:
@@ -63,8 +63,20 @@ class RunRequest:
         body["id"] = self.id
         return body
 
-    def event(self, rule: Rule, subject: str | None, payload: Mapping[str, object]) -> Event:
-        """The event the rule runs with: `subject` of an earlier result, else the rule's."""
+    def event(
+        self,
+        rule: Rule,
+        subject: str | None,
+        payload: Mapping[str, object],
+        stored: tuple[str, int] | None = None,
+    ) -> Event:
+        """The event the rule runs with: `subject` of an earlier result, else the rule's;
+        `stored` where its payload was kept (stream, sequence), which the result names."""
+        delivery = (
+            None
+            if stored is None
+            else Delivery(stream=stored[0], sequence=stored[1], num_delivered=1)
+        )
         return Event(
             subject=subject or default_subject(rule),
             headers={},
@@ -72,6 +84,7 @@ class RunRequest:
             event_id=f"trigger:{self.id}",
             trace_id=uuid.uuid4().hex,
             trigger=self.trigger(),
+            delivery=delivery,
         )
 
     def with_(self, **changes: object) -> RunRequest:

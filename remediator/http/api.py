@@ -24,10 +24,11 @@ from remediator.engine.control import (
     pending,
 )
 from remediator.engine.state import StateStore
+from remediator.errors import TransportError
 from remediator.http.auth import Access
 from remediator.model import Rule
 from remediator.nats.acts import Acts
-from remediator.nats.audit import AuditLog, AuditUnavailable
+from remediator.nats.audit import AuditLog, AuditUnavailable, read_audit
 from remediator.nats.control import UnknownApproval
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.status import status_report
@@ -73,6 +74,7 @@ class ControlAPI:
         add.add_post("/api/pause", self.pause)
         add.add_post("/api/resume", self.resume)
         add.add_post("/api/rules/{rule}/run", self.run)
+        add.add_get("/api/audit", self.audit_trail)
 
     def _plane(self) -> ControlPlane:
         if self.plane is None:
@@ -111,6 +113,23 @@ class ControlAPI:
         from remediator.http.runs import run_rule
 
         return await run_rule(self, request)
+
+    async def audit_trail(self, request: web.Request) -> web.Response:
+        """`GET /api/audit?since=24h&limit=200`: the newest records, oldest first."""
+        self.access.require(request, "viewer")
+        try:
+            since = parse_duration(request.query.get("since", "24h"))
+            limit = max(1, int(request.query.get("limit", "200")))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        reader = read_audit(self._plane().runs.nc, time.time() - since)
+        try:
+            records = [record.to_json() async for record in reader]
+        except TransportError as exc:
+            if "not found" not in str(exc):
+                return _error(503, str(exc))
+            records = []  # no act recorded yet
+        return _json({"audit": records[-limit:]})
 
     async def status(self, request: web.Request) -> web.Response:
         self.access.require(request, "viewer")

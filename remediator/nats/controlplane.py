@@ -79,7 +79,7 @@ class ControlPlane:
             # Not fatal: the daemon still remediates; each human act is refused, saying why.
             log.warning("audit trail unavailable, human acts are refused until it is: %s", exc)
         clock = Clock(control.store, engine, identity)
-        runs = RunWorker(control, transport.nc, engine, identity)
+        runs = RunWorker(control, transport, engine, identity)
         started = time.time()
         return cls(control, pauses, watcher, desk, worker, identity, started, audit, clock, runs)
 

@@ -40,11 +40,10 @@ from remediator.errors import ConfigError, TransportError, Unpublishable
 from remediator.model import Delivery, Result, dumps
 from remediator.nats.jsconfig import (
     MANAGED,
-    RESULTS_EXACT,
-    RESULTS_PREFIXES,
     RESULTS_STREAM,
     RESULTS_SUBJECTS,
     check_replicas,
+    in_results,
     stream_config,
 )
 from remediator.rules.subjects import covers, minimal_cover
@@ -297,9 +296,7 @@ class Transport:
             )
 
     async def _stream_for(self, subject: str) -> str | None:
-        if self._results_ready and (
-            subject in RESULTS_EXACT or subject.startswith(RESULTS_PREFIXES)
-        ):
+        if self._results_ready and in_results(subject):
             # Ours, ensured by prepare() (no other stream may overlap it): no look-up for
             # each rule's result subject, nor for steps publishing under its subjects.
             return RESULTS_STREAM

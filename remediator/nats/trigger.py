@@ -25,8 +25,10 @@ from remediator.engine.engine import Engine
 from remediator.engine.manual import RunRequest
 from remediator.engine.state import Conflict
 from remediator.errors import RemediatorError, TransportError
+from remediator.model import dumps
 from remediator.nats.control import Control
 from remediator.nats.results import read_results
+from remediator.nats.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ async def answer(control: Control, request: RunRequest, wait: float) -> RunReque
         if entry is not None:
             found = RunRequest.decode(entry.value)
             if found.state in ("done", "failed"):
+                # Answered: the result is in the results stream; the bucket keeps no history.
+                with contextlib.suppress(Conflict, TransportError):
+                    await control.store.delete(request.key, entry.revision)
                 return found
             if time.monotonic() >= deadline:
                 await _give_up(control, found, entry.revision, wait)
@@ -92,17 +97,21 @@ async def stored_event(nc: Client, event_id: str, now: float) -> tuple[str, dict
     raise RemediatorError(f"no stored event for {event_id!r} (a result with its origin)")
 
 
+MANUAL_PREFIX = "remediator.manual."
+
+
 class RunWorker:
     """On every daemon: claims pending manual runs and runs them through the engine."""
 
     def __init__(
         self,
         control: Control,
-        nc: Client,
+        transport: Transport,
         engine: Callable[[], Engine],
         identity: str,
     ) -> None:
-        self.control, self.nc, self.engine, self.identity = control, nc, engine, identity
+        self.control, self.transport, self.engine = control, transport, engine
+        self.nc, self.identity = transport.nc, identity
         self._busy: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -157,7 +166,20 @@ class RunWorker:
             elif request.payload is None and rule.schedule is not None:
                 payload = {"schedule": {"rule": rule.name, "tick": None}}
             log.info("rule %s: manual run %s by %s", rule.name, request.id, request.by)
-            result = await engine.run_rule(rule, request.event(rule, subject, payload))
+            stored = await self._keep(request, payload)
+            result = await engine.run_rule(rule, request.event(rule, subject, payload, stored))
         except RemediatorError as exc:
             return request.with_(state="failed", error=str(exc))
         return request.with_(state="done", result=result.to_json(), payload=None)
+
+    async def _keep(
+        self, request: RunRequest, payload: Mapping[str, object]
+    ) -> tuple[str, int] | None:
+        """Store the run's event like an alert, so its result can show it and be run again
+        (None: no stream captures it, e.g. a results stream remediator did not make)."""
+        data = dumps(payload).encode()
+        headers = {"Nats-Msg-Id": f"manual:{request.id}"}
+        ack = await self.transport.publish(f"{MANUAL_PREFIX}{request.rule}", data, headers)
+        if "stream" not in ack:
+            return None
+        return str(ack["stream"]), int(str(ack["seq"]))
