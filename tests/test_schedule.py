@@ -47,6 +47,13 @@ def test_cron_is_read_in_its_time_zone_across_daylight_saving() -> None:
     first = next_tick(skipped, at("2026-03-28T12:00:00+00:00"))
     assert first == at("2026-03-29T01:00:00+00:00")
     assert next_tick(skipped, first) == at("2026-03-30T00:30:00+00:00")
+    # 02:30 happens twice on 2026-10-25 (clocks go 03:00 -> 02:00): it runs once.
+    first = next_tick(skipped, at("2026-10-24T12:00:00+00:00"))
+    assert first == at("2026-10-25T00:30:00+00:00")
+    assert next_tick(skipped, first) == at("2026-10-26T01:30:00+00:00")
+    # A job every 30 minutes keeps running through the repeated hour.
+    half = Schedule(cron="*/30 * * * *", tz="Europe/Berlin")
+    assert next_tick(half, at("2026-10-25T00:30:00+00:00")) == at("2026-10-25T01:00:00+00:00")
     exact = at("2026-12-08T02:00:00+00:00")
     assert latest_tick(nightly, exact) == exact
 
