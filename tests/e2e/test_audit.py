@@ -163,3 +163,31 @@ async def test_an_old_results_stream_is_narrowed_and_keeps_its_messages(
         await client.close()
     finally:
         server.stop()
+
+
+async def test_decisions_are_recorded_and_a_lost_race_says_so(nc: Client, unique: str) -> None:
+    """Approve, then a second decision: both recorded, the second as refused."""
+    import datetime as dt
+
+    from remediator.engine.control import AlreadyDecided, ApprovalRequest
+    from remediator.model import Event
+    from remediator.nats.acts import Acts
+    from remediator.nats.audit import AuditLog
+    from remediator.nats.control import Control
+
+    js = nc.jetstream()
+    control = await Control.open(js)
+    event = Event(subject="a.b", headers={}, payload={}, event_id=f"e{unique}", trace_id="t")
+    request = ApprovalRequest.ask(f"r{unique}", event, (), dt.datetime.now(dt.UTC), 600.0)
+    await control.create(request)
+    audit = AuditLog(js)
+    await Acts(control, audit, "alice", "cli").decide(request.id, "approved", "looks right")
+    with pytest.raises(AlreadyDecided):
+        await Acts(control, audit, "bob", "api", "10.0.0.9").decide(request.id, "denied", "")
+    bodies = await stored(nc, "remediator.audit.>", "REMEDIATOR_AUDIT")
+    mine = [b for b in bodies if request.id in str(b["target"])]
+    assert [(b["act"], b["by"], b["outcome"]) for b in mine] == [
+        ("approve", "alice", "approved"),
+        ("deny", "bob", f"refused: approval {request.id} already decided by alice (approved)"),
+    ]
+    assert mine[0]["reason"] == "looks right" and mine[1]["remote"] == "10.0.0.9"

@@ -76,7 +76,10 @@ async def test_manual_runs_from_the_cli_and_the_api(
         assert trig["from"] == first["event_id"]
         assert str(result["event_id"]).startswith("trigger:")
         assert [r.path for r in http_target.received] == ["/restart/web-1", "/restart/web-1"]
-        code, result, err = await trigger(url, rule, "--event", "{}", "--dry-run", "--force")
+        (workdir / "event.json").write_text('{"host": "from-a-file"}')
+        at_file = f"@{workdir / 'event.json'}"
+        code, result, err = await trigger(url, rule, "--event", at_file, "--dry-run", "--force")
+        assert "from-a-file" in json.dumps(result["steps"])
         assert code == 0 and result["status"] == "dry_run", err
         # A pause holds even a forced run.
         assert (await cli(url, "pause", rule, "--by", "bob"))[0] == 0
