@@ -212,7 +212,9 @@ class ControlAPI:
         except ScopeError as exc:
             return _error(400, str(exc))
         try:
-            done = await self.acts(request, by).resume(names, str(body.get("reason", "")))
+            done = await self.acts(request, by).resume(
+                names, str(body.get("reason", "")), _key(body)
+            )
         except AuditUnavailable as exc:
             return _error(503, str(exc))
         resumed = [name for name, ok in done if ok]

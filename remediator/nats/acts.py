@@ -33,6 +33,14 @@ def pause_target(pause: Pause) -> str:
     return pause.scope if pause.key is None else f"{pause.scope} key={pause.key}"
 
 
+def _resume_target(name: str, key: str | None) -> str:
+    """`pause.rule.web` -> `web`; `pause.key.web.<digest>` -> `web key=<key>`."""
+    parts = name.split(".")
+    if parts[1] == "key" and key is not None:
+        return f"{parts[2]} key={key}"
+    return parts[-1] if parts[1] in ("all", "rule") else name
+
+
 @dataclass(slots=True)
 class Acts:
     control: Control
@@ -69,12 +77,14 @@ class Acts:
                 raise
         return list(made)
 
-    async def resume(self, names: Sequence[str], reason: str = "") -> list[tuple[str, bool]]:
+    async def resume(
+        self, names: Sequence[str], reason: str = "", key: str | None = None
+    ) -> list[tuple[str, bool]]:
         """(pause key, whether there was a pause to lift) for each name."""
         done = []
         for name in names:
             paused = await self.control.store.get(name) is not None
-            target = name.removeprefix("pause.").removeprefix("rule.")
+            target = _resume_target(name, key)
             await self.note("resume", target, "resumed" if paused else "not paused", reason)
             try:
                 done.append((name, paused and await self.control.resume(name)))

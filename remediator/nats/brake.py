@@ -94,7 +94,7 @@ async def resume(
         raise ConfigError(str(exc)) from None
 
     async def work(acts: Acts) -> str:
-        done = await acts.resume(names, reason)
+        done = await acts.resume(names, reason, key)
         return "\n".join(f"resumed {n}" if ok else f"not paused: {n}" for n, ok in done)
 
     return await _with_acts(settings, by, work)
