@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import time
@@ -23,6 +24,7 @@ from nats.errors import Error as NatsError
 
 from remediator.engine.engine import Engine
 from remediator.engine.manual import RunRequest
+from remediator.engine.schedule import iso
 from remediator.engine.state import Conflict
 from remediator.errors import RemediatorError, TransportError
 from remediator.model import dumps
@@ -164,7 +166,9 @@ class RunWorker:
             if request.from_event:
                 subject, payload = await stored_event(self.nc, request.from_event, time.time())
             elif request.payload is None and rule.schedule is not None:
-                payload = {"schedule": {"rule": rule.name, "tick": None}}
+                # A scheduled rule run by hand gets a tick's event, at the time it was asked.
+                moment = dt.datetime.fromtimestamp(request.at, dt.UTC)
+                payload = {"schedule": {"rule": rule.name, "tick": iso(moment)}}
             log.info("rule %s: manual run %s by %s", rule.name, request.id, request.by)
             stored = await self._keep(request, payload)
             result = await engine.run_rule(rule, request.event(rule, subject, payload, stored))

@@ -82,6 +82,13 @@ rules:
         assert code == 0, err
         row = [r for r in json.loads(out)["schedules"] if r["rule"] == rule]
         assert row and row[0]["last_tick"] and row[0]["next_tick"] > row[0]["last_tick"]
+        # Run by hand: a tick's event at the time asked, and the result says who.
+        code, out, err = await cli(nats_server.url, "trigger", rule, "--by", "carol")
+        assert code == 0, err
+        manual = json.loads(out)
+        assert manual["status"] == "succeeded" and manual["trigger"]["by"] == "carol"
+        ticks = [m for m in ran.bodies() if m["tick"].startswith("20")]
+        assert len(ticks) == len(ran.messages)  # every run rendered a tick
     finally:
         for proc in replicas:
             proc.stop()
