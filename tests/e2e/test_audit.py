@@ -191,3 +191,31 @@ async def test_decisions_are_recorded_and_a_lost_race_says_so(nc: Client, unique
         ("deny", "bob", f"refused: approval {request.id} already decided by alice (approved)"),
     ]
     assert mine[0]["reason"] == "looks right" and mine[1]["remote"] == "10.0.0.9"
+
+
+async def test_the_api_refuses_an_act_it_cannot_audit(tmp_path: Path, unique: str) -> None:
+    """The daemon runs (remediation goes on) but answers 503 to a pause, pausing nothing."""
+    server = NatsServer(store=tmp_path / "nats").start()
+    workdir = tmp_path / "w"
+    (workdir / "rules").mkdir(parents=True)
+    try:
+        client = await nats.connect(server.url)
+        js = client.jetstream()
+        await js.add_stream(StreamConfig(name="REMEDIATOR_RESULTS", subjects=["remediator.>"]))
+        proc = daemon(workdir, server.url, unique).start()
+        try:
+            base = f"http://127.0.0.1:{proc.http_port}"
+            body = {"rules": [f"fix-{unique}"], "reason": "x"}
+            assert await post(base, "/api/pause", OPERATOR, body) == 503
+        finally:
+            proc.stop()
+        assert "audit trail unavailable" in proc.logs()
+        kv = await js.key_value("REMEDIATOR_CONTROL")
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            keys = []
+        assert not [k for k in keys if k.startswith("pause.")]
+        await client.close()
+    finally:
+        server.stop()
