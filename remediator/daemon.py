@@ -35,12 +35,13 @@ from remediator.http.results import ResultsAPI
 from remediator.http.webhook import AlertmanagerBridge, compile_subject
 from remediator.metrics import Metrics
 from remediator.model import Result, Rule
+from remediator.nats.client import reader_dead
 from remediator.nats.connection import connect, connection_secrets
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.embedded import EmbeddedServer
 from remediator.nats.results import read_results
 from remediator.nats.transport import Transport
-from remediator.parts import build_actions, build_guards
+from remediator.parts import build_actions, build_guards, build_prometheus
 from remediator.pipeline import Pipeline
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex
@@ -98,15 +99,14 @@ class Daemon:
             settings.section("api"), self.secrets, loopback=is_loopback(settings.http)
         )
         self.failure: str | None = None  # why the daemon can no longer work; exits 1
+        self.prometheus = build_prometheus(settings, self.secrets, self.metrics)
 
     def ready(self) -> bool:
-        transport = self.transport
-        return (
-            self.ruleset is not None
-            and transport is not None
-            and transport.receiving
-            and transport.nc.is_connected
-        )
+        t = self.transport
+        if self.ruleset is None or t is None:
+            return False
+        # Stalled: writes have failed for long and none succeeded, so no event can finish.
+        return t.receiving and bool(t.nc.is_connected) and not t.acked.stalled()
 
     def _engine(self) -> Engine:
         assert self.ruleset is not None
@@ -181,9 +181,13 @@ class Daemon:
         open the listener; returns the control plane's background tasks."""
         self.transport = Transport(await connect(self.settings, url), self.settings)
         self.transport.on_result = self._record
-        self.actions.update(build_actions(self.transport, self.settings, self.environ))
+        self.actions.update(
+            build_actions(self.transport, self.settings, self.environ, self.prometheus)
+        )
         await self.transport.prepare({s for rule in rules for s in rule.subjects})
-        self.guards = await build_guards(self.transport, self.settings, self.metrics)
+        self.guards = await build_guards(
+            self.transport, self.settings, self.metrics, self.prometheus
+        )
         if not self.settings.core:
             self.plane = await ControlPlane.open(
                 self.transport, self.settings, self.metrics, self._engine, self._masked
@@ -286,24 +290,27 @@ class Daemon:
 
     async def _watch(self, consume: asyncio.Task[None]) -> str:
         """Why the daemon can no longer work, once it cannot: the consume loop ended (it
-        runs until stopped), or the NATS connection is closed for good."""
+        runs until stopped), the NATS connection is closed for good, or the client's
+        read loop died while connected (deaf until a ping timeout, minutes later)."""
         assert self.transport is not None
         while True:
             await asyncio.wait([consume], timeout=LIVENESS_TICK)
             if self.transport.nc.is_closed:  # the root cause when both happened
                 return "the NATS connection is closed for good"
+            if reader_dead(self.transport.nc):  # connected, but nothing will arrive
+                return "the NATS client's read loop ended"
             if consume.done():
                 error = None if consume.cancelled() else consume.exception()
                 return f"the consume loop ended: {error!r}"
 
     async def _expire_verifications(self) -> None:
-        """Every replica looks; the store lets exactly one act on each expired record."""
+        """Every replica looks; the store lets exactly one act on each record: ask its
+        query when its turn came, escalate it when its deadline passed."""
         while self.guards is not None and self.ruleset is not None:
             await asyncio.sleep(VERIFY_TICK)
             rules = {rule.name: rule for rule in self.ruleset.rules}
             try:
-                for name in await self.guards.expire(rules):
-                    self.metrics.verifications.labels(name, "not_resolved").inc()
+                await self.guards.sweep_verifications(rules)
             except TransportError as exc:
                 log.warning("verification check failed: %s", exc)
 

@@ -11,8 +11,15 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-DEAD_LETTER_REASONS = ("invalid_json", "not_an_object", "infrastructure")
+DEAD_LETTER_REASONS = (
+    "invalid_json",
+    "not_an_object",
+    "invalid_subject",
+    "infrastructure",
+    "max_deliveries",
+)
 ESCALATION_REASONS = ("circuit_open", "budget_spent", "not_resolved", "approval_expired")
+PROMETHEUS_RESULTS = ("ok", "empty", "error")
 APPROVAL_RESULTS = ("requested", "approved", "denied", "expired")
 # The escalation event says `budget_exhausted` (as it always has); the metric uses §8's name.
 _ESCALATION_LABELS = {"budget_exhausted": "budget_spent"}
@@ -35,6 +42,7 @@ class Metrics:
         self._declare_steps(registry)
         self._declare_backlog(registry)
         self._declare_control(registry)
+        self._declare_prometheus(registry)
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)
         for result in ("ok", "error"):
@@ -133,6 +141,22 @@ class Metrics:
         )
         self.approvals_pending = Gauge(
             "remediator_approvals_pending", "Approval requests waiting for a decision", registry=r
+        )
+
+    def _declare_prometheus(self, r: CollectorRegistry) -> None:
+        self.prometheus_queries = Counter(
+            "remediator_prometheus_queries",
+            "Prometheus queries (steps and verification) by result",
+            ["result"],
+            registry=r,
+        )
+        for result in PROMETHEUS_RESULTS:
+            self.prometheus_queries.labels(result)
+        self.prometheus_duration = Histogram(
+            "remediator_prometheus_query_duration_seconds",
+            "Time Prometheus took to answer a query, failures included",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
         )
 
     def know_rules(self, names: Iterable[str]) -> None:

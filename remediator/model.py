@@ -86,10 +86,25 @@ class Throttle:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyQuery:
+    """`verify: {query, below | above, within, every}`: the fix holds once the query does."""
+
+    query: Renderable
+    below: float | None = None
+    above: float | None = None
+    every: float = 30.0
+
+    @property
+    def bound(self) -> str:
+        return f"below {self.below:g}" if self.below is not None else f"above {self.above:g}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Verify:
-    resolved_within: float
+    resolved_within: float  # by query: `within`
     key: Renderable | None = None
     escalate: str | None = None
+    query: VerifyQuery | None = None  # None: a resolving event closes it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,6 +225,7 @@ RESULT_STATUSES = (
     "awaiting_approval",
     "denied",
     "expired",
+    "skipped",
 )
 
 

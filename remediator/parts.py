@@ -13,33 +13,48 @@ from remediator.actions.base import ActionSet
 from remediator.actions.http import HTTPAction
 from remediator.actions.kubeclient import KubeSettings
 from remediator.actions.kubernetes import KubernetesAction
+from remediator.actions.promclient import PromClient, PromSettings
+from remediator.actions.prometheus import PrometheusAction
 from remediator.actions.publish import PublishAction
 from remediator.actions.scale import ScaleAction
 from remediator.actions.ssh import SSHAction
 from remediator.actions.sshsettings import SSHSettings
 from remediator.engine.guards import Budget, Guards
 from remediator.engine.state import MemoryStore, StateStore
+from remediator.engine.verification import Querier
 from remediator.metrics import Metrics
 from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, VERIFY_BUCKET, KVStore
 from remediator.nats.transport import Transport
+from remediator.rules.secrets import Secrets
 from remediator.settings import Settings
 
 
 def build_actions(
-    transport: Transport, settings: Settings, environ: Mapping[str, str]
+    transport: Transport,
+    settings: Settings,
+    environ: Mapping[str, str],
+    prometheus: PromClient,
 ) -> ActionSet:
     """One instance per kind; integrations read their own config section."""
     kube = KubeSettings.from_config(settings.section("kubernetes"), environ)
     return {
         "http": HTTPAction(),
         "kubernetes": KubernetesAction(kube),
+        "prometheus": PrometheusAction(prometheus),
         "publish": PublishAction(transport),
         "scale": ScaleAction(kube),
         "ssh": SSHAction(SSHSettings.from_config(settings.section("ssh"))),
     }
 
 
-async def build_guards(transport: Transport, settings: Settings, metrics: Metrics) -> Guards:
+def build_prometheus(settings: Settings, secrets: Secrets, metrics: Metrics) -> PromClient:
+    """One client for the `prometheus` steps and verification by query."""
+    return PromClient(PromSettings.from_config(settings.section("prometheus"), secrets), metrics)
+
+
+async def build_guards(
+    transport: Transport, settings: Settings, metrics: Metrics, querier: Querier
+) -> Guards:
     """Shared state in JetStream key-value buckets; in memory in core mode."""
     budget = Budget(*settings.max_actions) if settings.max_actions else None
     if settings.core:
@@ -47,12 +62,14 @@ async def build_guards(transport: Transport, settings: Settings, metrics: Metric
         verifications: StateStore = MemoryStore()
     else:
         js, replicas = transport.js, settings.replicas
-        state = await KVStore.open(js, STATE_BUCKET, ttl=STATE_TTL, replicas=replicas)
-        verifications = await KVStore.open(js, VERIFY_BUCKET, ttl=STATE_TTL, replicas=replicas)
+        acked = transport.acked
+        state = await KVStore.open(js, STATE_BUCKET, STATE_TTL, replicas, acked)
+        verifications = await KVStore.open(js, VERIFY_BUCKET, STATE_TTL, replicas, acked)
     return Guards(
         store=state,
         verifications=verifications,
         publisher=transport,
         budget=budget,
         metrics=metrics,
+        querier=querier,
     )

@@ -31,13 +31,15 @@ from remediator.errors import EventError, TransportError, Unpublishable
 from remediator.logs import bind_event
 from remediator.metrics import Metrics
 from remediator.model import Event, Rule
-from remediator.nats.transport import Inbound, Transport
+from remediator.nats.inbound import Inbound
+from remediator.nats.transport import Transport
 from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _HOLD_FIRST = 0.5  # seconds before storing a dead letter is tried again; doubles
 _HOLD_MAX = 10.0
+SUBJECT_ROOTS = 100  # distinct subject roots counted apart in events_received
 
 
 @dataclass(slots=True)
@@ -67,6 +69,7 @@ class Pipeline:
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._received: dict[str, Counter] = {}  # events_received children, bound once
         self._ids = random.Random()
+        transport.give_ups.on_stored = self._count_dead_letter
 
     @property
     def in_flight(self) -> int:
@@ -107,6 +110,8 @@ class Pipeline:
         self.metrics.event_duration.observe(0.0)
 
     def _decode(self, inbound: Inbound) -> Event:
+        if inbound.subject_error is not None:
+            raise EventError("invalid_subject", inbound.subject_error)
         return decode_event(
             inbound.subject, inbound.headers, inbound.data, inbound.delivery, self.new_trace_id
         )
@@ -115,7 +120,11 @@ class Pipeline:
         root = subject.split(".", 1)[0]
         child = self._received.get(root)
         if child is None:
-            child = self._received[root] = self.metrics.events_received.labels(root)
+            # The root comes from the publisher (a rule on `>` takes any): past a cap, one
+            # series "other", so a publisher cannot grow the metrics without bound.
+            root = root if len(self._received) < SUBJECT_ROOTS else "other"
+            child = self._received.get(root) or self.metrics.events_received.labels(root)
+            self._received[root] = child
         child.inc()
 
     def new_trace_id(self) -> str:
@@ -220,6 +229,9 @@ class Pipeline:
             await inbound.term()
         except Exception as exc:  # stored already; a redelivery dead-letters it again (same id)
             log.warning("term failed: %s", exc)
+
+    def _count_dead_letter(self, reason: str) -> None:
+        self.metrics.dead_letters.labels(reason).inc()
 
     async def _retry_later(self, inbound: Inbound, event_id: str, error: str) -> None:
         """Infrastructure failure: nak with backoff, or dead-letter on the last delivery."""

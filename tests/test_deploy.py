@@ -66,8 +66,9 @@ NOT_SETTINGS = {
     STATE_BUCKET: ROOT / "remediator" / "nats" / "kvstore.py",
     VERIFY_BUCKET: ROOT / "remediator" / "nats" / "kvstore.py",
     CONTROL_BUCKET: ROOT / "remediator" / "nats" / "control.py",
-    # Read by the test suite, not the daemon: SSH tests fail instead of skipping.
+    # Read by the test suite, not the daemon: SSH and browser tests fail instead of skipping.
     "REMEDIATOR_REQUIRE_SSHD": ROOT / "tests" / "support" / "sshd.py",
+    "REMEDIATOR_REQUIRE_BROWSER": ROOT / "tests" / "support" / "browser.py",
 }
 # The exact Role the scale action needs (docs/kubernetes.md, "RBAC"): GET and PUT on the
 # scale subresource, GET of the HPA collection (list) and PATCH of one HPA.
@@ -194,7 +195,7 @@ def test_every_flag_mentioned_is_accepted() -> None:
     found = mentioned_flags()
     unknown = {f"{where}: {flag}" for where, flags in found.items() for flag in flags - accepted}
     assert not unknown, "flags the CLI does not accept"
-    assert {"--rules", "--nats", "--concurrency"} <= found["README.md"]  # the reader works
+    assert {"--rules", "--nats", "--concurrency"} <= found["docs/running.md"]  # the reader works
 
 
 def test_every_variable_mentioned_is_a_setting() -> None:
@@ -297,9 +298,9 @@ def assert_default(name: str, default: object, cell: str) -> None:
         assert cell == str(default), name
 
 
-def test_readme_points_to_the_complete_table() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert "docs/operations.md#configuration-reference" in readme
+def test_the_flags_page_points_to_the_complete_table() -> None:
+    running = (ROOT / "docs" / "running.md").read_text()
+    assert "operations.md#configuration-reference" in running
 
 
 # --- b. the manifests ----------------------------------------------------------------------

@@ -63,7 +63,8 @@ def problem_in(tmp_path: Path, text: str, templates: Templates) -> RuleError:
             6,
             "unknown-kind",
             "actions[1].shell",
-            "unknown action kind 'shell' (known: http, kubernetes, publish, scale, ssh)",
+            "unknown action kind 'shell' "
+            "(known: http, kubernetes, prometheus, publish, scale, ssh)",
         ),
         (
             "jinja_syntax.yaml",
@@ -289,7 +290,7 @@ def test_block_scalar_template_error_points_at_its_line(
         ("throttle: {max_runs: 3}", "throttle.max_runs", "max_runs needs window"),
         ("throttle: {escalate: x}", "throttle", "needs cooldown or max_runs"),
         ("throttle: {cooldown: 1m, escalate: 'ops.*'}", "throttle.escalate", "literal subject"),
-        ("verify: {key: x}", "verify", "missing required key 'resolved_within'"),
+        ("verify: {key: x}", "verify", "needs resolved_within or query"),
         ("verify: {resolved_within: 0}", "verify.resolved_within", "must be longer than 0"),
         ("match: {value: {gt: high}}", "match.value.gt", "expected a number"),
         ("match: {value: {about: 3}}", "match.value.about", "unknown key 'about'"),

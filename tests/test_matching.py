@@ -75,6 +75,8 @@ def test_subject_matches(pattern: str, subject: str, expected: bool) -> None:
         ("a b", "whitespace"),
         ("a.>.b", "'>' may only be the last token"),
         ("a.b*", "whole tokens"),
+        # Past the server's control line (SUB or PUB): it would close the connection.
+        ("alerts." + "x" * 4000, "over 3072 bytes"),
     ],
 )
 def test_subject_problems(pattern: str, problem: str) -> None:

@@ -68,6 +68,7 @@ async def test_cooldowns_run_on_the_stored_time(tmp_path: Path) -> None:
         "suppressed": 0,
         "failed": 0,
         "asked": 0,
+        "undecided": 0,
     }
     # A rule that is a dry run itself still "runs" (renders) every time.
     assert target.counts["rehearsal"]["ran"] == 4
@@ -82,6 +83,7 @@ async def test_the_budget_is_spent_by_real_runs_only(tmp_path: Path) -> None:
         "suppressed": 2,
         "failed": 0,
         "asked": 0,
+        "undecided": 0,
     }
     assert target.counts["rehearsal"] == {
         "ran": 4,
@@ -89,6 +91,7 @@ async def test_the_budget_is_spent_by_real_runs_only(tmp_path: Path) -> None:
         "suppressed": 0,
         "failed": 0,
         "asked": 0,
+        "undecided": 0,
     }
     assert target.escalations.counts == {"budget_exhausted": 1}
 
@@ -120,8 +123,12 @@ async def _once(message: Stored) -> AsyncIterator[Stored]:
 
 
 def test_diff_marks_rules_only_in_one_set() -> None:
-    old = {"a": {"ran": 1, "throttled": 0, "suppressed": 0, "failed": 0, "asked": 0}}
-    new = {"b": {"ran": 2, "throttled": 1, "suppressed": 0, "failed": 0, "asked": 0}}
+    old = {
+        "a": {"ran": 1, "throttled": 0, "suppressed": 0, "failed": 0, "asked": 0, "undecided": 0}
+    }
+    new = {
+        "b": {"ran": 2, "throttled": 1, "suppressed": 0, "failed": 0, "asked": 0, "undecided": 0}
+    }
     rows = diff(old, new)
     assert rows["b"] == {"old": None, "new": new["b"], "delta": new["b"]}
     assert rows["a"]["new"] is None
@@ -131,4 +138,5 @@ def test_diff_marks_rules_only_in_one_set() -> None:
         "suppressed": 0,
         "failed": 0,
         "asked": 0,
+        "undecided": 0,
     }

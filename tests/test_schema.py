@@ -154,16 +154,18 @@ A = ("rules", 0, "actions", 0)
             "'soon': not a duration (use 500ms, 30s, 5m, 1h, 1d or seconds)",
         ),
         (rule(throttle={"cooldown": -1}), (*R, "throttle", "cooldown"), "must be at least 0"),
-        (rule(verify={}), (*R, "verify"), "missing required key 'resolved_within'"),
+        (rule(verify={}), (*R, "verify"), "needs resolved_within or query"),
         (
             step(shell={"command": "ls"}),
             (*A, "shell"),
-            "unknown action kind 'shell' (known: http, kubernetes, publish, scale, ssh)",
+            "unknown action kind 'shell' "
+            "(known: http, kubernetes, prometheus, publish, scale, ssh)",
         ),
         (
             step(name="x"),
             A,
-            "a step needs an action kind (known: http, kubernetes, publish, scale, ssh)",
+            "a step needs an action kind "
+            "(known: http, kubernetes, prometheus, publish, scale, ssh)",
         ),
         (step(htp={"url": "u"}), (*A, "htp"), "unknown action kind 'htp'"),
         (

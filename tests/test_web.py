@@ -168,6 +168,11 @@ async def test_several_alerts_unknown_fields_and_a_trace_header(
         (body(alerts=[alert(startsAt=None)]), "startsAt is missing"),
         (body(alerts=[alert(labels={"alertname": "High CPU"})]), "not a valid NATS subject"),
         (body(alerts=[alert(labels={"alertname": "a.>"})]), "not a valid NATS subject"),
+        # Python reads NaN and Infinity (and 1e400 as Infinity); strict consumers do not.
+        (body(alerts=[alert(annotations={"v": float("nan")})]), "NaN is not JSON"),
+        (body(alerts=[alert(annotations={"v": float("-inf")})]), "-Infinity is not JSON"),
+        (body(alerts=[alert(value="X")]).replace(b'"X"', b"1e400"), "too large"),
+        (body(alerts=[alert(labels={"alertname": "A" * 4100})]), "over the limit"),
     ],
 )
 async def test_malformed_bodies_are_refused_with_a_message_and_nothing_published(

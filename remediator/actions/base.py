@@ -54,7 +54,25 @@ class Previewing(Protocol):
         ...
 
 
+@runtime_checkable
+class Answering(Protocol):
+    """A kind that only asks, whose answer a dry run may be given (a rule test's `answers`)."""
+
+    def answer(
+        self, request: Mapping[str, object], context: StepContext
+    ) -> dict[str, object] | None:
+        """The given answer as the step's output; None: unknown, preview instead."""
+        ...
+
+
 ActionSet = Mapping[str, Action]
+
+
+def changes_things(action: Action | None) -> bool:
+    """Whether running the kind acts on the world; a kind that only asks (`prometheus`)
+    sets `reads_only = True`, so a rule whose acting steps were all skipped reports
+    `skipped` even though its query ran."""
+    return not getattr(action, "reads_only", False)
 
 
 def cap_text(text: str) -> str:

@@ -65,6 +65,8 @@ async def run_approved(engine: Engine, rule: Rule, request: ApprovalRequest) -> 
     dry_run = engine.dry_run or rule.dry_run
     steps, ok = await engine.runner.run_steps(rule, context, dry_run=dry_run)
     status = "dry_run" if dry_run else "succeeded" if ok else "failed"
+    if status == "succeeded" and engine.nothing_done(steps):
+        status = "skipped"
     if engine.guards is not None and rule.verify is not None and status == "succeeded":
         await _verify_after_run(engine, rule, event, context)
     return engine._finish(rule, event, started, status, steps, approval=decided)
@@ -80,4 +82,4 @@ async def _verify_after_run(
     except TemplateError as exc:
         log.warning("rule %s: verify key: %s", rule.name, engine._mask(exc))
         return
-    await engine.guards.expect(rule, event, key, bucket)
+    await engine.guards.expect(rule, event, key, bucket, context)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
-from remediator.actions.base import ActionSet
+from remediator.actions.base import ActionSet, changes_things
 from remediator.engine import asking
 from remediator.engine.control import ApprovalDesk, ApprovalRequest, PauseView
 from remediator.engine.correlation import Firing, Windows, group_of
@@ -276,7 +276,7 @@ class Engine:
         finally:
             await self.guards.release(admission)
         if rule.verify is not None and acts and result.status in ("succeeded", "dry_run"):
-            await self.guards.expect(rule, event, verify_key(rule, context), bucket)
+            await self.guards.expect(rule, event, verify_key(rule, context), bucket, context)
         return result
 
     async def _act(
@@ -309,13 +309,20 @@ class Engine:
     ) -> Result:
         steps, ok = await self.runner.run_steps(rule, context, dry_run=dry_run)
         status = "dry_run" if dry_run else "succeeded" if ok else "failed"
+        if status == "succeeded" and self.nothing_done(steps):
+            status = "skipped"  # every acting step's `when` said no: nothing was needed
         return self._finish(rule, event, started, status, steps)
+
+    def nothing_done(self, steps: tuple[StepResult, ...]) -> bool:
+        """Every step that would act was skipped (queries do not count: they only ask)."""
+        acting = [s for s in steps if changes_things(self.runner.actions.get(s.kind))]
+        return bool(acting) and all(s.status == "skipped" for s in acting)
 
     async def _close_verifications(self, event: Event) -> None:
         assert self.guards is not None
         for rule in self.index.candidates(event.subject):
-            if rule.verify is None:
-                continue
+            if rule.verify is None or rule.verify.query is not None:
+                continue  # a query verification ends when the query says so
             context = self.context(event) | {"rule": rule.name}
             try:
                 context["vars"] = render_vars(rule, context)

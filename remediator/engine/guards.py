@@ -1,10 +1,9 @@
 """Guards: what may run. Completion records, throttles, the global budget, verification.
 
-All state goes through a `StateStore` with compare-and-set, so N replicas
-decide as one: a throttle decision and its reservation are one write, and
-whoever loses the race reads again. The throttle entry also carries a
-lease (`busy_until`), so two events with the same throttle key never run
-their steps at the same time anywhere in the fleet.
+All state goes through a `StateStore` with compare-and-set, so N replicas decide as
+one: a throttle decision and its reservation are one write, and whoever loses the race
+reads again. The throttle entry also carries a lease (`busy_until`), so two events with
+the same throttle key never run their steps at the same time anywhere in the fleet.
 """
 
 from __future__ import annotations
@@ -24,13 +23,20 @@ from remediator.actions.publish import Publisher
 from remediator.engine.limits import MAX_ID, bounded_id, cap_text
 from remediator.engine.reach import StoreCheck
 from remediator.engine.state import Conflict, Entry, StateStore, write
-from remediator.errors import TransportError
+from remediator.engine.verification import (
+    ESCALATIONS,
+    KEY_CAP,
+    Querier,
+    Verifier,
+    bounded_key,
+    query_fields,
+)
+from remediator.errors import TemplateError, TransportError, Unpublishable
 from remediator.metrics import Metrics, escalation_label
 from remediator.model import Event, Rule, Throttle, dumps
 
 log = logging.getLogger(__name__)
 
-ESCALATIONS = "remediator.escalations"
 _MAX_LEASE = 3600.0
 _RECORD_PAUSES = (0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0)  # about 14 s in all
 
@@ -84,10 +90,19 @@ class Guards:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
+    querier: Querier | None = None  # asks verification queries; None: none are recorded
     _check: StoreCheck = field(init=False, repr=False)
+    verifier: Verifier = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._check = StoreCheck(self.store)
+        self.verifier = Verifier(
+            store=self.verifications,
+            publish=self._publish,
+            open_circuit=self._open_after_failure,
+            clock=self.clock,
+            querier=self.querier,
+        )
 
     async def writable(self) -> None:
         """The store takes writes now (TransportError if not): checked before steps run."""
@@ -109,6 +124,8 @@ class Guards:
             try:
                 await self.store.put(_done_key(rule, event), body)
                 return
+            except Unpublishable:
+                raise  # too big for the store: no patience makes it fit
             except TransportError as exc:
                 log.warning("completion not recorded, retry in %gs: %s", pause, exc)
             await self.sleep(pause)
@@ -228,85 +245,56 @@ class Guards:
             except Conflict:
                 continue
 
-    # -- verification: did the fix work?
+    # -- verification: did the fix work? (see `verification`)
 
-    async def expect(self, rule: Rule, event: Event, key: str, bucket: str) -> None:
+    async def expect(
+        self,
+        rule: Rule,
+        event: Event,
+        key: str,
+        bucket: str,
+        context: Mapping[str, object] | None = None,
+    ) -> None:
+        """Record the verification of a run whose steps succeeded; a query verification
+        renders its query from the run's `context`."""
         assert rule.verify is not None
-        record = {
+        now = self.clock()
+        record: dict[str, object] = {
             "rule": rule.name,
-            "key": cap_text(key, KEY_CAP),  # rendered from the event: any size
-            "deadline": self.clock() + rule.verify.resolved_within,
+            "key": bounded_key(key),
+            "deadline": now + rule.verify.resolved_within,
             "event_id": event.event_id,
             "trace_id": event.trace_id,
             "subject": event.subject,
             "throttle": _throttle_key(rule, bucket) if rule.throttle else None,
             "escalate": rule.verify.escalate or ESCALATIONS,
         }
-        name = _verify_key(rule.name, key)
-        while True:
-            entry = await self.verifications.get(name)
+        if rule.verify.query is not None:
             try:
-                await write(self.verifications, name, json.dumps(record).encode(), entry)
+                record |= query_fields(rule, context or {}, now)
+            except TemplateError as exc:
+                log.warning("rule %s: verify query: %s", rule.name, exc)
                 return
-            except Conflict:
-                continue
+        await self.verifier.expect(rule, event, record)
 
     async def resolve(self, rule: Rule, event: Event, key: str) -> bool:
-        """A resolving event arrived: the one replica that deletes the record reports it."""
-        name = _verify_key(rule.name, key)
-        entry = await self.verifications.get(name)
-        if entry is None:
-            return False
-        try:
-            await self.verifications.delete(name, entry.revision)
-        except Conflict:
-            return False
-        record = json.loads(entry.value)
-        body = {**record, "resolved_by": event.event_id, "resolved_at": self.clock()}
-        await self._publish(
-            f"remediator.verified.{rule.name}",
-            body,
-            f"verified:{rule.name}:{key}:{record['event_id']}",
-        )
-        return True
+        return await self.verifier.resolve(rule, event, key)
 
     async def expire(self, rules: Mapping[str, Rule]) -> list[str]:
-        """Escalate every verification past its deadline; returns the rules that failed."""
-        failed = []
-        now = self.clock()
-        for name in await self.verifications.keys():
-            entry = await self.verifications.get(name)
-            if entry is None:
-                continue
-            record = json.loads(entry.value)
-            if record["deadline"] > now:
-                continue
-            try:
-                await self.verifications.delete(name, entry.revision)
-            except Conflict:
-                continue  # another replica took it
-            await self._not_resolved(record, rules.get(record["rule"]), now)
-            failed.append(str(record["rule"]))
-        return failed
+        return await self.verifier.expire(rules)
 
-    async def _not_resolved(self, record: dict[str, object], rule: Rule | None, now: float) -> None:
-        throttle_key = record.get("throttle")
-        if isinstance(throttle_key, str) and rule is not None and rule.throttle is not None:
-            hold = rule.throttle.window or rule.throttle.cooldown or 3600.0
-            await self._update(
-                throttle_key, lambda s: dataclasses.replace(s, open_until=now + hold)
-            )
-        body = {
-            "reason": "not_resolved",
-            "rule": record["rule"],
-            "key": record["key"],
-            "event_id": record["event_id"],
-            "trace_id": record["trace_id"],
-            "detail": "no resolving event arrived in time",
-        }
-        await self._publish(
-            str(record["escalate"]), body, f"not_resolved:{record['rule']}:{record['event_id']}"
-        )
+    async def sweep_verifications(self, rules: Mapping[str, Rule]) -> None:
+        """Ask the queries whose turn came, then escalate what ran out; counted by rule."""
+        verified = await self.verifier.check_queries()
+        failed = await self.verifier.expire(rules)
+        if self.metrics is not None:
+            for name in verified:
+                self.metrics.verifications.labels(name, "resolved").inc()
+            for name in failed:
+                self.metrics.verifications.labels(name, "not_resolved").inc()
+
+    async def _open_after_failure(self, throttle_key: str, now: float, hold: float) -> None:
+        await self._update(throttle_key, lambda s: dataclasses.replace(s, open_until=now + hold))
 
     async def escalate(
         self,
@@ -340,9 +328,6 @@ class Guards:
             await self.publisher.publish(subject, dumps(body).encode(), headers)
         except TransportError as exc:
             log.error("cannot publish %s to %s: %s", body.get("reason", "event"), subject, exc)
-
-
-KEY_CAP = 1024  # bytes of a throttle or verify key kept in records and escalations
 
 
 def _refusal(throttle: Throttle, state: _Throttled, now: float) -> str | None:
@@ -393,7 +378,3 @@ def _done_key(rule: Rule, event: Event) -> str:
 
 def _throttle_key(rule: Rule, bucket: str) -> str:
     return f"throttle.{rule.name}.{_digest(bucket)}"
-
-
-def _verify_key(rule: str, key: str) -> str:
-    return f"{rule}.{_digest(key)}"

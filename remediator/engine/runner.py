@@ -19,14 +19,17 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Histogram
 
-from remediator.actions.base import ActionSet, Previewing, StepContext
+from remediator.actions.base import ActionSet, Answering, Previewing, StepContext
 from remediator.engine.limits import cap_output, cap_text
+from remediator.engine.unknowns import DryResults, Unknown
 from remediator.errors import StepError, StepTimeout, TemplateError
 from remediator.metrics import Metrics
 from remediator.model import RetryPolicy, Rule, Step, StepResult
 from remediator.rules.secrets import Secrets
 
 log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"  # a dry run's output for a step it cannot decide: {unknown: why}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -47,12 +50,13 @@ class StepRunner:
     ) -> tuple[tuple[StepResult, ...], bool]:
         """Run the steps in order; on a final failure run `on_failure` and stop."""
         results: dict[str, object] = {}
-        context["results"] = _Pending("results") if dry_run else results
+        context["results"] = DryResults(results) if dry_run else results
         done: list[StepResult] = []
         for step in rule.steps:
             outcome = await self.run_step(rule, step, context, dry_run=dry_run)
             done.append(outcome)
-            results[step.name] = outcome.output
+            if not dry_run or outcome.status == "succeeded":  # a dry run's given answer
+                results[step.name] = outcome.output
             if outcome.status == "failed" and not step.continue_on_failure:
                 context["error"] = outcome.error or ""
                 for handler in rule.on_failure:
@@ -67,18 +71,33 @@ class StepRunner:
         try:
             rendered = await _render(step, context)
         except TemplateError as exc:
+            if dry_run and isinstance(exc.__cause__, Unknown):  # undecided, not wrong
+                output = {UNKNOWN: str(exc.__cause__)}
+                return self._record(rule, step, "dry_run", 0, started, output=output)
             return self._record(rule, step, "failed", 0, started, error=str(exc))
         if rendered is None:
             return self._record(rule, step, "skipped", 0, started)
         request = rendered
         if dry_run:
-            return self._dry_run(rule, step, request, started)
+            return self._dry_run(rule, step, request, context, started)
         assert isinstance(request, Mapping)  # the loader compiles a kind's mapping to a mapping
         return await self._attempts(rule, step, request, context, started)
 
-    def _dry_run(self, rule: Rule, step: Step, request: object, started: float) -> StepResult:
-        """The rendered step, or what the kind says it would send (`Previewing`)."""
+    def _dry_run(
+        self,
+        rule: Rule,
+        step: Step,
+        request: object,
+        context: Mapping[str, object],
+        started: float,
+    ) -> StepResult:
+        """The rendered step, or what the kind says it would send (`Previewing`); a query
+        whose answer was given (a rule test's `answers`) succeeds with it."""
         action = self.actions.get(step.kind)
+        if isinstance(action, Answering) and isinstance(request, Mapping):
+            answer = action.answer(request, self._step_context(rule, step, context))
+            if answer is not None:
+                return self._record(rule, step, "succeeded", 1, started, output=answer)
         if not isinstance(action, Previewing) or not isinstance(request, Mapping):
             return self._record(rule, step, "dry_run", 0, started, output=request)
         try:
@@ -96,13 +115,7 @@ class StepRunner:
         started: float,
     ) -> StepResult:
         action = self.actions[step.kind]
-        step_context = StepContext(
-            event_id=str(context["event_id"]),
-            trace_id=str(context["trace_id"]),
-            rule=rule.name,
-            step=step.name,
-            timeout=step.timeout,
-        )
+        step_context = self._step_context(rule, step, context)
         policy = step.retry
         for attempt in range(1, policy.attempts + 1):
             try:
@@ -124,6 +137,16 @@ class StepRunner:
                 self.metrics.step_retries.labels(rule.name, step.name).inc()
             await self.sleep(backoff(policy, attempt, error.retry_after, self.rng))
         raise AssertionError("unreachable: attempts >= 1")  # pragma: no cover
+
+    @staticmethod
+    def _step_context(rule: Rule, step: Step, context: Mapping[str, object]) -> StepContext:
+        return StepContext(
+            event_id=str(context["event_id"]),
+            trace_id=str(context["trace_id"]),
+            rule=rule.name,
+            step=step.name,
+            timeout=step.timeout,
+        )
 
     def _record(
         self,
@@ -205,23 +228,3 @@ def backoff(
         return min(retry_after, policy.max_backoff)
     ceiling = min(policy.max_backoff, policy.backoff * 2.0 ** (attempt - 1))
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
-
-
-class _Pending:
-    """Stands in for earlier steps' outputs in a dry run, where no step has run.
-
-    `results.scale.to` renders as `<results.scale.to>` instead of failing, so a
-    dry run still shows every later request.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-
-    def __getattr__(self, name: str) -> _Pending:
-        return _Pending(f"{self._path}.{name}")
-
-    def __getitem__(self, name: object) -> _Pending:
-        return _Pending(f"{self._path}.{name}")
-
-    def __str__(self) -> str:
-        return f"<{self._path}>"

@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,6 +45,7 @@ from remediator.errors import (
     Unpublishable,
 )
 from remediator.model import Renderable
+from remediator.rules.subjects import publish_problem
 from remediator.rules.templating import Templates
 
 log = logging.getLogger(__name__)
@@ -228,8 +230,11 @@ class AlertmanagerBridge:
             subject = str(self.subject.render({"alert": alert, "group": group}))
         except TemplateError as exc:
             raise _malformed(f"{where}: webhook subject: {exc}") from exc
-        if not _publishable(subject):
-            raise _malformed(f"{where}: {subject!r} is not a valid NATS subject to publish to")
+        if (problem := publish_problem(subject)) is not None:
+            shown = subject[:80] + ("..." if len(subject) > 80 else "")
+            raise _malformed(
+                f"{where}: {shown!r} is not a valid NATS subject to publish to: {problem}"
+            )
         return subject
 
 
@@ -245,7 +250,7 @@ def _text(value: object) -> bool:
 
 def _group(body: bytes) -> tuple[Mapping[str, object], list[object]]:
     try:
-        group = json.loads(body)
+        group = json.loads(body, parse_constant=_not_json, parse_float=_finite)
     except RecursionError as exc:
         raise _malformed("body is not JSON: nested too deeply") from exc
     except (ValueError, UnicodeError) as exc:
@@ -260,12 +265,16 @@ def _group(body: bytes) -> tuple[Mapping[str, object], list[object]]:
     return group, alerts
 
 
-def _publishable(subject: str) -> bool:
-    tokens = subject.split(".")
-    return all(
-        token and token not in ("*", ">") and not any(c.isspace() for c in token)
-        for token in tokens
-    )
+def _not_json(constant: str) -> object:
+    """NaN and Infinity: Python reads them, strict JSON consumers of the event do not."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: JSON, but no float, and published as Infinity
+        raise ValueError(f"number {text[:40]} is too large")
+    return value
 
 
 def _fingerprint(labels: Mapping[str, object]) -> str:

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 from remediator.engine.control import ApprovalRequest, PauseView, expire
 from remediator.engine.engine import Engine
-from remediator.engine.guards import ESCALATIONS
 from remediator.engine.state import Conflict
+from remediator.engine.verification import ESCALATIONS
 from remediator.errors import TransportError
 from remediator.metrics import Metrics
 from remediator.model import Result, Rule

@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
 from remediator.errors import ConfigError, TransportError
+from remediator.nats.client import TolerantClient
 from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ async def connect(settings: Settings, url: str) -> Client:
     """
     servers = [u.strip() for u in url.split(",") if u.strip()]
     last_error: list[Exception] = []
-    nc = Client()
+    nc = TolerantClient()
     options = _callbacks(nc, last_error) | _security(settings)
     options |= {
         "servers": servers,

@@ -104,8 +104,8 @@ class Control:
     async def pauses(self) -> list[Pause]:
         now = self.clock()
         found = []
-        for name in await self.store.keys():
-            if name.startswith("pause.") and (entry := await self.store.get(name)) is not None:
+        for name in await self.store.keys("pause"):
+            if (entry := await self.store.get(name)) is not None:
                 pause = Pause.from_json(json.loads(entry.value))
                 if pause.active(now):
                     found.append(pause)
@@ -121,8 +121,8 @@ class Control:
 
     async def requests(self) -> list[ApprovalRequest]:
         found = []
-        for name in await self.store.keys():
-            if name.startswith("approval.") and (entry := await self.store.get(name)) is not None:
+        for name in await self.store.keys("approval"):
+            if (entry := await self.store.get(name)) is not None:
                 found.append(ApprovalRequest.decode(entry.value))
         return found
 
@@ -161,8 +161,8 @@ class Control:
 
     async def replicas(self) -> list[dict[str, object]]:
         now, seen = self.clock(), []
-        for name in await self.store.keys():
-            if name.startswith("replica.") and (entry := await self.store.get(name)) is not None:
+        for name in await self.store.keys("replica"):
+            if (entry := await self.store.get(name)) is not None:
                 body = json.loads(entry.value)
                 if now - float(body.get("seen", 0)) <= SEEN_WITHIN:
                     seen.append(body)
@@ -217,11 +217,8 @@ class ControlWatcher:
         """Heartbeats of replicas gone for a day: a fleet that scales up and down would
         otherwise fill the bucket with them."""
         horizon = self.control.clock() - 24 * 3600.0
-        for name in await self.control.store.keys():
-            if (
-                not name.startswith("replica.")
-                or (entry := await self.control.store.get(name)) is None
-            ):
+        for name in await self.control.store.keys("replica"):
+            if (entry := await self.control.store.get(name)) is None:
                 continue
             if float(json.loads(entry.value).get("seen", 0)) < horizon:
                 with contextlib.suppress(Conflict):

@@ -8,7 +8,7 @@ wrote first) and `TransportError` (the store cannot be reached).
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -18,7 +18,6 @@ from nats.js.errors import (
     APIError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NoKeysError,
     NotFoundError,
 )
 from nats.js.kv import KeyValue
@@ -26,26 +25,38 @@ from nats.js.kv import KeyValue
 from remediator.engine.state import Conflict, Entry
 from remediator.errors import TransportError
 from remediator.nats.jsconfig import bucket_config, bucket_stream, check_replicas
+from remediator.nats.publishing import AckedPublisher, check_message, max_payload_of
 
 STATE_BUCKET = "REMEDIATOR_STATE"
 _PUT_TIMEOUT = 5.0
+_SCAN_IDLE = 10.0  # seconds before the server drops a scan's consumer if not deleted
 VERIFY_BUCKET = "REMEDIATOR_VERIFY"
 STATE_TTL = 7 * 24 * 3600.0  # completion records and throttle state outlive any sane window
 _WRONG_LAST_SEQUENCE = (10071, 10164)
+# What a conditional write adds: Nats-Expected-Last-Subject-Sequence and its number.
+_KV_HEADERS = {"Nats-Expected-Last-Subject-Sequence": "18446744073709551615"}
 T = TypeVar("T")
 
 
 class KVStore:
     """StateStore over a JetStream key-value bucket, shared by every replica."""
 
-    def __init__(self, kv: KeyValue, js: JetStreamContext | None = None, bucket: str = "") -> None:
+    def __init__(
+        self, kv: KeyValue, publisher: AckedPublisher | None = None, bucket: str = ""
+    ) -> None:
         self._kv = kv
-        self._js = js
-        self._prefix = f"$KV.{bucket}."
+        self._publisher = publisher
+        self._prefix = f"$KV.{bucket or kv._name}."
+        self._js = kv._js  # the server's limits, for checking writes before they are sent
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, bucket: str, ttl: float, replicas: int = 1
+        cls,
+        js: JetStreamContext,
+        bucket: str,
+        ttl: float,
+        replicas: int = 1,
+        publisher: AckedPublisher | None = None,
     ) -> KVStore:
         stream = bucket_stream(bucket)
         try:
@@ -53,9 +64,9 @@ class KVStore:
         except NotFoundError:
             description = "remediator state: throttles, budget, completions"
             config = bucket_config(bucket, ttl, description, replicas)
-            return cls(await js.create_key_value(config), js, bucket)
+            return cls(await js.create_key_value(config), publisher, bucket)
         check_replicas(stream, info.config.num_replicas, replicas)
-        return cls(await js.key_value(bucket), js, bucket)
+        return cls(await js.key_value(bucket), publisher, bucket)
 
     async def get(self, key: str) -> Entry | None:
         try:
@@ -67,38 +78,41 @@ class KVStore:
         return Entry(entry.value, entry.revision)
 
     async def create(self, key: str, value: bytes) -> int:
+        self._check(key, value)
         return int(await _guard(self._kv.create(key, value)))
 
     async def update(self, key: str, value: bytes, revision: int) -> int:
+        self._check(key, value)
         return int(await _guard(self._kv.update(key, value, last=revision)))
+
+    def _check(self, key: str, value: bytes) -> None:
+        """Unpublishable for a write the server would refuse: state too big for NATS is
+        then dead-lettered at once, not retried as NATS trouble until max_deliver."""
+        check_message(self._prefix + key, value, _KV_HEADERS, max_payload_of(self._js))
 
     async def delete(self, key: str, revision: int) -> None:
         await _guard(self._kv.delete(key, last=revision))
 
     async def put(self, key: str, value: bytes) -> int:
-        if self._js is None:
+        self._check(key, value)
+        if self._publisher is None:
             return int(await _guard(self._kv.put(key, value)))
         # An unconditional write (the completion record, once per fired rule) needs no
-        # request of its own: publish_async shares one reply subscription, as results do.
-        return int(await _guard(self._put_async(self._js, key, value)))
-
-    async def _put_async(self, js: JetStreamContext, key: str, value: bytes) -> int:
-        future = await js.publish_async(self._prefix + key, value)
-        async with asyncio.timeout(_PUT_TIMEOUT):
-            ack = await future
-        return int(ack.seq)
+        # request of its own: the publisher shares one reply subscription, as results do.
+        put = self._publisher.publish(self._prefix + key, value, {}, _PUT_TIMEOUT)
+        return int((await _guard(put)).seq)
 
     async def keys(self, under: str | None = None) -> list[str]:
-        if under is not None:
-            return await _guard(self._keys_under(under))
-        try:
-            return list(await _guard(self._kv.keys()))
-        except NoKeysError:
-            return []
+        """Every key, or those under `under.` (filtered by the server: the client's
+        `keys(filters)` reads every key first). Each call reads through an ordered consumer
+        that is deleted once read: nats-py leaves it for 5 minutes, and sweeps that look
+        every second on every replica filled the server's consumer limit."""
+        return await _guard(self._scan(">" if under is None else f"{under}.>"))
 
-    async def _keys_under(self, under: str) -> list[str]:
-        """Filtered by the server (the client's `keys(filters)` reads every key first)."""
-        watcher = await self._kv.watch(f"{under}.>", ignore_deletes=True, meta_only=True)
+    async def _scan(self, pattern: str) -> list[str]:
+        watcher = await self._kv.watch(
+            pattern, ignore_deletes=True, meta_only=True, inactive_threshold=_SCAN_IDLE
+        )
         keys = []
         try:
             async for entry in watcher:
@@ -107,7 +121,15 @@ class KVStore:
                 keys.append(entry.key)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
+            await self._delete_consumer(watcher._sub)
         return keys
+
+    async def _delete_consumer(self, sub: JetStreamContext.PushSubscription | None) -> None:
+        """Best effort: should it fail, the server drops it after _SCAN_IDLE anyway."""
+        if sub is None:
+            return
+        with contextlib.suppress(NatsError, TimeoutError, OSError):
+            await self._js.delete_consumer(sub._stream, sub._consumer)
 
 
 async def _guard(call: Awaitable[T]) -> T:
@@ -116,7 +138,7 @@ async def _guard(call: Awaitable[T]) -> T:
         return await call
     except KeyWrongLastSequenceError as exc:
         raise Conflict(str(exc)) from exc
-    except (KeyNotFoundError, NoKeysError):
+    except KeyNotFoundError:
         raise
     except APIError as exc:
         if exc.err_code in _WRONG_LAST_SEQUENCE:

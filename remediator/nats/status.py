@@ -55,10 +55,11 @@ async def _schedules(control: Control) -> list[dict[str, object]]:
 
 
 async def _circuits(state: StateStore, now: float) -> list[dict[str, object]]:
-    """Throttle buckets refusing runs now: a full window, or a failed verification."""
+    """Throttle buckets refusing runs now: a full window, or a failed verification. Only
+    the throttle keys are read (filtered by the server), not the whole state bucket."""
     found: list[dict[str, object]] = []
-    for key in await state.keys():
-        if not key.startswith("throttle.") or (entry := await state.get(key)) is None:
+    for key in await state.keys("throttle"):
+        if (entry := await state.get(key)) is None:
             continue
         body = json.loads(entry.value)
         rule = key.split(".")[1]

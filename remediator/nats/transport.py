@@ -15,13 +15,10 @@ patterns the rules now listen on and leaves the ones they no longer do.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -35,9 +32,12 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id, cap_text, fit_text
-from remediator.errors import ConfigError, TransportError, Unpublishable
+from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id
+from remediator.errors import ConfigError, TransportError
 from remediator.model import Delivery, Result, dumps
+from remediator.nats.client import printable_subject, valid_subject
+from remediator.nats.giveups import GiveUps
+from remediator.nats.inbound import DEAD_LETTER_SUBJECT, Inbound, Letter
 from remediator.nats.jsconfig import (
     MANAGED,
     RESULTS_STREAM,
@@ -46,69 +46,15 @@ from remediator.nats.jsconfig import (
     in_results,
     stream_config,
 )
+from remediator.nats.publishing import AckedPublisher, check_message
 from remediator.rules.subjects import covers, minimal_cover
 from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_SUBJECT = "remediator.deadletter"
 _WEEK = 7 * 24 * 3600.0
 _STREAM_CACHE_SECONDS = 30.0
 _PUBLISH_TIMEOUT = 5.0
-DEAD_LETTER_DATA_CAP = 64 * 1024  # bytes of the original data kept in a dead letter
-_HEADER_VALUE_CAP = 1024
-
-
-@dataclass(slots=True)
-class Inbound:
-    """One received message and the acks the daemon may send for it."""
-
-    subject: str
-    headers: dict[str, str]
-    data: bytes
-    delivery: Delivery | None
-    msg: Msg
-
-    async def ack(self) -> None:
-        if self.delivery is not None:
-            await self.msg.ack()
-
-    async def ack_confirmed(self, within: float) -> bool:
-        """Ack and wait for the server to confirm it, trying again while it does not
-        (a consumer leader failing over drops acks): a lost ack costs a full ack_wait
-        before the redelivery is recognised as done. False if never confirmed."""
-        if self.delivery is None:
-            return True
-        deadline = time.monotonic() + within
-        pause = 0.1
-        while True:
-            try:
-                await self.msg.ack_sync(timeout=min(2.0, within))
-                return True
-            except (NatsError, TimeoutError, OSError) as exc:
-                if time.monotonic() + pause > deadline:
-                    log.warning("ack not confirmed: %s", exc or type(exc).__name__)
-                    return False
-            await asyncio.sleep(pause)
-            pause = min(2.0, pause * 2)
-
-    async def nak(self, delay: float) -> None:
-        if self.delivery is not None:
-            await self.msg.nak(delay=delay)
-
-    async def term(self) -> None:
-        if self.delivery is not None:
-            await self.msg.term()
-
-    async def in_progress(self) -> None:
-        if self.delivery is not None:
-            await self.msg.in_progress()
-
-
-def _capped_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """At most 64 headers, each key and value cut at 1 KiB, for a dead letter."""
-    items = list(headers.items())[:64]
-    return {cap_text(k, _HEADER_VALUE_CAP): cap_text(v, _HEADER_VALUE_CAP) for k, v in items}
 
 
 class Transport:
@@ -117,6 +63,9 @@ class Transport:
     def __init__(self, nc: Client, settings: Settings) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
+        self.acked = AckedPublisher(nc)  # every acknowledged write: results, state, letters
+        self.give_ups = GiveUps(nc, self.js, settings.stream, settings.durable)
+        self.give_ups.store = self.store_letter
         self.settings = settings
         self._streams: dict[str, tuple[str | None, float]] = {}
         self._results_ready = False  # REMEDIATOR_RESULTS ensured
@@ -168,7 +117,7 @@ class Transport:
                 yield self._inbound(msg)
             return
         sub = await self.nc.subscribe(self.deliver_subject, queue=self.settings.durable)
-        self._subscriptions = [sub]
+        self._subscriptions = [sub, await self.give_ups.subscribe()]
         self.receiving = True
         async for msg in sub.messages:
             yield self._inbound(msg)
@@ -206,13 +155,17 @@ class Transport:
             delivery = Delivery(
                 stream=meta.stream, sequence=meta.sequence.stream, num_delivered=meta.num_delivered
             )
-        return Inbound(
+        inbound = Inbound(
             subject=msg.subject,
             headers=dict(msg.headers or {}),
             data=msg.data,
             delivery=delivery,
             msg=msg,
         )
+        if not valid_subject(msg.subject):
+            inbound.subject = printable_subject(msg.subject)
+            inbound.subject_error = f"subject {inbound.subject!r} is not UTF-8"
+        return inbound
 
     @property
     def max_payload(self) -> int:
@@ -234,30 +187,11 @@ class Transport:
     async def dead_letter(self, inbound: Inbound, reason: str, error: str, event_id: str) -> None:
         """Publish the dead letter of `inbound`, always small enough to store: the data is
         cut (its `size` and `sha256` say what it was) and so are the headers and error."""
-        data = inbound.data
-        body: dict[str, object] = {
-            "reason": reason,
-            "error": cap_text(error),
-            "subject": inbound.subject,
-            "headers": _capped_headers(inbound.headers),
-            "event_id": event_id,
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-        }
-        cap = min(DEAD_LETTER_DATA_CAP, self.max_payload // 4)
-        try:
-            body["data"] = fit_text(data[: cap + 4].decode(), cap)
-        except UnicodeDecodeError:
-            body["data"] = base64.b64encode(data[: cap * 3 // 4]).decode()
-            body["data_encoding"] = "base64"
-        body["data_truncated"] = len(data) > cap or len(json.dumps(body["data"])) > cap
-        if inbound.delivery is not None:
-            d = inbound.delivery
-            body["delivery"] = {
-                "stream": d.stream,
-                "sequence": d.sequence,
-                "num_delivered": d.num_delivered,
-            }
+        letter = Letter(inbound.subject, inbound.headers, inbound.data, inbound.delivery)
+        await self.store_letter(letter, reason, error, event_id)
+
+    async def store_letter(self, letter: Letter, reason: str, error: str, event_id: str) -> None:
+        body = letter.body(reason, error, event_id, self.max_payload)
         headers = {"Nats-Msg-Id": f"deadletter:{bounded_id(event_id)}"}
         await self.publish(DEAD_LETTER_SUBJECT, dumps(body).encode(), headers)
 
@@ -269,31 +203,15 @@ class Transport:
         A message the server would refuse raises Unpublishable and is never sent: the
         server answers it with an error that makes nats-py close the connection for good.
         """
-        self._check_size(subject, data, headers)
+        check_message(subject, data, headers, self.max_payload)
         try:
             if not self.core and await self._stream_for(subject):
-                # publish_async shares one reply subscription: cheaper than a request each.
-                future = await self.js.publish_async(subject, data, headers=dict(headers))
-                async with asyncio.timeout(_PUBLISH_TIMEOUT):
-                    ack = await future
+                ack = await self.acked.publish(subject, data, headers, _PUBLISH_TIMEOUT)
                 return {"stream": ack.stream, "seq": ack.seq}
             await self.nc.publish(subject, data, headers=dict(headers))
             return {}
         except (NatsError, TimeoutError, OSError) as exc:
             raise TransportError(f"publish to {subject}: {exc or type(exc).__name__}") from exc
-
-    def _check_size(self, subject: str, data: bytes, headers: Mapping[str, str]) -> None:
-        try:
-            # NATS/1.0 CRLF, then `Key: value` CRLF per header, then a closing CRLF.
-            size = len(data) + 12 + sum(len(f"{k}: {v}\r\n".encode()) for k, v in headers.items())
-            subject.encode()
-        except UnicodeError as exc:
-            raise Unpublishable(f"publish to {subject!r}: not valid text: {exc}") from exc
-        if size > self.max_payload:
-            raise Unpublishable(
-                f"publish to {subject}: {size} bytes (headers and payload) over the "
-                f"server's max_payload of {self.max_payload}"
-            )
 
     async def _stream_for(self, subject: str) -> str | None:
         if self._results_ready and in_results(subject):

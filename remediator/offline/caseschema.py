@@ -1,8 +1,12 @@
-"""The schema of rule test case files (`remediator schema --cases`, and `remediator test`
-checks each file against it first, naming file and line for each problem)."""
+"""The shape of a rule test case file (`NAME.cases.yaml`), as a JSON Schema.
+
+`remediator schema --cases` prints it for editors; `rulecases` checks every case
+file against it before reading one, so problems are reported with file and line.
+"""
 
 from __future__ import annotations
 
+from remediator.offline.answers import ANSWERS
 from remediator.rules.schema import DURATION_PATTERN
 
 SKIPPED = "skipped"
@@ -67,6 +71,7 @@ _CASE = {
             "description": "a clock tick (ISO 8601): the scheduled rules due then fire",
         },
         "advance": _DURATION | {"description": "time that passes before the expectation"},
+        "answers": ANSWERS,
         "expect": _EXPECT,
     },
 }

@@ -10,7 +10,9 @@ which fires only rules that match `status`). The rest are listed briefly as
 
 A rule over several events reports its window for the event's group instead:
 `correlate` how many of `count` this event makes (offline the window holds this
-event alone: "1 of 3 within 5m"), `absent` the timer the event restarts.
+event alone: "1 of 3 within 5m"), `absent` the timer the event restarts. A rule
+that asks Prometheus first says what it would ask (`would ask: <rendered query>`);
+the answer is unknown offline.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from remediator.actions.base import Previewing, changes_things
+from remediator.actions.prometheus import WOULD_ASK
 from remediator.engine.correlation import group_of
 from remediator.engine.engine import Engine
 from remediator.engine.events import decode_event
-from remediator.engine.rulecontext import resolving
+from remediator.engine.rulecontext import render_vars, resolving
 from remediator.engine.schedule import iso, next_tick
-from remediator.errors import TemplateError
+from remediator.engine.unknowns import DryResults
+from remediator.errors import StepError, TemplateError
 from remediator.model import Event, Rule
 from remediator.offline.sandbox import offline_engine, offline_rules
 from remediator.rules.matching import Matches, Verdict
@@ -69,6 +74,10 @@ def explain(engine: Engine, rules: Sequence[Rule], event: Event) -> list[Explana
     context = engine.context(event)
     explained = [
         _windowed(e, rule, context) if e.fires and rule.windowed else e
+        for e, (rule, _) in zip(explained, matches.evaluations, strict=True)
+    ]
+    explained = [
+        _asks(e, rule, engine, context) if e.fires else e
         for e, (rule, _) in zip(explained, matches.evaluations, strict=True)
     ]
     seen = {e.rule for e in explained}
@@ -123,6 +132,29 @@ def _windowed(found: Explanation, rule: Rule, context: Mapping[str, object]) -> 
     assert rule.absent is not None
     why = f"matches; restarts the silence timer of {named}: fires after {span(rule.absent.within)}"
     return Explanation(rule.name, False, f"{why} without another event")
+
+
+def _asks(
+    found: Explanation, rule: Rule, engine: Engine, context: Mapping[str, object]
+) -> Explanation:
+    """A rule that asks before acting says what it would ask; the answer, and so which of
+    its steps would run, is unknown offline."""
+    asked: list[str] = []
+    for step in rule.steps:
+        action = engine.runner.actions.get(step.kind)
+        if changes_things(action) or not isinstance(action, Previewing):
+            continue
+        try:
+            scope = dict(context) | {"rule": rule.name, "results": DryResults({})}
+            scope["vars"] = render_vars(rule, scope)
+            request = step.request.render(scope)
+            preview = action.preview(request) if isinstance(request, Mapping) else {}
+            asked.append(f"would ask: {preview.get(WOULD_ASK, request)}")
+        except (TemplateError, StepError) as exc:
+            asked.append(f"would ask, but step {step.name} fails: {exc}")
+    if not asked:
+        return found
+    return Explanation(found.rule, found.fires, "; ".join([found.why, *asked]))
 
 
 def span(seconds: float) -> str:

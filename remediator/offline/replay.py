@@ -25,12 +25,14 @@ from collections import Counter
 from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from remediator.actions.prometheus import WOULD_ASK
 from remediator.engine.engine import Engine
 from remediator.engine.events import decode_event
 from remediator.engine.guards import Budget, Guards
+from remediator.engine.runner import UNKNOWN
 from remediator.engine.state import MemoryStore
 from remediator.errors import EventError
-from remediator.model import Delivery, Result, Rule
+from remediator.model import Delivery, Result, Rule, StepResult
 from remediator.nats import history
 from remediator.nats.connection import connect
 from remediator.nats.history import Span, Stored
@@ -38,7 +40,9 @@ from remediator.offline.sandbox import offline_engine
 from remediator.rules.secrets import Secrets
 from remediator.settings import Settings
 
-COLUMNS = ("ran", "throttled", "suppressed", "failed", "asked")  # asked: would wait for a yes
+# asked: would wait for a yes; undecided: a step's `when` hangs on a query's answer
+COLUMNS = ("ran", "throttled", "suppressed", "failed", "asked", "undecided")
+_SHOWN_QUERIES = 5  # distinct rendered queries listed per rule
 Counts = dict[str, int]
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
@@ -77,7 +81,13 @@ def outcome(result: Result) -> str:
         return result.status
     if result.status == "awaiting_approval":
         return "asked"  # a rule with `approval`: it would ask, and nothing would run yet
-    return "failed" if any(step.status == "failed" for step in result.steps) else "ran"
+    if any(step.status == "failed" for step in result.steps):
+        return "failed"
+    return "undecided" if any(_said(step, UNKNOWN) for step in result.steps) else "ran"
+
+
+def _said(step: StepResult, key: str) -> object:
+    return step.output.get(key) if isinstance(step.output, Mapping) else None
 
 
 @dataclass(slots=True)
@@ -90,6 +100,8 @@ class Replayer:
     clock: StoredClock
     escalations: Escalations
     counts: dict[str, Counts]
+    # What each rule would have asked Prometheus (rendered), and how often.
+    asked: dict[str, Counter[str]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, rules: Sequence[Rule], secrets: Secrets, budget: Budget | None) -> Replayer:
@@ -125,10 +137,18 @@ class Replayer:
             return False
         for result in await self.engine.process(event):
             self.counts[result.rule][outcome(result)] += 1
+            for step in result.steps:
+                if (query := _said(step, WOULD_ASK)) is not None:
+                    self.asked.setdefault(result.rule, Counter())[str(query)] += 1
         return True
 
     def summary(self) -> dict[str, object]:
-        return {"rules": self.counts, "escalations": dict(self.escalations.counts)}
+        asked = {rule: dict(queries) for rule, queries in self.asked.items()}
+        return {
+            "rules": self.counts,
+            "escalations": dict(self.escalations.counts),
+            "would_ask": asked,
+        }
 
 
 @dataclass(slots=True)
@@ -202,10 +222,12 @@ def text(report: Report) -> str:
         lines += _table(["rule", "fired", *COLUMNS], _rows(report.new.counts))
     else:
         lines.append(
-            "counts are ran/throttled/suppressed/failed/asked; old: --against, new: --rules"
+            "counts are ran/throttled/suppressed/failed/asked/undecided; "
+            "old: --against, new: --rules"
         )
         lines += _table(["rule", "old", "new", "delta"], _diff_rows(report))
     lines += _escalations("escalations", report.new)
+    lines += _would_ask(report.new)
     if report.old is not None:
         lines += _escalations("escalations (old)", report.old)
     return "\n".join(lines)
@@ -265,6 +287,20 @@ def _escalations(title: str, replayer: Replayer) -> list[str]:
     if not counts:
         return []
     return [f"{title}: " + ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))]
+
+
+def _would_ask(replayer: Replayer) -> list[str]:
+    """Queries are never sent offline: what each rule would have asked, and that the steps
+    hanging on the answers are counted as undecided, not guessed."""
+    if not replayer.asked:
+        return []
+    lines = ["would ask (no answers offline: steps that depend on them are undecided):"]
+    for rule, queries in replayer.asked.items():
+        for query, times in queries.most_common(_SHOWN_QUERIES):
+            lines.append(f"  {rule}: {query} ({times}x)")
+        if len(queries) > _SHOWN_QUERIES:
+            lines.append(f"  {rule}: ... and {len(queries) - _SHOWN_QUERIES} more")
+    return lines
 
 
 # --- the command ------------------------------------------------------------------------

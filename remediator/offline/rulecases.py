@@ -4,7 +4,9 @@ A case file (`name.cases.yaml`) holds `cases:`, each an event (`subject`,
 optional `headers`, `event`) and what it must do: `expect.fired`, exactly the
 rules that fire (in any order; `[]` for none), and optionally `expect.steps`,
 partial rendered requests by rule and step (see `expectations`), or the word
-`skipped` for a step whose `when` is false.
+`skipped` for a step whose `when` is false. `answers` gives each query step
+(`prometheus`) its answer, since a test has no Prometheus (see `answers`); a
+step that depends on a query without one is undecided, and fails its case.
 
 Each case runs through the real engine in dry run: matching, `stop` and
 priorities, vars and every step's templates are exactly the daemon's, but no
@@ -31,9 +33,11 @@ import jsonschema
 from remediator.durations import parse_duration
 from remediator.engine.engine import Engine, utcnow
 from remediator.engine.events import decode_event
+from remediator.engine.runner import UNKNOWN
 from remediator.engine.state import MemoryStore
 from remediator.errors import RuleError, RuleErrors
 from remediator.model import Result, StepResult
+from remediator.offline.answers import Given, GivenAnswers, answers_of
 from remediator.offline.caseschema import CASES_SCHEMA, SKIPPED
 from remediator.offline.expectations import compare, diff
 from remediator.offline.sandbox import offline_engine, offline_rules
@@ -64,6 +68,7 @@ class Case:
     tick: dt.datetime | None  # a case of scheduled rules: the tick that fires them
     fired: frozenset[str] | None
     steps: Mapping[str, Mapping[str, object]]
+    answers: Given
     file: str
     line: int
 
@@ -217,6 +222,7 @@ def _case(raw: Mapping[str, Any], file: str, line: int) -> Case:
         tick=parse_tick(raw["tick"]) if "tick" in raw else None,
         fired=frozenset(map(str, fired)) if isinstance(fired, list) else None,
         steps=dict(expect.get("steps") or {}),
+        answers=answers_of(raw.get("answers") or {}),
         file=file,
         line=line,
     )
@@ -255,7 +261,9 @@ async def run_timeline(engine: Engine, case: Case) -> dict[str, Result]:
     sweep would have seen them; a rule that fires more than once shows its last result.
     """
     clock = SimulatedClock(case.tick or utcnow())
-    engine = dataclasses.replace(engine, now=clock, state=MemoryStore())
+    actions = {**engine.runner.actions, "prometheus": GivenAnswers(case.answers)}
+    runner = dataclasses.replace(engine.runner, actions=actions)
+    engine = dataclasses.replace(engine, now=clock, state=MemoryStore(), runner=runner)
     results: dict[str, Result] = {}
     if case.tick is not None:
         results.update((result.rule, result) for result in await fire_tick(engine, case.tick))
@@ -304,6 +312,10 @@ def _render_errors(result: Result) -> list[str]:
     for step in result.steps:
         if step.status == "failed":
             problems.append(f"rule {result.rule}: step {step.name}: {step.error}")
+        elif isinstance(step.output, Mapping) and UNKNOWN in step.output:
+            why = step.output[UNKNOWN]
+            hint = "give the query's answer in the case's `answers: {STEP: value}`"
+            problems.append(f"rule {result.rule}: step {step.name}: undecided: {why} ({hint})")
     return problems
 
 

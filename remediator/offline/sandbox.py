@@ -17,6 +17,8 @@ from pathlib import Path
 from remediator.actions.base import Action, StepContext
 from remediator.actions.kubeclient import KubeAPI
 from remediator.actions.kubernetes import KubernetesAction
+from remediator.actions.promclient import PromClient, PromSettings
+from remediator.actions.prometheus import PrometheusAction
 from remediator.engine.engine import Engine, utcnow
 from remediator.engine.guards import Guards
 from remediator.engine.runner import StepRunner
@@ -91,6 +93,8 @@ def offline_engine(
     actions: dict[str, Action] = dict.fromkeys(STEP_KINDS, RefusingAction())
     # A kubernetes step previews the request it would send; its client refuses to exist.
     actions["kubernetes"] = KubernetesAction(_no_cluster, now=now)
+    # A prometheus step previews the query it would ask; its client has nowhere to ask.
+    actions["prometheus"] = PrometheusAction(PromClient(PromSettings()))
     return Engine(
         index=RuleIndex(rules),
         runner=StepRunner(actions=actions, secrets=secrets),

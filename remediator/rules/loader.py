@@ -34,6 +34,7 @@ from remediator.model import (
     Step,
     Throttle,
     Verify,
+    VerifyQuery,
 )
 from remediator.rules import schema, schemacheck
 from remediator.rules.conditions import build_condition
@@ -45,6 +46,7 @@ from remediator.rules.templating import Templates, renders_instantly
 from remediator.rules.yamlsource import Where, parse_document
 
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_EVERY = 30.0  # verification by query: ask again this often
 DEFAULT_APPROVAL = 1800.0  # 30m: long enough for a human on call to answer
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -285,11 +287,25 @@ class _RuleCompiler(FieldCompiler):
         if raw is None:
             return None
         where: Where = ("verify",)
+        query = self.verify_query(raw, where)
+        within = "within" if query is not None else "resolved_within"
         return Verify(
-            resolved_within=self.duration(raw, "resolved_within", where, 0.0, positive=True),
+            resolved_within=self.duration(raw, within, where, 0.0, positive=True),
             key=self.template(raw, "key", where),
             escalate=self.literal_subject(raw, "escalate", where),
+            query=query,
         )
+
+    def verify_query(self, raw: Raw, where: Where) -> VerifyQuery | None:
+        query = self.template(raw, "query", where)
+        if query is None:
+            return None
+        every = self.duration(raw, "every", where, DEFAULT_EVERY, positive=True)
+        within = self.duration(raw, "within", where, 0.0, positive=True)
+        if within and every > within:
+            message = f"every {every:g}s is longer than within {within:g}s: it would never ask"
+            self.report((*where, "every"), message)
+        return VerifyQuery(query=query, below=raw.get("below"), above=raw.get("above"), every=every)
 
     def correlate(self, raw: Raw | None) -> Correlate | None:
         if raw is None:
@@ -318,6 +334,8 @@ def _request_problems(kind: str, raw: Raw) -> list[tuple[str, str]]:
     if kind == "http" and _literal(method) and method.upper() not in _METHODS:
         found.append(("method", f"unknown HTTP method {method!r} (known: {', '.join(_METHODS)})"))
     if kind == "http" and _literal(url) and not url.startswith(("http://", "https://")):
+        found.append(("url", f"{url!r} is not an http:// or https:// URL"))
+    if kind == "prometheus" and _literal(url) and not url.startswith(("http://", "https://")):
         found.append(("url", f"{url!r} is not an http:// or https:// URL"))
     problem = subject_problem(subject, wildcards=False) if _literal(subject) else None
     if kind == "publish" and problem is not None:

@@ -22,6 +22,7 @@ from typing import NamedTuple
 from remediator.model import Condition, Renderable, Rule
 from remediator.rules.conditions import MISSING, resolve
 from remediator.rules.eqindex import Compiler, Plan, Segment
+from remediator.rules.subjects import MAX_SUBJECT_BYTES
 
 MEMO_SIZE = 10_000  # subjects remembered by RuleIndex.candidates before it starts over
 
@@ -32,6 +33,8 @@ MEMO_SIZE = 10_000  # subjects remembered by RuleIndex.candidates before it star
 @functools.lru_cache(maxsize=4096)  # rules repeat their subjects; checked once each
 def subject_problem(pattern: str, *, wildcards: bool = True) -> str | None:
     """Why `pattern` is not a usable subject (pattern), or None when it is."""
+    if len(pattern.encode(errors="replace")) > MAX_SUBJECT_BYTES:  # the server closes for it
+        return f"subject {pattern[:40]!r}... is over {MAX_SUBJECT_BYTES} bytes"
     if not pattern or any(c.isspace() for c in pattern):
         return f"subject {pattern!r} must be non-empty and contain no whitespace"
     tokens = pattern.split(".")

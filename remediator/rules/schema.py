@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-STEP_KINDS = ("http", "kubernetes", "publish", "scale", "ssh")
+STEP_KINDS = ("http", "kubernetes", "prometheus", "publish", "scale", "ssh")
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PATH_PATTERN = r"^[^.]+(\.[^.]+)*$"
@@ -169,6 +169,15 @@ def _kubernetes() -> dict[str, object]:
     return _object("act on Kubernetes objects", properties) | _one_of(*operations)
 
 
+def _prometheus() -> dict[str, object]:
+    properties = {
+        "query": _text("PromQL instant query (template)", minLength=1),
+        "url": _text("the Prometheus to ask (template); default: the config's prometheus.url"),
+    }
+    description = "ask Prometheus; output: value (first sample or null), values, query"
+    return _object(description, properties, required=["query"])
+
+
 def _publish() -> dict[str, object]:
     properties = {
         "subject": _text("subject to publish to (template)"),
@@ -198,6 +207,7 @@ def _step() -> dict[str, object]:
         "continue_on_failure": _typed("boolean", "run the next steps even if this one fails"),
         "http": _http(),
         "kubernetes": _kubernetes(),
+        "prometheus": _prometheus(),
         "publish": _publish(),
         "scale": _scale(),
         "ssh": _ssh(),
@@ -238,12 +248,25 @@ def _throttle() -> dict[str, object]:
 
 
 def _verify() -> dict[str, object]:
+    bound = _typed("number", "the query's value must be {} this for the fix to hold")
     properties = {
         "resolved_within": _duration("a resolving event must arrive within this"),
         "key": _text("template identifying the same alert; default event_id"),
         "escalate": _text("subject told when the alert is not resolved"),
+        "query": _text("PromQL asked until it holds (template); exclusive with resolved_within"),
+        "below": bound | {"description": "holds when the query's value is below this"},
+        "above": bound | {"description": "holds when the query's value is above this"},
+        "within": _duration("the query must hold within this"),
+        "every": _duration("ask again this often; default 30s"),
     }
-    return _object("check that the fix worked", properties, required=["resolved_within"])
+    by_query = {key: ["query"] for key in ("below", "above", "within", "every")}
+    verify = _object("check that the fix worked: by a resolving event, or by a query", properties)
+    return verify | {
+        "oneOf": [{"required": ["resolved_within"]}, {"required": ["query"]}],
+        "dependentRequired": by_query | {"query": ["within"]},
+        "if": {"required": ["query"]},
+        "then": _one_of("below", "above"),
+    }
 
 
 def _group_by() -> dict[str, object]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,21 @@ class Secrets:
             everything = sorted({f for fs in forms.values() for f in fs}, key=len, reverse=True)
             self._forms = {**forms, "": tuple(everything)}
         return self._forms[""]
+
+
+_CONFIG_SECRET = re.compile(r"^\s*secret\(\s*['\"]?([A-Za-z0-9_.-]+)['\"]?\s*\)\s*$")
+
+
+def config_secret(value: str, secrets: Secrets, *, literal_is_secret: bool = True) -> str:
+    """A config file value: `secret(NAME)` is read like any secret (TemplateError when it
+    is unset) and masked from then on; a literal is taken as it is, and masked too when
+    it is a credential (`literal_is_secret`)."""
+    found = _CONFIG_SECRET.match(value)
+    if found is not None:
+        return secrets.get(found.group(1))
+    if value and literal_is_secret:
+        secrets.known.add(value)
+    return value
 
 
 def encoded_forms(secret: str) -> tuple[str, ...]:

@@ -27,3 +27,30 @@ def minimal_cover(patterns: Iterable[str]) -> list[str]:
     """The patterns none of the others covers, sorted; duplicates dropped."""
     unique = sorted(set(patterns))
     return [p for p in unique if not any(q != p and covers(q, p) for q in unique)]
+
+
+# nats-server closes a connection whose protocol line passes max_control_line (4 KiB by
+# default): `HPUB <subject> <reply> <sizes>` when published, `MSG <subject> <sid>
+# <$JS.ACK reply>` when delivered. A subject keeps 1 KiB clear of it for the rest.
+MAX_SUBJECT_BYTES = 3 * 1024
+
+
+def publish_problem(subject: str) -> str | None:
+    """Why `subject` cannot be published to (None when it can): empty, an empty token, a
+    wildcard, whitespace or a control character, not UTF-8, or over MAX_SUBJECT_BYTES."""
+    try:
+        size = len(subject.encode())
+    except UnicodeEncodeError:
+        return "not valid UTF-8 text"
+    if size > MAX_SUBJECT_BYTES:
+        return f"{size} bytes long, over the limit of {MAX_SUBJECT_BYTES}"
+    if not subject:
+        return "empty"
+    if any(c.isspace() or not c.isprintable() for c in subject):
+        return "holds whitespace or a control character"
+    for token in subject.split("."):
+        if not token:
+            return "has an empty token (two dots, or a dot at an end)"
+        if token in ("*", ">"):
+            return f"has a wildcard token {token!r}"
+    return None

@@ -143,17 +143,17 @@ async def test_replay_counts_what_the_daemon_did(
         assert counts["throttled"] == daemon[name]["throttled"]
         assert counts["suppressed"] == counts["failed"] == 0
     assert report["rules"][f"never-{unique}"] == dict.fromkeys(
-        ["ran", "throttled", "suppressed", "failed", "asked"], 0
+        ["ran", "throttled", "suppressed", "failed", "asked", "undecided"], 0
     )
     assert report["escalations"] == {"circuit_open": len(escalations.messages)}
     lines = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:] if line}
     assert lines[f"restart-{unique}"] == [
-        "1/749/0/0/0",
-        f"{HOSTS}/{750 - HOSTS}/0/0/0",
-        "+29/-29/0/0/0",
+        "1/749/0/0/0/0",
+        f"{HOSTS}/{750 - HOSTS}/0/0/0/0",
+        "+29/-29/0/0/0/0",
     ]
-    assert lines[f"page-{unique}"] == ["(not", "in", "old)", "15/485/0/0/0", "+15/+485/0/0/0"]
-    assert lines[f"legacy-{unique}"] == ["500/0/0/0/0", "(not", "in", "new)", "-500/0/0/0/0"]
+    assert lines[f"page-{unique}"] == ["(not", "in", "old)", "15/485/0/0/0/0", "+15/+485/0/0/0/0"]
+    assert lines[f"legacy-{unique}"] == ["500/0/0/0/0/0", "(not", "in", "new)", "-500/0/0/0/0/0"]
 
 
 async def test_history_reads_a_span_and_leaves_no_consumer_behind(nc: Client, unique: str) -> None:

@@ -4,7 +4,7 @@
 const TOKEN_KEY = "remediator.token";
 const REFRESH_MS = 3000;
 const STATUSES = ["succeeded", "failed", "throttled", "suppressed", "dry_run",
-  "paused", "awaiting_approval", "denied", "expired"];
+  "paused", "awaiting_approval", "denied", "expired", "skipped"];
 const view = document.getElementById("view");
 let timer = null;
 

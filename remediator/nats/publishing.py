@@ -1,0 +1,150 @@
+"""Every write checked before it is sent, and JetStream publishes acknowledged without
+leaking anything when one fails.
+
+What the server would refuse is never sent: a message over its `max_payload`
+(headers included), a subject past its control-line limit, a header with a line
+break. The server answers such a message with an error that makes nats-py
+close the connection for good (the daemon exits, its supervisor restarts it,
+the same message comes back: a crash loop). `check_message` raises
+Unpublishable instead, which a step reports as failed, the webhook as 4xx and
+the pipeline as a dead letter.
+
+`AckedPublisher` replaces nats-py's `publish_async`, which takes one of its
+4,000 slots before publishing and never returns it when the publish raises
+(a full buffer during a reconnect, a closed connection), and waits for a slot
+with no deadline: a few thousand failures and every later write hung, acks
+and SIGTERM included. Here a slot is held by `async with`, always returned,
+and everything, the wait for a slot included, runs under one deadline. Acks
+come back on one shared reply subscription, as with `publish_async`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Mapping
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import APIError, NoStreamResponseError
+
+from remediator.engine.limits import DEFAULT_MAX_PAYLOAD
+from remediator.errors import Unpublishable
+from remediator.rules.subjects import publish_problem
+
+MAX_PENDING = 4000  # acks awaited at once; a writer past it waits, within its deadline
+STALLED_AFTER = 30.0  # seconds of writes failing, none succeeding: the daemon is not ready
+_HEADER_LINE = 4  # ": " and CRLF around each header
+
+
+def max_payload_of(js: JetStreamContext) -> int:
+    """The server's max_payload: nats-py keeps it on the connection, which a JetStream
+    context (and so a bucket) reaches through a private attribute only."""
+    return int(js._nc.max_payload or DEFAULT_MAX_PAYLOAD)
+
+
+def check_message(subject: str, data: bytes, headers: Mapping[str, str], max_payload: int) -> None:
+    """Raise Unpublishable for a message the server would refuse (and close for)."""
+    if (problem := publish_problem(subject)) is not None:
+        shown = subject[:80] + ("..." if len(subject) > 80 else "")
+        raise Unpublishable(f"publish to {shown!r}: the subject is {problem}")
+    size = len(data) + (12 if headers else 0)  # NATS/1.0 CRLF ... CRLF
+    for key, value in headers.items():
+        try:
+            size += len(key.encode()) + len(value.encode()) + _HEADER_LINE
+        except UnicodeEncodeError as exc:
+            raise Unpublishable(f"publish to {subject}: header {key!r} is not text") from exc
+        if not key or ":" in key or any(c.isspace() for c in key) or _breaks(value):
+            raise Unpublishable(f"publish to {subject}: header {key!r} cannot be sent as is")
+    if size > max_payload:
+        raise Unpublishable(
+            f"publish to {subject}: {size} bytes (headers and payload) over the "
+            f"server's max_payload of {max_payload}"
+        )
+
+
+def _breaks(value: str) -> bool:
+    return "\r" in value or "\n" in value
+
+
+class AckedPublisher:
+    """JetStream publishes acknowledged through one reply subscription, with bounded
+    slots that are always given back."""
+
+    def __init__(self, nc: Client, max_pending: int = MAX_PENDING) -> None:
+        self.nc = nc
+        self._slots = asyncio.Semaphore(max_pending)
+        self._waiting: dict[str, asyncio.Future[PubAck]] = {}
+        self._tokens = itertools.count()
+        self._prefix: str | None = None
+        self._subscribing = asyncio.Lock()  # the first writers at once: one subscription
+        self._failing_since: float | None = None  # no write has succeeded since then
+
+    @property
+    def pending(self) -> int:
+        """Acks awaited now (tests check that failures leave none behind)."""
+        return len(self._waiting)
+
+    def stalled(self, now: float | None = None) -> bool:
+        """Writes have failed for STALLED_AFTER seconds and none succeeded meanwhile: no
+        result, record or dead letter is being stored, so no event can finish here."""
+        now = time.monotonic() if now is None else now
+        return self._failing_since is not None and now - self._failing_since > STALLED_AFTER
+
+    async def publish(
+        self, subject: str, data: bytes, headers: Mapping[str, str], timeout: float
+    ) -> PubAck:
+        """Publish and await the stream's ack; TimeoutError past `timeout` seconds."""
+        try:
+            ack = await self._publish(subject, data, headers, timeout)
+        except Exception:
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+            raise
+        self._failing_since = None
+        return ack
+
+    async def _publish(
+        self, subject: str, data: bytes, headers: Mapping[str, str], timeout: float
+    ) -> PubAck:
+        async with asyncio.timeout(timeout), self._slots:
+            prefix = self._prefix or await self._subscribe()
+            token = str(next(self._tokens))
+            future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
+            self._waiting[token] = future
+            try:
+                await self.nc.publish(
+                    subject, data, reply=f"{prefix}.{token}", headers=dict(headers) or None
+                )
+                return await future
+            finally:
+                self._waiting.pop(token, None)
+
+    async def _subscribe(self) -> str:
+        async with self._subscribing:
+            if self._prefix is None:
+                prefix = self.nc.new_inbox()
+                await self.nc.subscribe(f"{prefix}.*", cb=self._answer)
+                self._prefix = prefix
+            return self._prefix
+
+    async def _answer(self, msg: Msg) -> None:
+        future = self._waiting.get(msg.subject.rpartition(".")[2])
+        if future is None or future.done():
+            return  # given up on already: its slot is back
+        if msg.headers and msg.headers.get("Status") == "503":
+            future.set_exception(NoStreamResponseError())
+            return
+        try:
+            reply = json.loads(msg.data)
+            if "error" in reply:
+                future.set_exception(APIError.from_error(reply["error"]))
+            else:
+                future.set_result(PubAck.from_response(reply))
+        except (ValueError, TypeError, KeyError) as exc:
+            future.set_exception(NatsError(f"unreadable publish ack: {exc}"))
