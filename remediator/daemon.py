@@ -189,9 +189,8 @@ class Daemon:
             self.transport, self.settings, self.metrics, self.prometheus
         )
         if not self.settings.core:
-            self.plane = await ControlPlane.open(
-                self.transport, self.settings, self.metrics, self._engine, self._masked
-            )
+            parts = (self.transport, self.settings, self.metrics, self._engine, self.secrets)
+            self.plane = await ControlPlane.open(*parts)
         self._swap(self.load(rules))
         _settle_heap(collecting, freeze=True)
         controls = await self.plane.start() if self.plane else []
@@ -201,9 +200,6 @@ class Daemon:
         self._mount(listener)
         await listener.start(*self.settings.http_host_port)
         return controls
-
-    def _masked(self, text: str) -> str:
-        return str(self.secrets.mask(text))
 
     def _mount(self, listener: Listener) -> None:
         """The webhook, the control and results API, and the console."""

@@ -69,6 +69,7 @@ NOT_SETTINGS = {
     # Read by the test suite, not the daemon: SSH and browser tests fail instead of skipping.
     "REMEDIATOR_REQUIRE_SSHD": ROOT / "tests" / "support" / "sshd.py",
     "REMEDIATOR_REQUIRE_BROWSER": ROOT / "tests" / "support" / "browser.py",
+    "REMEDIATOR_REQUIRE_PROMETHEUS": ROOT / "tests" / "support" / "prometheus.py",
 }
 # The exact Role the scale action needs (docs/kubernetes.md, "RBAC"): GET and PUT on the
 # scale subresource, GET of the HPA collection (list) and PATCH of one HPA.

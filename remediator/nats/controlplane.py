@@ -25,6 +25,7 @@ from remediator.nats.control import HEARTBEAT, Control, ControlWatcher, replica_
 from remediator.nats.scheduled import Clock
 from remediator.nats.transport import Transport
 from remediator.nats.trigger import RunWorker
+from remediator.rules.secrets import Secrets
 from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class ControlPlane:
         settings: Settings,
         metrics: Metrics,
         engine: Callable[[], Engine],
-        mask: Callable[[str], str] = lambda text: text,
+        secrets: Secrets | None = None,  # masked in every audit record
     ) -> ControlPlane:
         control = await Control.open(transport.js)
         pauses = Pauses(clock=control.clock)
@@ -72,7 +73,9 @@ class ControlPlane:
         desk = NatsDesk(
             control, transport, settings.public_url or f"http://{settings.http}", metrics
         )
-        audit = AuditLog(transport.js, settings.replicas, mask=mask)
+        audit = AuditLog(transport.js, settings.replicas)
+        if secrets is not None:
+            audit.mask = lambda text: str(secrets.mask(text))
         try:
             await audit.ready()
         except RemediatorError as exc:

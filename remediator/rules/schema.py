@@ -304,13 +304,11 @@ _STEP_REF = {"$ref": "#/$defs/step"}
 
 
 def _schedule() -> dict[str, object]:
-    properties = {
-        "every": _duration("run every this long (ticks aligned to the clock: 5m is :00, :05...)"),
-        "cron": _text("a cron expression, `m h dom mon dow` (e.g. `*/5 * * * *`)", minLength=1),
-        "tz": _text("the time zone the cron expression is read in; default UTC", minLength=1),
-    }
-    description = "run on a clock instead of on an event (replaces `on` and `match`)"
-    return _object(description, properties) | _one_of("every", "cron")
+    every = _duration("run every this long (ticks aligned to the clock: 5m is :00, :05...)")
+    cron = _text("a cron expression, `m h dom mon dow` (e.g. `*/5 * * * *`)", minLength=1)
+    tz = _text("the time zone the cron expression is read in; default UTC", minLength=1)
+    described = "run on a clock instead of on an event (replaces `on` and `match`)"
+    return _object(described, {"every": every, "cron": cron, "tz": tz}) | _one_of("every", "cron")
 
 
 def _match() -> dict[str, object]:
