@@ -197,7 +197,12 @@ class Daemon:
         )
         if not self.settings.core:
             self.plane = await ControlPlane.open(
-                self.transport, self.settings, self.metrics, self._engine, self._rule_names
+                self.transport,
+                self.settings,
+                self.metrics,
+                self._engine,
+                self._rule_names,
+                self.secrets,
             )
         self._swap(self.load(rules))
         _settle_heap(collecting, freeze=True)
@@ -214,8 +219,8 @@ class Daemon:
         assert self.transport is not None and self.guards is not None
         assert self.pipeline is not None
         state = self.guards.store if not self.settings.core else None
-        api = ControlAPI(self.access, self.plane, self._rules, state, self.settings.max_actions)
-        listener.add_api(api)
+        limits = self.settings.max_actions
+        listener.add_api(ControlAPI(self.access, self.plane, self._rules, state, limits))
         listener.add_webhook(
             AlertmanagerBridge(
                 self.transport,

@@ -280,7 +280,8 @@ class Engine:
     async def _guarded_run(self, rule: Rule, event: Event, extra: Mapping[str, object]) -> Result:
         started = self.now()
         context = self.context(event) | dict(extra) | {"rule": rule.name, "results": {}}
-        acts = not (self.dry_run or rule.dry_run)  # a real run: spends budget, awaits verify
+        # A real run spends budget and awaits verification; a dry run of any kind does not.
+        acts = not (self.dry_run or rule.dry_run or event.dry_run)
         dry_run = self.simulate or not acts
         try:
             context["vars"] = render_vars(rule, context)
@@ -293,7 +294,7 @@ class Engine:
         pause = None if self.pauses is None else self.pauses.paused(rule.name, bucket)
         if pause is not None:
             return self.results.finish(rule, event, started, "paused", (), pause.describe())
-        if self.guards is None:
+        if self.guards is None or event.forced:  # --force skips throttle and budget, never a pause
             return await self._act(rule, event, context, started, dry_run)
         admission = await self.guards.admit(rule, event, bucket, spend=acts)
         if admission.status != "run":

@@ -23,7 +23,10 @@ from remediator.engine.control import (
     pending,
     resume_targets,
 )
+from remediator.engine.manual import RunRequest
 from remediator.errors import ConfigError
+from remediator.nats.acts import Acts
+from remediator.nats.audit import AuditLog
 from remediator.nats.connection import connect
 from remediator.nats.control import Control
 from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, KVStore
@@ -58,6 +61,18 @@ NO_NAMES = (
 )
 
 
+async def _with_acts(settings: Settings, by: str | None, work: Callable[[Acts], Awaitable[T]]) -> T:
+    """As `_with_control`, acting as `by` (else the login name), every act audited."""
+
+    nc = await connect(settings, settings.nats_url or DEFAULT_URL)
+    try:
+        js = nc.jetstream()
+        audit = AuditLog(js, settings.replicas)
+        return await work(Acts(await Control.open(js), audit, who(by), "cli"))
+    finally:
+        await nc.close()
+
+
 async def pause(
     settings: Settings,
     rules: Sequence[str],
@@ -77,24 +92,27 @@ async def pause(
     except ScopeError as exc:
         raise ConfigError(str(exc)) from None
 
-    async def work(control: Control) -> str:
+    async def work(acts: Acts) -> str:
         if not every:
-            names = set(known) if known is not None else await control.fleet_rules()
+            names = set(known) if known is not None else await acts.control.fleet_rules()
             if names is None:
                 raise ConfigError(NO_NAMES)
             try:
                 check_rule_names(rules, names)
             except ScopeError as exc:
                 raise ConfigError(str(exc)) from None
-        for one in made:
-            await control.pause(one)
-        return "\n".join(p.describe() for p in made)
+        return "\n".join(p.describe() for p in await acts.pause(made))
 
-    return await _with_control(settings, work)
+    return await _with_acts(settings, by, work)
 
 
 async def resume(
-    settings: Settings, rules: Sequence[str], every: bool, key: str | None
+    settings: Settings,
+    rules: Sequence[str],
+    every: bool,
+    key: str | None,
+    by: str | None = None,
+    reason: str = "",
 ) -> list[tuple[bool, str]]:
     """(was paused, what happened in words) per target. A name is not checked against the
     loaded rules: the pause of a rule removed since can still be lifted."""
@@ -103,18 +121,18 @@ async def resume(
     except ScopeError as exc:
         raise ConfigError(str(exc)) from None
 
-    async def work(control: Control) -> list[tuple[bool, str]]:
+    async def work(acts: Acts) -> list[tuple[bool, str]]:
         lines = []
-        for target in targets:
-            if await control.resume(target.name):
+        for target, resumed in await acts.resume(targets, reason):
+            if resumed:
                 lines.append((True, f"resumed {target.what}"))
                 continue
-            paused = {p.scope for p in await control.pauses()} - {ALL}
+            paused = {p.scope for p in await acts.control.pauses()} - {ALL}
             hint = did_you_mean(target.scope, paused)
             lines.append((False, f"not paused: {target.what}{hint}"))
         return lines
 
-    return await _with_control(settings, work)
+    return await _with_acts(settings, by, work)
 
 
 async def status(settings: Settings, as_json: bool) -> str:
@@ -133,9 +151,9 @@ async def decide(
 ) -> tuple[bool, str]:
     """(decided, message): False with "already decided by ..." when someone was first."""
 
-    async def work(control: Control) -> tuple[bool, str]:
+    async def work(acts: Acts) -> tuple[bool, str]:
         try:
-            decided = await control.decide(request_id, decision, who(by), comment)
+            decided = await acts.decide(request_id, decision, comment)
         except AlreadyDecided as exc:
             return False, str(exc)
         if decided.state == "expired":
@@ -145,7 +163,7 @@ async def decide(
             f"approval {decided.id} ({decided.rule}) {decided.state} by {decided.decided_by}",
         )
 
-    return await _with_control(settings, work)
+    return await _with_acts(settings, by, work)
 
 
 async def approvals(settings: Settings, as_json: bool) -> str:
@@ -154,3 +172,14 @@ async def approvals(settings: Settings, as_json: bool) -> str:
         return json.dumps(rows, indent=2, default=str) if as_json else approvals_text(rows)
 
     return await _with_control(settings, work)
+
+
+async def trigger(settings: Settings, wait: float, by: str | None, **given: object) -> RunRequest:
+    """`remediator trigger`: a manual run, audited, answered by one daemon (or NoAnswer)."""
+
+    async def work(acts: Acts) -> RunRequest:
+        rule = str(given.pop("rule"))
+        request = RunRequest.new(rule, acts.by, time.time(), wait, source="cli", **given)
+        return await acts.trigger(request, wait)
+
+    return await _with_acts(settings, by, work)

@@ -41,16 +41,20 @@ from remediator.model import Result, dumps
 from remediator.nats.client import printable_subject, valid_subject
 from remediator.nats.giveups import GiveUps
 from remediator.nats.inbound import DEAD_LETTER_SUBJECT, Inbound, Letter, delivery_of, drain
-from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
+from remediator.nats.jsconfig import (
+    MANAGED,
+    RESULTS_STREAM,
+    RESULTS_SUBJECTS,
+    check_replicas,
+    in_results,
+    stream_config,
+)
 from remediator.nats.publishing import AckedPublisher, check_message
 from remediator.rules.subjects import covers, minimal_cover
 from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RESULTS_STREAM = "REMEDIATOR_RESULTS"
-RESULTS_SUBJECTS = ["remediator.>"]
-_RESULTS_PREFIX = "remediator."
 _WEEK = 7 * 24 * 3600.0
 _STREAM_CACHE_SECONDS = 30.0
 _PUBLISH_TIMEOUT = 5.0
@@ -67,7 +71,7 @@ class Transport:
         self.give_ups.store = self.store_letter
         self.settings = settings
         self._streams: dict[str, tuple[str | None, float]] = {}
-        self._results_ready = False  # REMEDIATOR_RESULTS ensured: it captures remediator.>
+        self._results_ready = False  # REMEDIATOR_RESULTS ensured
         self.receiving = False  # subscribed: /readyz must not say ready before this
         self._subscriptions: list[Subscription] = []
         self._core_subs: dict[str, Subscription] = {}
@@ -219,9 +223,9 @@ class Transport:
             raise TransportError(f"publish to {subject}: {exc or type(exc).__name__}") from exc
 
     async def _stream_for(self, subject: str) -> str | None:
-        if self._results_ready and subject.startswith(_RESULTS_PREFIX):
+        if self._results_ready and in_results(subject):
             # Ours, ensured by prepare() (no other stream may overlap it): no look-up for
-            # each rule's result subject, nor for steps publishing under remediator.
+            # each rule's result subject, nor for steps publishing under its subjects.
             return RESULTS_STREAM
         cached = self._streams.get(subject)
         now = time.monotonic()
