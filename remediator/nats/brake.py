@@ -7,14 +7,19 @@ bucket, prints what it did, and disconnects. `cli` parses; this module works.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+
 from remediator.engine.control import AlreadyDecided, ScopeError, pause_names, pauses_for, pending
-from remediator.errors import ConfigError
+from remediator.errors import ConfigError, TransportError
 from remediator.nats.connection import connect
 from remediator.nats.control import Control
 from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, KVStore
@@ -22,6 +27,7 @@ from remediator.nats.status import approvals_text, status_report, status_text
 from remediator.settings import Settings
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+PATIENCE = 30.0  # seconds a command keeps trying through a leader election
 T = TypeVar("T")
 
 
@@ -36,9 +42,30 @@ def who(by: str | None) -> str:
 
 
 async def _with_control(settings: Settings, work: Callable[[Control], Awaitable[T]]) -> T:
+    async def once(nc: Client) -> T:
+        return await work(await Control.open(nc.jetstream(), settings.replicas))
+
+    return await _patiently(settings, once)
+
+
+async def _patiently(settings: Settings, work: Callable[[Client], Awaitable[T]]) -> T:
+    """Do `work` on one connection, again while NATS times out, for up to PATIENCE seconds:
+    a node that just died leaves the cluster electing leaders for a few seconds, and the
+    brake must work exactly then. Every step of the brake is a write of a whole value or
+    a read, so doing it again is harmless."""
     nc = await connect(settings, settings.nats_url or DEFAULT_URL)
+    deadline = time.monotonic() + PATIENCE
+    pause = 0.5
     try:
-        return await work(await Control.open(nc.jetstream()))
+        while True:
+            try:
+                return await work(nc)
+            except TransportError as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                print(f"remediator: {exc}; trying again", file=sys.stderr)
+            await asyncio.sleep(pause)
+            pause = min(4.0, pause * 2)
     finally:
         await nc.close()
 
@@ -84,13 +111,16 @@ async def resume(settings: Settings, rules: Sequence[str], every: bool, key: str
 
 
 async def status(settings: Settings, as_json: bool) -> str:
-    nc = await connect(settings, settings.nats_url or DEFAULT_URL)
-    try:
-        control = await Control.open(nc.jetstream())
-        state = await KVStore.open(nc.jetstream(), STATE_BUCKET, ttl=STATE_TTL)
-        report = await status_report(control, state, settings.max_actions)
-    finally:
-        await nc.close()
+    async def once(nc: Client) -> dict[str, object]:
+        js, replicas = nc.jetstream(), settings.replicas
+        control = await Control.open(js, replicas)
+        try:
+            state = await KVStore.open(js, STATE_BUCKET, ttl=STATE_TTL, replicas=replicas)
+        except (NatsError, TimeoutError, OSError) as exc:
+            raise TransportError(f"state bucket {STATE_BUCKET}: {exc}") from exc
+        return await status_report(control, state, settings.max_actions)
+
+    report = await _patiently(settings, once)
     return json.dumps(report, indent=2, default=str) if as_json else status_text(report)
 
 

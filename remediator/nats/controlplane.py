@@ -48,7 +48,7 @@ class ControlPlane:
         metrics: Metrics,
         engine: Callable[[], Engine],
     ) -> ControlPlane:
-        control = await Control.open(transport.js)
+        control = await Control.open(transport.js, settings.replicas)
         pauses = Pauses(clock=control.clock)
         watcher = ControlWatcher(control, pauses, metrics)
         identity = replica_id()
