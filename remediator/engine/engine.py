@@ -225,11 +225,12 @@ class Engine:
     ) -> Result:
         """Fire `rule` for `event`; `extra` adds to the template context (`correlated`)."""
         guards = self.guards
-        # Only a redelivered message can have completed before: a first delivery saves the
-        # look-up (a round trip to the state bucket on every event otherwise).
+        # Only a redelivery, or a first delivery that may be stale (old, or after a
+        # reconnect), can have completed before: a fresh one saves the look-up (a round
+        # trip to the state bucket on every event otherwise).
         if (
             guards is not None
-            and event.redelivered
+            and event.may_have_completed
             and (stored := await guards.completed(rule, event)) is not None
         ):
             # Redelivered after it finished: report the same result again, run nothing.

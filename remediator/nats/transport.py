@@ -38,6 +38,7 @@ from nats.js.errors import NotFoundError
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id, cap_text, fit_text
 from remediator.errors import ConfigError, TransportError, Unpublishable
 from remediator.model import Delivery, Result, dumps
+from remediator.nats.delivery import Reconnects, delivery_of
 from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
 from remediator.rules.subjects import covers, minimal_cover
 from remediator.settings import Settings
@@ -121,6 +122,7 @@ class Transport:
         self._core_subs: dict[str, Subscription] = {}
         self._core_queue: asyncio.Queue[Msg | None] | None = None
         self._replicas_checked: set[str] = set()
+        self._reconnects = Reconnects(nc)
         # Told of every result once it is stored, whoever published it (the console's log).
         self.on_result: Callable[[Result], None] | None = None
 
@@ -198,10 +200,7 @@ class Transport:
     def _inbound(self, msg: Msg) -> Inbound:
         delivery = None
         if not self.core and msg.reply:
-            meta = msg.metadata
-            delivery = Delivery(
-                stream=meta.stream, sequence=meta.sequence.stream, num_delivered=meta.num_delivered
-            )
+            delivery = delivery_of(msg, self.settings.ack_wait, self._reconnects)
         return Inbound(
             subject=msg.subject,
             headers=dict(msg.headers or {}),
