@@ -105,7 +105,7 @@ class Daemon:
             self.ruleset is not None
             and transport is not None
             and transport.receiving
-            and transport.nc.is_connected
+            and transport.connected  # and the server answers pings: not a hung one
         )
 
     def _engine(self) -> Engine:

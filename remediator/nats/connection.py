@@ -9,6 +9,7 @@ settings (passwords, tokens) is named here for masking.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from urllib.parse import urlsplit
@@ -22,6 +23,8 @@ from remediator.settings import Settings
 log = logging.getLogger(__name__)
 
 _FIRST_CONNECT_ATTEMPTS = 5  # about 3 s at 0.5 s apart before start-up gives up
+_ANSWER_POLL = 0.1  # seconds between looks at a stale connection
+MAX_OUTSTANDING_PINGS = 2  # one more unanswered ping and the client reconnects
 
 
 async def connect(settings: Settings, url: str) -> Client:
@@ -43,6 +46,9 @@ async def connect(settings: Settings, url: str) -> Client:
         "reconnect_time_wait": 0.5,
         "connect_timeout": 5,
         "name": "remediator",
+        # A hung server is found within seconds (see `stale`), not nats-py's minutes.
+        "ping_interval": settings.ping_interval,
+        "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
     }
     try:
         await nc.connect(**options)  # type: ignore[arg-type]
@@ -55,6 +61,25 @@ async def connect(settings: Settings, url: str) -> Client:
     # spent the connection is closed for good and the daemon exits for its supervisor.
     nc.options["max_reconnect_attempts"] = settings.reconnect_attempts
     return nc
+
+
+def stale(nc: Client) -> bool:
+    """Not connected, or connected to a server that stopped answering pings (hung): acks
+    sent now would go nowhere. nats-py keeps the count private; without it (another
+    version), only the connection state counts."""
+    outstanding = int(getattr(nc, "_pings_outstanding", 0))
+    return not nc.is_connected or outstanding >= MAX_OUTSTANDING_PINGS
+
+
+async def until_answering(nc: Client) -> None:
+    """Until the server answers again, or the client has reconnected (what arrives then
+    is checked as maybe stale), or the connection is closed for good. Polled: nats-py
+    tells of a reconnect but not of a pong."""
+    log.warning("nats: the server does not answer; taking no new work until it does")
+    while True:
+        if not stale(nc) or nc.is_closed:
+            return
+        await asyncio.sleep(_ANSWER_POLL)
 
 
 def _callbacks(nc: Client, last_error: list[Exception]) -> dict[str, object]:

@@ -38,6 +38,7 @@ from nats.js.errors import NotFoundError
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id, cap_text, fit_text
 from remediator.errors import ConfigError, TransportError, Unpublishable
 from remediator.model import Delivery, Result, dumps
+from remediator.nats.connection import stale, until_answering
 from remediator.nats.delivery import Reconnects, delivery_of
 from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
 from remediator.rules.subjects import covers, minimal_cover
@@ -132,7 +133,8 @@ class Transport:
 
     @property
     def connected(self) -> bool:
-        return bool(self.nc.is_connected)
+        """Connected to a server that answers (not a hung one): acks would arrive."""
+        return not stale(self.nc)
 
     @property
     def deliver_subject(self) -> str:
@@ -169,6 +171,8 @@ class Transport:
         self._subscriptions = [sub]
         self.receiving = True
         async for msg in sub.messages:
+            if stale(self.nc):  # no new work from a connection that cannot ack it
+                await until_answering(self.nc)
             yield self._inbound(msg)
 
     async def _follow(self, cover: list[str]) -> None:
