@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from remediator.actions.base import ActionSet
-from remediator.engine import asking
+from remediator.engine import asking, storing
 from remediator.engine.control import ApprovalDesk, ApprovalRequest, PauseView
 from remediator.engine.correlation import Firing, Windows, group_of
 from remediator.engine.guards import Guards
@@ -54,6 +54,7 @@ class Engine:
     # nothing), so counts come out as the daemon's did.
     simulate: bool = False
     now: Callable[[], dt.datetime] = utcnow
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # between tries to store
     # Where correlation windows and absence timers live: the guards' store by default.
     state: StateStore | None = None
     windows: Windows = field(init=False, repr=False)
@@ -244,12 +245,7 @@ class Engine:
         encoded = self._encoded
         # once, for both writes (and the size check, unless other events came in between)
         body = encoded[1] if encoded is not None and encoded[0] is result else result.encode()
-        if guards is not None:
-            # The record first: a result stored means the rule's completion is on record,
-            # so a redelivery never runs a finished rule again.
-            await guards.record(rule, event, body)
-        if self.report is not None:
-            await self.report(result, body)
+        await storing.store(self, rule, event, result, body)
         return result
 
     async def _guarded_run(self, rule: Rule, event: Event, extra: Mapping[str, object]) -> Result:
