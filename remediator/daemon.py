@@ -38,9 +38,10 @@ from remediator.model import Result, Rule
 from remediator.nats.connection import connect, connection_secrets
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.embedded import EmbeddedServer
+from remediator.nats.patience import patiently
 from remediator.nats.results import read_results
 from remediator.nats.transport import Transport
-from remediator.parts import build_actions, build_guards
+from remediator.parts import build_actions, prepare
 from remediator.pipeline import Pipeline
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex
@@ -56,6 +57,7 @@ ABSENT_TICK = 1.0  # seconds between sweeps for absence timers that ran out
 CLEAN_EVERY = 60  # sweeps between removals of expired correlation windows
 LIVENESS_TICK = 0.5  # seconds between looks at the consume loop and the NATS connection
 BACKLOG_TICK = 5.0  # seconds between refreshes of the consumer backlog gauges
+STARTUP_PATIENCE = 60.0  # seconds start-up keeps trying while JetStream cannot answer
 
 
 @dataclass(slots=True)
@@ -159,6 +161,8 @@ class Daemon:
             await self._serve()
             for task in controls:
                 task.cancel()
+            # Awaited: a watcher stops its subscription as it ends, before the drain.
+            await asyncio.gather(*controls, return_exceptions=True)
         finally:
             _settle_heap(collecting, freeze=False)  # a start-up that failed half-way
             await listener.stop()
@@ -182,12 +186,10 @@ class Daemon:
         self.transport = Transport(await connect(self.settings, url), self.settings)
         self.transport.on_result = self._record
         self.actions.update(build_actions(self.transport, self.settings, self.environ))
-        await self.transport.prepare({s for rule in rules for s in rule.subjects})
-        self.guards = await build_guards(self.transport, self.settings, self.metrics)
-        if not self.settings.core:
-            self.plane = await ControlPlane.open(
-                self.transport, self.settings, self.metrics, self._engine
-            )
+        self.guards, self.plane = await patiently(
+            lambda: prepare(self.transport, self.settings, self.metrics, rules, self._engine),
+            STARTUP_PATIENCE,
+        )
         self._swap(self.load(rules))
         _settle_heap(collecting, freeze=True)
         controls = await self.plane.start() if self.plane else []

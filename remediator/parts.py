@@ -1,4 +1,5 @@
-"""The daemon's parts built from its settings: the action kinds and the guards.
+"""The daemon's parts built from its settings: the action kinds, the streams, the guards
+and the control plane.
 
 Kept beside the composition root (`daemon`) so that it reads as wiring only:
 which integration gets which config section, and where shared state lives
@@ -7,7 +8,7 @@ which integration gets which config section, and where shared state lives
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from remediator.actions.base import ActionSet
 from remediator.actions.http import HTTPAction
@@ -17,9 +18,12 @@ from remediator.actions.publish import PublishAction
 from remediator.actions.scale import ScaleAction
 from remediator.actions.ssh import SSHAction
 from remediator.actions.sshsettings import SSHSettings
+from remediator.engine.engine import Engine
 from remediator.engine.guards import Budget, Guards
 from remediator.engine.state import MemoryStore, StateStore
 from remediator.metrics import Metrics
+from remediator.model import Rule
+from remediator.nats.controlplane import ControlPlane
 from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, VERIFY_BUCKET, KVStore
 from remediator.nats.transport import Transport
 from remediator.settings import Settings
@@ -37,6 +41,23 @@ def build_actions(
         "scale": ScaleAction(kube),
         "ssh": SSHAction(SSHSettings.from_config(settings.section("ssh"))),
     }
+
+
+async def prepare(
+    transport: Transport | None,
+    settings: Settings,
+    metrics: Metrics,
+    rules: tuple[Rule, ...],
+    engine: Callable[[], Engine],
+) -> tuple[Guards, ControlPlane | None]:
+    """Streams and the consumer, the state buckets, the control plane: each step safe to
+    do again, so start-up may retry the whole through a leader election."""
+    assert transport is not None
+    await transport.prepare({s for rule in rules for s in rule.subjects})
+    guards = await build_guards(transport, settings, metrics)
+    if settings.core:
+        return guards, None
+    return guards, await ControlPlane.open(transport, settings, metrics, engine)
 
 
 async def build_guards(transport: Transport, settings: Settings, metrics: Metrics) -> Guards:

@@ -7,7 +7,6 @@ bucket, prints what it did, and disconnects. `cli` parses; this module works.
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import sys
@@ -16,13 +15,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from nats.aio.client import Client
-from nats.errors import Error as NatsError
 
 from remediator.engine.control import AlreadyDecided, ScopeError, pause_names, pauses_for, pending
 from remediator.errors import ConfigError, TransportError
 from remediator.nats.connection import connect
 from remediator.nats.control import Control
 from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, KVStore
+from remediator.nats.patience import patiently
 from remediator.nats.status import approvals_text, status_report, status_text
 from remediator.settings import Settings
 
@@ -54,18 +53,12 @@ async def _patiently(settings: Settings, work: Callable[[Client], Awaitable[T]])
     brake must work exactly then. Every step of the brake is a write of a whole value or
     a read, so doing it again is harmless."""
     nc = await connect(settings, settings.nats_url or DEFAULT_URL)
-    deadline = time.monotonic() + PATIENCE
-    pause = 0.5
+
+    def say(exc: TransportError, pause: float) -> None:
+        print(f"remediator: {exc}; trying again in {pause:g}s", file=sys.stderr)
+
     try:
-        while True:
-            try:
-                return await work(nc)
-            except TransportError as exc:
-                if time.monotonic() + pause > deadline:
-                    raise
-                print(f"remediator: {exc}; trying again", file=sys.stderr)
-            await asyncio.sleep(pause)
-            pause = min(4.0, pause * 2)
+        return await patiently(lambda: work(nc), PATIENCE, say)
     finally:
         await nc.close()
 
@@ -114,10 +107,7 @@ async def status(settings: Settings, as_json: bool) -> str:
     async def once(nc: Client) -> dict[str, object]:
         js, replicas = nc.jetstream(), settings.replicas
         control = await Control.open(js, replicas)
-        try:
-            state = await KVStore.open(js, STATE_BUCKET, ttl=STATE_TTL, replicas=replicas)
-        except (NatsError, TimeoutError, OSError) as exc:
-            raise TransportError(f"state bucket {STATE_BUCKET}: {exc}") from exc
+        state = await KVStore.open(js, STATE_BUCKET, ttl=STATE_TTL, replicas=replicas)
         return await status_report(control, state, settings.max_actions)
 
     report = await _patiently(settings, once)

@@ -10,6 +10,7 @@ settings (passwords, tokens) is named here for masking.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from remediator.settings import Settings
 log = logging.getLogger(__name__)
 
 _FIRST_CONNECT_ATTEMPTS = 5  # about 3 s at 0.5 s apart before start-up gives up
+_CLOSE_WITHIN = 3  # seconds the connection's drain, or its close, may take at exit
 _ANSWER_POLL = 0.1  # seconds between looks at a stale connection
 MAX_OUTSTANDING_PINGS = 2  # one more unanswered ping and the client reconnects
 
@@ -47,6 +49,7 @@ async def connect(settings: Settings, url: str) -> Client:
         "connect_timeout": 5,
         "name": "remediator",
         # A hung server is found within seconds (see `stale`), not nats-py's minutes.
+        "drain_timeout": _CLOSE_WITHIN,  # see `close`
         "ping_interval": settings.ping_interval,
         "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
     }
@@ -80,6 +83,26 @@ async def until_answering(nc: Client) -> None:
         if not stale(nc) or nc.is_closed:
             return
         await asyncio.sleep(_ANSWER_POLL)
+
+
+async def close(nc: Client) -> None:
+    """Drain (what was received is handed over, what was published is flushed) when the
+    server answers, within seconds: a subscription nobody reads is given up on after
+    `_CLOSE_WITHIN` (the client's drain timeout, not its 30 s default), and a server that
+    does not answer a ping is not drained at all (nats-py's drain would then wait on it,
+    cancellation or not)."""
+    if nc.is_closed:
+        return
+    try:
+        await nc.flush(timeout=_CLOSE_WITHIN)
+    except (NatsError, TimeoutError, OSError) as exc:
+        log.warning("nats: no answer at exit, closing without a drain: %s", exc or type(exc))
+        with contextlib.suppress(NatsError, TimeoutError, OSError):
+            async with asyncio.timeout(_CLOSE_WITHIN):
+                await nc.close()
+        return
+    with contextlib.suppress(NatsError):  # closed or reconnecting meanwhile: nothing to drain
+        await nc.drain()
 
 
 def _callbacks(nc: Client, last_error: list[Exception]) -> dict[str, object]:

@@ -49,6 +49,7 @@ HEARTBEAT = 15.0  # seconds between a replica's `replica.<id>` writes
 SEEN_WITHIN = 60.0  # `status` lists replicas heard from within this
 KEEP_DONE = 7 * 24 * 3600.0  # finished requests stay this long (the results stream keeps more)
 _DELETES = ("DEL", "PURGE")
+_STOP_WITHIN = 2.0  # seconds a watcher's unsubscribe may take
 
 
 class UnknownApproval(RemediatorError):
@@ -186,6 +187,7 @@ class ControlWatcher:
     async def run(self) -> None:
         """Watch forever; a broken watch (NATS away) is started again."""
         while True:
+            watcher = None
             try:
                 watcher = await self.control.kv.watchall()
                 async for entry in watcher:
@@ -196,6 +198,13 @@ class ControlWatcher:
             except (NatsError, TimeoutError, OSError) as exc:
                 log.warning("control bucket watch failed, watching again: %s", exc)
                 await asyncio.sleep(1.0)
+            finally:
+                # Cancelled (stopping) or broken: a subscription left behind with nobody
+                # reading it holds the connection's drain, and so the exit, for its timeout.
+                if watcher is not None:
+                    with contextlib.suppress(NatsError, TimeoutError, OSError):
+                        async with asyncio.timeout(_STOP_WITHIN):  # a hung server: give up
+                            await watcher.stop()  # type: ignore[no-untyped-call]
 
     def apply(self, key: str, value: bytes | None, revision: int | None, op: str | None) -> None:
         gone = op in _DELETES or not value

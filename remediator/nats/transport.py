@@ -33,12 +33,12 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id, cap_text, fit_text
 from remediator.errors import ConfigError, TransportError, Unpublishable
 from remediator.model import Delivery, Result, dumps
-from remediator.nats.connection import stale, until_answering
+from remediator.nats.connection import close, stale, until_answering
 from remediator.nats.delivery import Reconnects, delivery_of
 from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
 from remediator.rules.subjects import covers, minimal_cover
@@ -336,8 +336,7 @@ class Transport:
             raise TransportError(f"flush: {exc or type(exc).__name__}") from exc
 
     async def close(self) -> None:
-        if not self.nc.is_closed:
-            await self.nc.drain()
+        await close(self.nc)
 
     async def _ensure_stream(
         self, name: str, subjects: list[str], max_age: float | None = None
@@ -378,7 +377,10 @@ class Transport:
             except NatsError as exc:
                 error = exc  # another replica may have created it a moment ago: try again
         s = self.settings
-        raise ConfigError(f"consumer {s.durable} on stream {s.stream}: {error}")
+        where = f"consumer {s.durable} on stream {s.stream}: {error or type(error).__name__}"
+        if isinstance(error, APIError) and 400 <= (error.code or 0) < 500:
+            raise ConfigError(where)  # refused: a config the server will never take
+        raise TransportError(where)  # timed out, or unavailable during an election
 
     def _consumer(self, subjects: list[str]) -> ConsumerConfig:
         s = self.settings
