@@ -15,8 +15,6 @@ patterns the rules now listen on and leaves the ones they no longer do.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import logging
 import time
@@ -35,10 +33,11 @@ from nats.js.api import (
 )
 from nats.js.errors import APIError, NotFoundError
 
-from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id, cap_text, fit_text
+from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id
 from remediator.errors import ConfigError, TransportError, Unpublishable
-from remediator.model import Delivery, Result, dumps
+from remediator.model import Delivery, Result
 from remediator.nats.connection import close, stale, until_answering
+from remediator.nats.deadletter import dead_letter_body
 from remediator.nats.delivery import Reconnects, delivery_of
 from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
 from remediator.rules.subjects import covers, minimal_cover
@@ -53,8 +52,6 @@ DEAD_LETTER_SUBJECT = "remediator.deadletter"
 _WEEK = 7 * 24 * 3600.0
 _STREAM_CACHE_SECONDS = 30.0
 _PUBLISH_TIMEOUT = 5.0
-DEAD_LETTER_DATA_CAP = 64 * 1024  # bytes of the original data kept in a dead letter
-_HEADER_VALUE_CAP = 1024
 
 
 @dataclass(slots=True)
@@ -102,11 +99,12 @@ class Inbound:
         if self.delivery is not None:
             await self.msg.in_progress()
 
-
-def _capped_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """At most 64 headers, each key and value cut at 1 KiB, for a dead letter."""
-    items = list(headers.items())[:64]
-    return {cap_text(k, _HEADER_VALUE_CAP): cap_text(v, _HEADER_VALUE_CAP) for k, v in items}
+    async def signal_progress(self) -> None:
+        """`in_progress`, where a failure only costs an earlier redelivery."""
+        try:
+            await self.in_progress()
+        except NatsError as exc:
+            log.debug("in-progress signal failed: %s", exc)
 
 
 class Transport:
@@ -173,7 +171,12 @@ class Transport:
         async for msg in sub.messages:
             if stale(self.nc):  # no new work from a connection that cannot ack it
                 await until_answering(self.nc)
-            yield self._inbound(msg)
+            inbound = self._inbound(msg)
+            if inbound.delivery is not None and inbound.delivery.may_be_stale:
+                # Its ack timer started long ago (a frozen process): restart it, so it is not
+                # handed to another replica while this one looks it up, and maybe runs it.
+                await inbound.signal_progress()
+            yield inbound
 
     async def _follow(self, cover: list[str]) -> None:
         """Core mode: subscribe to new patterns first, then leave old ones (no gap)."""
@@ -231,34 +234,10 @@ class Transport:
             self.on_result(result)
 
     async def dead_letter(self, inbound: Inbound, reason: str, error: str, event_id: str) -> None:
-        """Publish the dead letter of `inbound`, always small enough to store: the data is
-        cut (its `size` and `sha256` say what it was) and so are the headers and error."""
-        data = inbound.data
-        body: dict[str, object] = {
-            "reason": reason,
-            "error": cap_text(error),
-            "subject": inbound.subject,
-            "headers": _capped_headers(inbound.headers),
-            "event_id": event_id,
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-        }
-        cap = min(DEAD_LETTER_DATA_CAP, self.max_payload // 4)
-        try:
-            body["data"] = fit_text(data[: cap + 4].decode(), cap)
-        except UnicodeDecodeError:
-            body["data"] = base64.b64encode(data[: cap * 3 // 4]).decode()
-            body["data_encoding"] = "base64"
-        body["data_truncated"] = len(data) > cap or len(json.dumps(body["data"])) > cap
-        if inbound.delivery is not None:
-            d = inbound.delivery
-            body["delivery"] = {
-                "stream": d.stream,
-                "sequence": d.sequence,
-                "num_delivered": d.num_delivered,
-            }
+        """Publish the dead letter of `inbound`, always small enough to store."""
+        body = dead_letter_body(inbound, reason, error, event_id, self.max_payload)
         headers = {"Nats-Msg-Id": f"deadletter:{bounded_id(event_id)}"}
-        await self.publish(DEAD_LETTER_SUBJECT, dumps(body).encode(), headers)
+        await self.publish(DEAD_LETTER_SUBJECT, body, headers)
 
     async def publish(
         self, subject: str, data: bytes, headers: Mapping[str, str]
