@@ -135,7 +135,7 @@ async def run(args: argparse.Namespace) -> None:
     (root / "rules" / "r.yaml").write_text(RULE.format(url=target.url))
     n1, n2, n3 = (cluster.nodes[n] for n in ("n1", "n2", "n3"))
     common = ["--rules", "rules", "--replicas", "3", "--ack-wait", args.ack_wait]
-    common += ["--stream", "FAULTS", "--max-deliver", "20"]
+    common += ["--stream", "FAULTS"]  # the default --max-deliver (5)
     daemons = [DaemonProcess([*common, "--nats", url], root) for url in (n1.url, n2.url)]
     nc = await nats.connect(n3.url, error_cb=_quiet)
     flow = Flow(nc, every=1 / args.rate)
