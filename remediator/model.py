@@ -187,6 +187,10 @@ class Delivery:
     stream: str
     sequence: int
     num_delivered: int
+    # Another replica may have finished this message already although this is its first
+    # delivery here: it was stored longer ago than `ack_wait`, or it came after a
+    # reconnect (see `remediator.engine.staleness`). Its completion is looked up.
+    may_be_stale: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,6 +219,12 @@ class Event:
     @property
     def redelivered(self) -> bool:
         return self.delivery is not None and self.delivery.num_delivered > 1
+
+    @property
+    def may_have_completed(self) -> bool:
+        """A redelivery, or a first delivery that may be stale: look the completion up."""
+        delivery = self.delivery
+        return delivery is not None and (delivery.num_delivered > 1 or delivery.may_be_stale)
 
 
 STEP_STATUSES = ("succeeded", "failed", "skipped", "dry_run")

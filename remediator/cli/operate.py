@@ -131,6 +131,11 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "--nats", dest="nats_url", metavar="URL", help="env REMEDIATOR_NATS_URL"
         )
         parser.add_argument("--config", metavar="FILE", help="YAML config file (NATS access)")
+        parser.add_argument(
+            "--replicas",
+            metavar="N",
+            help="replicas of the control bucket if this creates it (as the daemon's)",
+        )
         parser.set_defaults(command=run)
         return parser
 

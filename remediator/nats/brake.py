@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
+
+from nats.aio.client import Client
 
 from remediator.engine.control import (
     ALL,
@@ -24,16 +27,18 @@ from remediator.engine.control import (
     resume_targets,
 )
 from remediator.engine.manual import RunRequest
-from remediator.errors import ConfigError
+from remediator.errors import ConfigError, TransportError
 from remediator.nats.acts import Acts
 from remediator.nats.audit import AuditLog
 from remediator.nats.connection import connect
 from remediator.nats.control import Control
 from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, KVStore
+from remediator.nats.patience import patiently
 from remediator.nats.status import approvals_text, status_report, status_text
 from remediator.settings import Settings
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+PATIENCE = 30.0  # seconds a command keeps trying through a leader election
 T = TypeVar("T")
 
 
@@ -48,9 +53,24 @@ def who(by: str | None) -> str:
 
 
 async def _with_control(settings: Settings, work: Callable[[Control], Awaitable[T]]) -> T:
+    async def once(nc: Client) -> T:
+        return await work(await Control.open(nc.jetstream(), settings.replicas))
+
+    return await _patiently(settings, once)
+
+
+async def _patiently(settings: Settings, work: Callable[[Client], Awaitable[T]]) -> T:
+    """Do `work` on one connection, again while NATS times out, for up to PATIENCE seconds:
+    a node that just died leaves the cluster electing leaders for a few seconds, and the
+    brake must work exactly then. Every step of the brake is a write of a whole value or
+    a read, so doing it again is harmless."""
     nc = await connect(settings, settings.nats_url or DEFAULT_URL)
+
+    def say(exc: TransportError, pause: float) -> None:
+        print(f"remediator: {exc}; trying again in {pause:g}s", file=sys.stderr)
+
     try:
-        return await work(await Control.open(nc.jetstream()))
+        return await patiently(lambda: work(nc), PATIENCE, say)
     finally:
         await nc.close()
 
@@ -62,15 +82,16 @@ NO_NAMES = (
 
 
 async def _with_acts(settings: Settings, by: str | None, work: Callable[[Acts], Awaitable[T]]) -> T:
-    """As `_with_control`, acting as `by` (else the login name), every act audited."""
+    """As `_with_control`, acting as `by` (else the login name), every act audited. A try
+    that timed out may have written its audit record: a retry writes it again, which
+    over-reports an attempt rather than hiding one."""
 
-    nc = await connect(settings, settings.nats_url or DEFAULT_URL)
-    try:
+    async def once(nc: Client) -> T:
         js = nc.jetstream()
-        audit = AuditLog(js, settings.replicas)
-        return await work(Acts(await Control.open(js), audit, who(by), "cli"))
-    finally:
-        await nc.close()
+        control = await Control.open(js, settings.replicas)
+        return await work(Acts(control, AuditLog(js, settings.replicas), who(by), "cli"))
+
+    return await _patiently(settings, once)
 
 
 async def pause(
@@ -136,13 +157,13 @@ async def resume(
 
 
 async def status(settings: Settings, as_json: bool) -> str:
-    nc = await connect(settings, settings.nats_url or DEFAULT_URL)
-    try:
-        control = await Control.open(nc.jetstream())
-        state = await KVStore.open(nc.jetstream(), STATE_BUCKET, ttl=STATE_TTL)
-        report = await status_report(control, state, settings.max_actions)
-    finally:
-        await nc.close()
+    async def once(nc: Client) -> dict[str, object]:
+        js, replicas = nc.jetstream(), settings.replicas
+        control = await Control.open(js, replicas)
+        state = await KVStore.open(js, STATE_BUCKET, ttl=STATE_TTL, replicas=replicas)
+        return await status_report(control, state, settings.max_actions)
+
+    report = await _patiently(settings, once)
     return json.dumps(report, indent=2, default=str) if as_json else status_text(report)
 
 

@@ -68,7 +68,7 @@ class ControlPlane:
         rule_names: Callable[[], list[str]] = list,
         secrets: Secrets | None = None,  # masked in every audit record
     ) -> ControlPlane:
-        control = await Control.open(transport.js)
+        control = await Control.open(transport.js, settings.replicas)
         pauses = Pauses(clock=control.clock)
         watcher = ControlWatcher(control, pauses, metrics)
         identity = replica_id()

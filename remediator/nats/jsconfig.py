@@ -55,7 +55,9 @@ def stream_config(
     )
 
 
-def bucket_config(bucket: str, ttl: float, description: str, replicas: int) -> KeyValueConfig:
+def bucket_config(
+    bucket: str, ttl: float | None, description: str, replicas: int
+) -> KeyValueConfig:
     return KeyValueConfig(
         bucket=bucket,
         history=1,

@@ -33,14 +33,16 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id
 from remediator.errors import ConfigError, TransportError
 from remediator.model import Result, dumps
 from remediator.nats.client import printable_subject, valid_subject
+from remediator.nats.connection import close, stale, until_answering
+from remediator.nats.delivery import Reconnects, delivery_of
 from remediator.nats.giveups import GiveUps
-from remediator.nats.inbound import DEAD_LETTER_SUBJECT, Inbound, Letter, delivery_of, drain
+from remediator.nats.inbound import DEAD_LETTER_SUBJECT, Inbound, Letter, drain
 from remediator.nats.jsconfig import (
     MANAGED,
     RESULTS_STREAM,
@@ -78,6 +80,7 @@ class Transport:
         # What the subscriptions delivered, not yet taken by `batches` (None: stop).
         self._queue: asyncio.Queue[Msg | None] | None = None
         self._replicas_checked: set[str] = set()
+        self._reconnects = Reconnects(nc)
         # Told of every result once it is stored, whoever published it (the console's log).
         self.on_result: Callable[[Result], None] | None = None
 
@@ -87,7 +90,8 @@ class Transport:
 
     @property
     def connected(self) -> bool:
-        return bool(self.nc.is_connected)
+        """Connected to a server that answers (not a hung one): acks would arrive."""
+        return not stale(self.nc)
 
     @property
     def deliver_subject(self) -> str:
@@ -130,9 +134,20 @@ class Transport:
         while True:
             batch, ended = drain(queue, await queue.get())
             if batch:
-                yield [self._inbound(msg) for msg in batch]
+                if stale(self.nc):  # no new work from a connection that cannot ack it
+                    await until_answering(self.nc)
+                yield await self._taken(batch)
             if ended:
                 return
+
+    async def _taken(self, batch: list[Msg]) -> list[Inbound]:
+        taken = [self._inbound(msg) for msg in batch]
+        for inbound in taken:
+            if inbound.delivery is not None and inbound.delivery.may_be_stale:
+                # Its ack timer started long ago (a frozen process): restart it, so it is not
+                # handed to another replica while this one looks it up, and maybe runs it.
+                await inbound.signal_progress()
+        return taken
 
     async def _follow(self, cover: list[str]) -> None:
         """Core mode: subscribe to new patterns first, then leave old ones (no gap)."""
@@ -163,7 +178,7 @@ class Transport:
     def _inbound(self, msg: Msg) -> Inbound:
         delivery = None
         if not self.core and msg.reply:
-            delivery = delivery_of(msg)
+            delivery = delivery_of(msg, self.settings.ack_wait, self._reconnects)
         inbound = Inbound(
             subject=msg.subject,
             headers=dict(msg.headers or {}),
@@ -264,15 +279,7 @@ class Transport:
             raise TransportError(f"flush: {exc or type(exc).__name__}") from exc
 
     async def close(self) -> None:
-        """Drain, or just close when the server is gone: a drain cannot reach it, and
-        the daemon's exit must not end in a traceback over it."""
-        if self.nc.is_closed:
-            return
-        try:
-            await self.nc.drain()
-        except (NatsError, TimeoutError, OSError) as exc:
-            log.warning("NATS drain at exit failed, closing instead: %s", exc)
-            await self.nc.close()
+        await close(self.nc)
 
     async def _ensure_stream(
         self, name: str, subjects: list[str], max_age: float | None = None
@@ -313,7 +320,10 @@ class Transport:
             except NatsError as exc:
                 error = exc  # another replica may have created it a moment ago: try again
         s = self.settings
-        raise ConfigError(f"consumer {s.durable} on stream {s.stream}: {error}")
+        where = f"consumer {s.durable} on stream {s.stream}: {error or type(error).__name__}"
+        if isinstance(error, APIError) and 400 <= (error.code or 0) < 500:
+            raise ConfigError(where)  # refused: a config the server will never take
+        raise TransportError(where)  # timed out, or unavailable during an election
 
     def _consumer(self, subjects: list[str]) -> ConsumerConfig:
         s = self.settings
