@@ -311,9 +311,8 @@ class Daemon:
         query when its turn came, escalate it when its deadline passed."""
         while self.guards is not None and self.ruleset is not None:
             await asyncio.sleep(VERIFY_TICK)
-            rules = {rule.name: rule for rule in self.ruleset.rules}
             try:
-                await self.guards.sweep_verifications(rules)
+                await self._engine().check_verifications()  # and climbs the ladders
             except TransportError as exc:
                 log.warning("verification check failed: %s", exc)
 

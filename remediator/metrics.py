@@ -135,6 +135,12 @@ class Metrics:
         self.approvals_pending = Gauge(
             "remediator_approvals_pending", "Approval requests waiting for a decision", registry=r
         )
+        self.ladder_escalations = Counter(
+            "remediator_ladder_escalations",
+            "Rules fired by a failed verification's escalate_rule, by rule and the rule fired",
+            ["rule", "to"],
+            registry=r,
+        )
 
     def _declare_prometheus(self, r: CollectorRegistry) -> None:
         self.prometheus_queries = Counter(

@@ -104,6 +104,8 @@ class Verify:
     resolved_within: float  # by query: `within`
     key: Renderable | None = None
     escalate: str | None = None
+    escalate_rule: str | None = None  # not resolved: fire this rule (an escalation ladder)
+    escalate_at: Source | None = None  # where `escalate_rule` is written (for errors)
     query: VerifyQuery | None = None  # None: a resolving event closes it
 
 
@@ -132,6 +134,14 @@ class Approval:
     notify: tuple[Step, ...] = ()
 
 
+class Calendar(Protocol):
+    """A rule's `windows`, compiled (`rules.windows.RuleWindows`): when it may act."""
+
+    def open_at(self, when: dt.datetime) -> bool: ...
+    def next_open(self, when: dt.datetime) -> dt.datetime | None: ...
+    def describe(self, when: dt.datetime) -> str: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rule:
     name: str
@@ -150,6 +160,7 @@ class Rule:
     correlate: Correlate | None = None
     absent: Absent | None = None
     approval: Approval | None = None
+    windows: Calendar | None = None  # None: may act at any time
     source: Source
     # A hash of the rule's definition as written: an approval asked under one definition
     # never runs under another (an edit, or a new rule taking a removed one's name).

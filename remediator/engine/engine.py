@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from remediator.actions.base import ActionSet, changes_things
-from remediator.engine import asking
+from remediator.engine import asking, ladder
 from remediator.engine.control import ApprovalDesk, ApprovalRequest, PauseView
 from remediator.engine.correlation import Firing, Windows, group_of
 from remediator.engine.guards import Guards
@@ -216,6 +216,13 @@ class Engine:
             results.append(await self.fire(firing))
         return results
 
+    async def check_verifications(self) -> list[Result]:
+        """Ask the verification queries whose turn came, escalate what ran out, and climb
+        the ladders of those that failed (`verify.escalate_rule`): their results."""
+        assert self.guards is not None
+        rules = {rule.name: rule for rule in self.index.rules}
+        return await ladder.climb(self, await self.guards.sweep_verifications(rules))
+
     async def clean_windows(self) -> int:
         """Remove correlation groups whose window has passed (the per-group bound)."""
         rules = {rule.name: rule for rule in self.index.rules if rule.correlate is not None}
@@ -279,6 +286,9 @@ class Engine:
 
     async def _guarded_run(self, rule: Rule, event: Event, extra: Mapping[str, object]) -> Result:
         started = self.now()
+        if rule.windows is not None and not rule.windows.open_at(started):  # spends nothing
+            why = rule.windows.describe(started)
+            return self.results.finish(rule, event, started, "outside_window", (), why)
         context = self.context(event) | dict(extra) | {"rule": rule.name, "results": {}}
         acts = not (self.dry_run or rule.dry_run)  # a real run: spends budget, awaits verify
         dry_run = self.simulate or not acts

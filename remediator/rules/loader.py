@@ -40,10 +40,12 @@ from remediator.model import (
 from remediator.rules import schema, schemacheck
 from remediator.rules.conditions import build_condition
 from remediator.rules.fields import FieldCompiler, Raw
+from remediator.rules.ladders import ladder_problems
 from remediator.rules.matching import subject_problem
 from remediator.rules.parsecache import ParseCache
 from remediator.rules.rulefiles import rule_files
 from remediator.rules.templating import Templates, renders_instantly
+from remediator.rules.windows import RuleWindows, compile_windows
 from remediator.rules.yamlsource import Where, parse_document
 
 DEFAULT_TIMEOUT = 30.0
@@ -68,6 +70,7 @@ def load_rules(
             loaded, found = _load_file(path, templates, names, cache)
             rules.extend(loaded)
             problems.extend(sorted(found, key=lambda error: error.line))
+    problems.extend(ladder_problems(rules, names))
     if problems:
         raise RuleErrors(problems)
     return tuple(rules)
@@ -158,6 +161,7 @@ class _RuleCompiler(FieldCompiler):
         correlate = self.guard(("correlate",), None, lambda: self.correlate(raw.get("correlate")))
         absent = self.guard(("absent",), None, lambda: self.absent(raw.get("absent")))
         approval = self.approval(raw.get("approval"), names)
+        windows = self.windows(raw.get("windows"))
         if self.failed:
             return None
         return Rule(
@@ -177,6 +181,7 @@ class _RuleCompiler(FieldCompiler):
             correlate=correlate,
             absent=absent,
             approval=approval,
+            windows=windows,
             source=self.source(),
             digest=definition_digest(raw),
         )
@@ -294,8 +299,18 @@ class _RuleCompiler(FieldCompiler):
             resolved_within=self.duration(raw, within, where, 0.0, positive=True),
             key=self.template(raw, "key", where),
             escalate=self.literal_subject(raw, "escalate", where),
+            escalate_rule=raw.get("escalate_rule"),
+            escalate_at=self.source((*where, "escalate_rule")),
             query=query,
         )
+
+    def windows(self, raw: Raw | None) -> RuleWindows | None:
+        if not isinstance(raw, Mapping) or any(w[:1] == ("windows",) for w in self.tainted):
+            return None
+        windows, problems = compile_windows(raw)
+        for where, message in problems:
+            self.report(("windows", *where), message)
+        return windows
 
     def verify_query(self, raw: Raw, where: Where) -> VerifyQuery | None:
         query = self.template(raw, "query", where)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+from remediator.rules import windowschema
+
 STEP_KINDS = ("http", "kubernetes", "prometheus", "publish", "scale", "ssh")
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -253,6 +255,7 @@ def _verify() -> dict[str, object]:
         "resolved_within": _duration("a resolving event must arrive within this"),
         "key": _text("template identifying the same alert; default event_id"),
         "escalate": _text("subject told when the alert is not resolved"),
+        "escalate_rule": windowschema.escalate_rule(),
         "query": _text("PromQL asked until it holds (template); exclusive with resolved_within"),
         "below": bound | {"description": "holds when the query's value is below this"},
         "above": bound | {"description": "holds when the query's value is above this"},
@@ -332,6 +335,7 @@ def _rule() -> dict[str, object]:
         "correlate": _correlate(),
         "absent": _absent(),
         "approval": _approval(),
+        "windows": windowschema.windows(),
     }
     rule = _object("one rule", properties, required=["name", "on", "actions"])
     return rule | _not_both("correlate", "absent")

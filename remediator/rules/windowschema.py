@@ -1,0 +1,52 @@
+"""The schema of the safety fields of §17: `windows`, `concurrency` and `verify.escalate_rule`.
+
+Kept beside `schema` (which imports these pieces) so that the rule schema stays one
+readable page; the values the schema cannot judge (time zones, date-times, ranges)
+are checked when `rules.windows` compiles them.
+"""
+
+from __future__ import annotations
+
+from remediator.rules.windows import DAYS, HOURS_PATTERN
+
+NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+def _text(description: str, **extra: object) -> dict[str, object]:
+    return {"type": "string", "description": description, **extra}
+
+
+def _closed(description: str, properties: dict[str, object], **extra: object) -> dict[str, object]:
+    shape = {"type": "object", "description": description, "properties": properties}
+    return shape | {"additionalProperties": False, **extra}
+
+
+def windows() -> dict[str, object]:
+    day = {"type": "string", "enum": list(DAYS)}
+    allow = _closed(
+        "a window in which the rule may act; days and hours are each optional",
+        {
+            "days": {"type": "array", "description": "weekdays", "items": day, "minItems": 1},
+            "hours": _text("HH:MM-HH:MM; may cross midnight (22:00-06:00)", pattern=HOURS_PATTERN),
+            "tz": _text("IANA time zone of days and hours; default UTC"),
+        },
+    )
+    deny = _closed(
+        "a period in which the rule never acts (a freeze); wins over allow",
+        {
+            "from": _text("ISO-8601 date-time it starts (2026-12-24T00:00:00Z)"),
+            "to": _text("ISO-8601 date-time it ends"),
+        },
+        required=["from", "to"],
+    )
+    return _closed(
+        "when this rule may act; outside: status outside_window, nothing runs",
+        {
+            "allow": {"type": "array", "description": "no allow: always", "items": allow},
+            "deny": {"type": "array", "description": "deny wins over allow", "items": deny},
+        },
+    )
+
+
+def escalate_rule() -> dict[str, object]:
+    return _text("not resolved: fire this rule with the same event", pattern=NAME_PATTERN)
