@@ -15,6 +15,7 @@ from remediator.cli.options import (
     brake_settings,
     checked,
     duration,
+    instant,
     results_settings,
 )
 from remediator.model import RESULT_STATUSES
@@ -152,6 +153,7 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "daemons report)",
     )
     pause.add_argument("--for", dest="duration", type=duration, default=3600.0, metavar="DUR")
+    pause.add_argument("--from", dest="start", type=instant, metavar="TIME", help=FROM_HELP)
     pause.add_argument("--reason", default="", help="why, for whoever looks next")
     pause.add_argument("--by", help="who (default: your login name)")
     status = command("status", "pauses, circuits, budget, approvals, replicas", cmd_status)
@@ -170,6 +172,9 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
 
+FROM_HELP = "start the pause at this ISO-8601 time (a planned maintenance); default now"
+
+
 def cmd_pause(args: argparse.Namespace) -> int:
     from remediator.nats import brake
 
@@ -183,6 +188,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
         args.reason,
         args.by,
         known,
+        args.start,
     )
     print(asyncio.run(work))
     return 0

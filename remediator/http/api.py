@@ -8,6 +8,7 @@ with `remediator pause` are the same key in `REMEDIATOR_CONTROL`.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -86,7 +87,7 @@ class ControlAPI:
     async def list_rules(self, request: web.Request) -> web.Response:
         self.access.require(request, "viewer")
         pauses = self.plane.pauses if self.plane is not None else None
-        body = []
+        body, now = [], dt.datetime.now(dt.UTC)
         for rule in self.rules():
             paused = pauses.paused(rule.name, "") if pauses is not None else None
             body.append(
@@ -100,6 +101,7 @@ class ControlAPI:
                     if rule.approval is None
                     else {"timeout_s": rule.approval.timeout},
                     "paused": None if paused is None or paused.key else paused.describe(),
+                    "windows": None if rule.windows is None else rule.windows.state(now),
                     "source": str(rule.source),
                 }
             )

@@ -7,6 +7,7 @@ bucket, prints what it did, and disconnects. `cli` parses; this module works.
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import json
 import time
@@ -28,6 +29,7 @@ from remediator.nats.connection import connect
 from remediator.nats.control import Control
 from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, KVStore
 from remediator.nats.status import approvals_text, status_report, status_text
+from remediator.rules.windows import iso
 from remediator.settings import Settings
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -67,12 +69,13 @@ async def pause(
     reason: str,
     by: str | None,
     known: Sequence[str] | None = None,
+    start: float | None = None,
 ) -> str:
     """Pause; a rule name that neither `known` (the `--rules` files) nor, without them,
     the running daemons know is refused: a typo would pause nothing and say "paused"."""
     try:
         made = pauses_for(
-            rules, every, key, seconds=seconds, reason=reason, by=who(by), now=time.time()
+            rules, every, key, seconds=seconds, reason=reason, by=who(by), now=start or time.time()
         )
     except ScopeError as exc:
         raise ConfigError(str(exc)) from None
@@ -88,7 +91,12 @@ async def pause(
                 raise ConfigError(str(exc)) from None
         for one in made:
             await control.pause(one)
-        return "\n".join(p.describe() for p in made)
+        ahead = (
+            f"scheduled from {iso(dt.datetime.fromtimestamp(start, dt.UTC))}: "
+            if start and start > time.time()
+            else ""
+        )
+        return "\n".join(ahead + p.describe() for p in made)
 
     return await _with_control(settings, work)
 

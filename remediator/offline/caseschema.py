@@ -64,6 +64,10 @@ _CASE = {
             "items": _SEQUENCED,
         },
         "advance": _DURATION | {"description": "time that passes before the expectation"},
+        "at": {
+            "type": "string",
+            "description": "when the (first) event arrives, ISO-8601 (rule windows); default now",
+        },
         "answers": ANSWERS,
         "expect": _EXPECT,
     },

@@ -94,6 +94,11 @@ class RuleWindows:
                 return candidate
         return None
 
+    def state(self, when: dt.datetime) -> dict[str, object]:
+        """For `/api/rules` and the console: open now, and when the rule may act next."""
+        opens = self.next_open(when)
+        return {"open": opens == when, "next_open": None if opens is None else iso(opens)}
+
     def describe(self, when: dt.datetime) -> str:
         """Why a run at `when` did nothing, and when one may act."""
         opens = self.next_open(when)
