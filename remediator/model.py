@@ -127,6 +127,15 @@ class Absent:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Concurrency:
+    """`concurrency:`: at most `max` runs in flight at once per group, fleet-wide."""
+
+    max: int
+    wait: float  # seconds a run waits for a free slot, then `throttled`
+    key: Renderable | None = None  # None: one group per rule
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Approval:
     """`approval:`: ask a human first; `notify` steps announce the request."""
 
@@ -162,6 +171,7 @@ class Rule:
     absent: Absent | None = None
     approval: Approval | None = None
     windows: Calendar | None = None  # None: may act at any time
+    concurrency: Concurrency | None = None
     source: Source
     # A hash of the rule's definition as written: an approval asked under one definition
     # never runs under another (an edit, or a new rule taking a removed one's name).

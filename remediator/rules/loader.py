@@ -26,6 +26,7 @@ from remediator.errors import RuleError, RuleErrors
 from remediator.model import (
     Absent,
     Approval,
+    Concurrency,
     Condition,
     Correlate,
     Renderable,
@@ -50,6 +51,7 @@ from remediator.rules.yamlsource import Where, parse_document
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_EVERY = 30.0  # verification by query: ask again this often
+DEFAULT_WAIT = 600.0  # 10m: a concurrency slot is waited for this long, then `throttled`
 DEFAULT_APPROVAL = 1800.0  # 30m: long enough for a human on call to answer
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -162,6 +164,7 @@ class _RuleCompiler(FieldCompiler):
         absent = self.guard(("absent",), None, lambda: self.absent(raw.get("absent")))
         approval = self.approval(raw.get("approval"), names)
         windows = self.windows(raw.get("windows"))
+        limit = self.guard(("concurrency",), None, lambda: self.concurrency(raw.get("concurrency")))
         if self.failed:
             return None
         return Rule(
@@ -182,6 +185,7 @@ class _RuleCompiler(FieldCompiler):
             absent=absent,
             approval=approval,
             windows=windows,
+            concurrency=limit,
             source=self.source(),
             digest=definition_digest(raw),
         )
@@ -311,6 +315,16 @@ class _RuleCompiler(FieldCompiler):
         for where, message in problems:
             self.report(("windows", *where), message)
         return windows
+
+    def concurrency(self, raw: Raw | None) -> Concurrency | None:
+        if raw is None:
+            return None
+        where: Where = ("concurrency",)
+        return Concurrency(
+            max=raw["max"],
+            wait=self.duration(raw, "wait", where, DEFAULT_WAIT),
+            key=self.template(raw, "key", where),
+        )
 
     def verify_query(self, raw: Raw, where: Where) -> VerifyQuery | None:
         query = self.template(raw, "query", where)

@@ -336,6 +336,7 @@ def _rule() -> dict[str, object]:
         "absent": _absent(),
         "approval": _approval(),
         "windows": windowschema.windows(),
+        "concurrency": windowschema.concurrency(),
     }
     rule = _object("one rule", properties, required=["name", "on", "actions"])
     return rule | _not_both("correlate", "absent")

@@ -48,5 +48,19 @@ def windows() -> dict[str, object]:
     )
 
 
+def concurrency() -> dict[str, object]:
+    wait = "a run waits this long for a free slot, then `throttled`; default 10m"
+    return _closed(
+        "runs in flight at once per group, across every replica",
+        {
+            "key": _text("template naming the group (a cluster); default one per rule"),
+            "max": {"type": "integer", "minimum": 1, "description": "runs at once per group"},
+            "wait": {"type": ["number", "string"], "minimum": 0, "description": wait}
+            | {"pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"},  # schema.DURATION_PATTERN
+        },
+        required=["max"],
+    )
+
+
 def escalate_rule() -> dict[str, object]:
     return _text("not resolved: fire this rule with the same event", pattern=NAME_PATTERN)
