@@ -131,3 +131,40 @@ async def test_a_killed_holder_frees_its_slot_within_the_lease(
     # `wait` is 2m and the lease 15s: the slot came free by the lease, not by the wait.
     assert body["status"] == "succeeded", body
     assert [s.path for s in target.spans] == ["/c1/slow/a", "/c1/b"]
+
+
+def ladder_rules(unique: str, url: str) -> str:
+    return f"""
+rules:
+  - name: restart-{unique}
+    on: [{unique}.node.*]
+    verify: {{resolved_within: 1s, key: "{{{{ event.node }}}}", escalate_rule: cordon-{unique}}}
+    actions:
+      - http: {{url: "{url}/restart/{{{{ event.node }}}}"}}
+  - name: cordon-{unique}
+    on: [{unique}.never]
+    actions:
+      - http:
+          url: "{url}/cordon/{{{{ event.node }}}}"
+          method: POST
+          json: {{escalation: "{{{{ event.escalation }}}}"}}
+"""
+
+
+async def test_a_fix_that_did_not_hold_fires_the_next_rule_of_the_ladder(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str, target: TimedTarget
+) -> None:
+    (workdir / "rules" / "r.yaml").write_text(ladder_rules(unique, target.url))
+    cordons = await Collector.on(nc, f"remediator.results.cordon-{unique}")
+    escalations = await Collector.on(nc, "remediator.escalations")
+    proc = replica(workdir, nats_server.url, unique).start()
+    try:
+        await publish(nc, f"{unique}.node.n1", {"node": "n1", "cluster": "c1"})
+        (cordon,) = await cordons.wait_for(1, timeout=60)
+        mine = [b for b in await escalations.wait_for(1) if b["rule"] == f"restart-{unique}"]
+    finally:
+        proc.stop()
+    assert cordon["status"] == "succeeded", cordon
+    assert [s.path for s in target.spans] == ["/restart/n1", "/cordon/n1"]
+    assert mine[0]["reason"] == "not_resolved"  # the escalation is still published
+    assert f"restart-{unique}" in proc.logs() and cordon["event_id"] == mine[0]["event_id"]
