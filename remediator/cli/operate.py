@@ -159,6 +159,13 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = command("status", "pauses, circuits, budget, approvals, replicas", cmd_status)
     status.add_argument("--json", action="store_true")
     status.add_argument(
+        "--rules",
+        dest="rule_files",
+        action="append",
+        metavar="PATH",
+        help="also say when each rule of these files with windows may act next",
+    )
+    status.add_argument(
         "--max-actions", dest="max_actions", metavar="N[/WINDOW]", type=checked("max_actions")
     )
     for name, help in (("approve", "approve a request"), ("deny", "deny a request")):
@@ -194,6 +201,18 @@ def cmd_pause(args: argparse.Namespace) -> int:
     return 0
 
 
+def _windows(paths: list[str]) -> list[dict[str, object]]:
+    import datetime as dt
+
+    from remediator.rules.loader import load_rules
+    from remediator.rules.secrets import Secrets
+    from remediator.rules.templating import Templates
+    from remediator.rules.windows import windows_report
+
+    rules = load_rules(paths, Templates(Secrets(os.environ)))
+    return windows_report(rules, dt.datetime.now(dt.UTC))
+
+
 def _rule_names(paths: list[str]) -> list[str]:
     from remediator.rules.loader import load_rules
     from remediator.rules.secrets import Secrets
@@ -217,7 +236,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from remediator.nats import brake
 
-    print(asyncio.run(brake.status(brake_settings(args), args.json)))
+    windows = _windows(args.rule_files) if args.rule_files else None
+    print(asyncio.run(brake.status(brake_settings(args), args.json, windows)))
     return 0
 
 

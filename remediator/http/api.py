@@ -31,6 +31,7 @@ from remediator.model import Rule
 from remediator.nats.control import UnknownApproval
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.status import status_report
+from remediator.rules.windows import windows_report
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,9 @@ class ControlAPI:
         self.access.require(request, "viewer")
         plane = self._plane()
         known = (r for r, _ in plane.watcher.requests.values())
-        return _json(await status_report(plane.control, self.state, self.budget, known))
+        report = await status_report(plane.control, self.state, self.budget, known)
+        report["windows"] = windows_report(self.rules(), dt.datetime.now(dt.UTC))
+        return _json(report)
 
     async def list_rules(self, request: web.Request) -> web.Response:
         self.access.require(request, "viewer")

@@ -125,12 +125,17 @@ async def resume(
     return await _with_control(settings, work)
 
 
-async def status(settings: Settings, as_json: bool) -> str:
+async def status(
+    settings: Settings, as_json: bool, windows: list[dict[str, object]] | None = None
+) -> str:
+    """`windows`: when each rule may act next (from `--rules` files), when given."""
     nc = await connect(settings, settings.nats_url or DEFAULT_URL)
     try:
         control = await Control.open(nc.jetstream())
         state = await KVStore.open(nc.jetstream(), STATE_BUCKET, ttl=STATE_TTL)
         report = await status_report(control, state, settings.max_actions)
+        if windows is not None:
+            report["windows"] = windows
     finally:
         await nc.close()
     return json.dumps(report, indent=2, default=str) if as_json else status_text(report)

@@ -97,9 +97,19 @@ def status_text(report: Mapping[str, object]) -> str:
     else:
         lines.append("budget: none configured here (pass --config or --max-actions)")
     lines.append(approvals_text(_rows(report, "approvals")))
+    if "windows" in report:
+        lines.append(windows_text(_rows(report, "windows")))
     replicas = _rows(report, "replicas")
     lines.append(f"replicas seen in the last minute: {len(replicas)}")
     lines.extend(f"  {r['id']} (last seen {r['seen']})" for r in replicas)
+    return "\n".join(lines)
+
+
+def windows_text(rows: Sequence[Mapping[str, object]]) -> str:
+    lines = [f"rules with windows: {len(rows)}"]
+    for w in rows:
+        opens = w["next_open"] or "not within a week"
+        lines.append(f"  {w['rule']}: {'open now' if w['open'] else f'closed, acts from {opens}'}")
     return "\n".join(lines)
 
 

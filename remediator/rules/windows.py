@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from remediator.model import Rule
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOURS_PATTERN = r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$"
@@ -104,6 +106,11 @@ class RuleWindows:
         opens = self.next_open(when)
         after = "no window opens in the next week" if opens is None else f"next opens {iso(opens)}"
         return f"outside its windows at {iso(when)}: {after}"
+
+
+def windows_report(rules: Iterable[Rule], when: dt.datetime) -> list[dict[str, object]]:
+    """Each rule with windows: open at `when`, and when it may act next (`status`)."""
+    return [{"rule": r.name, **r.windows.state(when)} for r in rules if r.windows is not None]
 
 
 def iso(when: dt.datetime) -> str:

@@ -449,6 +449,14 @@ async def test_a_maintenance_pause_made_ahead_shows_in_status_and_waits_for_its_
     scheduled, and a rule runs as usual until the pause starts."""
     rule = f"fix-{unique}"
     write_rules(workdir, cooldown_rule(unique, http_target.url))
+    frozen = f"""
+rules:
+  - name: frozen-{unique}
+    on: [{unique}.frozen]
+    windows: {{deny: [{{from: "2000-01-01T00:00:00Z", to: "2099-01-01T00:00:00Z"}}]}}
+    actions: [{{publish: {{subject: "{unique}.y"}}}}]
+"""
+    (workdir / "rules" / "frozen.yaml").write_text(frozen)
     results = await Collector.on(nc, f"remediator.results.{rule}")
     proc = replica(workdir, nats_server.url, unique).start()
     start = "2099-01-02T22:00:00+01:00"
@@ -456,7 +464,7 @@ async def test_a_maintenance_pause_made_ahead_shows_in_status_and_waits_for_its_
         made = await cli(
             nats_server.url, "pause", rule, "--from", start, "--for", "2h", "--by", "ops"
         )
-        shown = await cli(nats_server.url, "status")
+        shown = await cli(nats_server.url, "status", "--rules", str(workdir / "rules"))
         as_json = await cli(nats_server.url, "status", "--json")
         bad = await cli(nats_server.url, "pause", rule, "--from", "tonight")
         await publish(nc, f"{unique}.disk.a", {"host": "a"})
@@ -467,6 +475,7 @@ async def test_a_maintenance_pause_made_ahead_shows_in_status_and_waits_for_its_
     assert made[1].startswith("scheduled from 2099-01-02T21:00:00Z: paused")
     line = f"  {rule} by ops from 2099-01-02T21:00:00+00:00 until 2099-01-02T23:00:00+00:00"
     assert line in shown[1]
+    assert f"  frozen-{unique}: closed, acts from 2099-01-01T00:00:00Z" in shown[1]
     (pause,) = [p for p in json.loads(as_json[1])["pauses"] if p["scope"] == rule]
     assert pause["scheduled"] is True
     assert bad[0] == 2 and "not an ISO-8601 date-time" in bad[2]
