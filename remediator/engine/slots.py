@@ -15,8 +15,10 @@ keeps its message in progress (the message is in flight), so it is not redeliver
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,8 +26,11 @@ from dataclasses import dataclass, field
 from remediator.engine.guards import Guards
 from remediator.engine.limits import cap_text
 from remediator.engine.state import Conflict, StateStore, write
+from remediator.errors import TransportError
 from remediator.metrics import Metrics
 from remediator.model import Result, Rule
+
+log = logging.getLogger(__name__)
 
 LEASE = 15.0  # a holder or waiter that stops renewing is forgotten after this long
 POLL = 0.25  # how often a waiter looks for a free slot
@@ -75,16 +80,23 @@ class Slots:
         return ticket
 
     async def keep(self, ticket: Ticket) -> None:
-        """Renew the lease until cancelled (the run's end)."""
+        """Renew the lease until cancelled (the run's end); a failed renewal is tried
+        again next turn (three turns per lease)."""
         while True:
             await self.sleep(self.lease / 3)
-            await self._change(
-                ticket, lambda held, queue, now: held.update({ticket.token: now + self.lease})
-            )
+            with contextlib.suppress(TransportError):
+                await self._change(
+                    ticket, lambda held, queue, now: held.update({ticket.token: now + self.lease})
+                )
 
     async def release(self, ticket: Ticket) -> None:
+        """Give the slot back. When the store cannot be reached the run still counts as
+        done (its steps ran): the lease frees the slot instead."""
         self._gauge("in_use", ticket.rule, -1)
-        await self._change(ticket, lambda held, queue, now: held.pop(ticket.token, None))
+        try:
+            await self._change(ticket, lambda held, queue, now: held.pop(ticket.token, None))
+        except TransportError as exc:
+            log.warning("rule %s: slot not released (its lease frees it): %s", ticket.rule, exc)
 
     async def _step(self, ticket: Ticket, most: int, *, leave: bool) -> bool:
         """Join or stay in line (renewing the place), and take a slot when it is our turn;
