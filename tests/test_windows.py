@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from remediator.cli import main
 from remediator.errors import RuleErrors
 from remediator.rules.loader import load_rules
 from remediator.rules.secrets import Secrets
@@ -138,3 +139,31 @@ async def test_outside_its_windows_a_rule_runs_nothing_and_spends_nothing(tmp_pa
     (result,) = await engine.process(event({"n": 2}, "2", "alerts.X"))
     assert result.status == "succeeded"  # the cooldown was not spent on Sunday
     assert len(recorder.runs) == 1
+
+
+CASES = """
+cases:
+  - name: a weekday morning acts
+    subject: alerts.X
+    at: "2026-12-14T09:30:00+01:00"
+    event: {n: 1}
+    expect: {fired: [restart]}
+  - name: a Sunday night does not
+    subject: alerts.X
+    at: "2026-12-13T03:00:00+01:00"
+    event: {n: 1}
+    expect: {fired: []}
+"""
+
+
+def test_rule_cases_set_the_time_with_at(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "r.yaml").write_text(RESTART)
+    (tmp_path / "r.cases.yaml").write_text(CASES)
+    assert main(["test", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "rule restart: outside its windows at 2026-12-13T02:00:00Z" in out
+    (tmp_path / "r.cases.yaml").write_text(CASES.replace('"2026-12-13T03:00:00+01:00"', "monday"))
+    assert main(["test", str(tmp_path)]) == 2
+    assert "r.cases.yaml:10: cases[1].at: 'monday' is not an ISO-8601" in capsys.readouterr().err
