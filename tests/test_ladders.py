@@ -16,6 +16,7 @@ from remediator.rules.loader import load_rules
 from remediator.rules.secrets import Secrets
 from remediator.rules.templating import Templates
 from tests.test_guards import build, event
+from tests.test_verify_query import Answers
 
 LADDER = """
 rules:
@@ -117,3 +118,38 @@ def test_validate_refuses_a_loop_and_an_unknown_rule(tmp_path: Path) -> None:
     assert itself == [
         f"{file}:5: rule restart: verify.escalate_rule: escalation loop: restart -> restart"
     ]
+
+
+BY_QUERY = """
+rules:
+  - name: heal
+    on: [alerts.x]
+    actions:
+      - http: {url: "http://example.invalid/{{ event.service }}"}
+    verify:
+      query: 'max(errors{service="{{ event.service }}"})'
+      below: 0.01
+      within: 60s
+      every: 10s
+      escalate_rule: page
+  - name: page
+    on: [never.x]
+    actions:
+      - http: {url: "http://example.invalid/page/{{ event.escalation.detail }}"}
+"""
+
+
+async def test_a_query_that_never_held_climbs_the_ladder(tmp_path: Path) -> None:
+    engine, recorder, clock = build(tmp_path, BY_QUERY)
+    assert engine.guards is not None
+    answers = engine.guards.verifier.querier = Answers()  # always 0.5: it never holds
+    (first,) = await engine.process(event({"service": "web"}, "e1", "alerts.x"))
+    assert first.status == "succeeded"
+    for _ in range(5):  # asked every 10s, never holding
+        clock.now += 10
+        assert await engine.check_verifications() == []
+    clock.now += 11  # past `within`
+    (rung,) = await engine.check_verifications()
+    assert rung.rule == "page" and rung.status == "succeeded"
+    assert len(answers.asked) == 5
+    assert "the query did not hold" in str(recorder.runs[-1]["url"])
