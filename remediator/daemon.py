@@ -14,12 +14,13 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from remediator import chores
 from remediator.actions.base import Action
 from remediator.engine.engine import Engine
 from remediator.engine.guards import Guards
@@ -36,13 +37,13 @@ from remediator.http.results import ResultsAPI
 from remediator.http.webhook import AlertmanagerBridge, compile_subject
 from remediator.metrics import Metrics
 from remediator.model import Result, Rule
-from remediator.nats.client import reader_dead
 from remediator.nats.connection import connect, connection_secrets
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.embedded import EmbeddedServer
+from remediator.nats.patience import patiently
 from remediator.nats.results import read_results
 from remediator.nats.transport import Transport
-from remediator.parts import build_actions, build_guards, build_prometheus
+from remediator.parts import Wiring, build_actions, build_prometheus, prepare
 from remediator.pipeline import Pipeline
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex
@@ -54,11 +55,7 @@ from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
 
-VERIFY_TICK = 1.0  # seconds between looks for expired verifications
-ABSENT_TICK = 1.0  # seconds between sweeps for absence timers that ran out
-CLEAN_EVERY = 60  # sweeps between removals of expired correlation windows
-LIVENESS_TICK = 0.5  # seconds between looks at the consume loop and the NATS connection
-BACKLOG_TICK = 5.0  # seconds between refreshes of the consumer backlog gauges
+STARTUP_PATIENCE = 60.0  # seconds start-up keeps trying while JetStream cannot answer
 
 
 @dataclass(slots=True)
@@ -107,8 +104,9 @@ class Daemon:
         t = self.transport
         if self.ruleset is None or t is None:
             return False
-        # Stalled: writes have failed for long and none succeeded, so no event can finish.
-        return t.receiving and bool(t.nc.is_connected) and not t.acked.stalled()
+        # Stalled: writes have failed for long and none succeeded, so no event can finish;
+        # `connected` also needs the server to answer pings: not a hung one.
+        return t.receiving and t.connected and not t.acked.stalled()
 
     def _engine(self) -> Engine:
         assert self.ruleset is not None
@@ -166,6 +164,8 @@ class Daemon:
             await self._serve()
             for task in controls:
                 task.cancel()
+            # Awaited: a watcher stops its subscription as it ends, before the drain.
+            await asyncio.gather(*controls, return_exceptions=True)
         finally:
             _settle_heap(collecting, freeze=False)  # a start-up that failed half-way
             await listener.stop()
@@ -191,14 +191,10 @@ class Daemon:
         self.actions.update(
             build_actions(self.transport, self.settings, self.environ, self.prometheus)
         )
-        await self.transport.prepare({s for rule in rules for s in rule.subjects})
-        self.guards = await build_guards(
-            self.transport, self.settings, self.metrics, self.prometheus
+        self.guards, self.plane = await patiently(
+            lambda: prepare(self.transport, self.settings, self.metrics, rules, self._parts()),
+            STARTUP_PATIENCE,
         )
-        if not self.settings.core:
-            self.plane = await ControlPlane.open(
-                self.transport, self.settings, self.metrics, self._engine, self._rule_names
-            )
         self._swap(self.load(rules))
         _settle_heap(collecting, freeze=True)
         controls = await self.plane.start() if self.plane else []
@@ -214,8 +210,8 @@ class Daemon:
         assert self.transport is not None and self.guards is not None
         assert self.pipeline is not None
         state = self.guards.store if not self.settings.core else None
-        api = ControlAPI(self.access, self.plane, self._rules, state, self.settings.max_actions)
-        listener.add_api(api)
+        limits = self.settings.max_actions
+        listener.add_api(ControlAPI(self.access, self.plane, self._rules, state, limits))
         listener.add_webhook(
             AlertmanagerBridge(
                 self.transport,
@@ -234,12 +230,12 @@ class Daemon:
         pipeline = self.pipeline
         consume = asyncio.create_task(pipeline.consume(self.ruleset.subjects))
         ticker = asyncio.create_task(pipeline.tick_in_progress())
-        chores = [
+        background = [
             asyncio.create_task(chore)
             for chore in (
-                self._expire_verifications(),
-                self._sweep_windows(),
-                self._track_backlog(),
+                *self._verifying(),
+                chores.sweep_windows(self._engine),
+                chores.track_backlog(self.transport, self.settings, self.metrics),
                 self._seed_results(),
                 *([self._watcher.run()] if self._watcher else []),
             )
@@ -251,16 +247,19 @@ class Daemon:
         except Exception as exc:  # the connection may be the thing that died
             log.warning("stop receiving: %s", exc)
         consume.cancel()
-        for chore in chores:
+        for chore in background:
             chore.cancel()
         # Awaited, so a chore's own clean-up (a history reader's consumer) is done before
         # the connection drains: else the drain waits for it, up to its timeout.
-        await asyncio.gather(*chores, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         await pipeline.drain()
         ticker.cancel()
 
     def _record(self, result: Result) -> None:
         self.results.add(result.to_json())
+
+    def _parts(self) -> Wiring:
+        return Wiring(self._engine, self.prometheus, self._rule_names, self.secrets)
 
     def _rule_names(self) -> list[str]:
         return [rule.name for rule in self.ruleset.rules] if self.ruleset else []
@@ -282,7 +281,8 @@ class Daemon:
         """Until SIGTERM, or until the daemon can no longer work: then `/healthz` fails
         and `run` returns 1, so a supervisor restarts it instead of it idling as healthy."""
         stopping = asyncio.create_task(self._stopping.wait())
-        watchdog = asyncio.create_task(self._watch(consume))
+        assert self.transport is not None
+        watchdog = asyncio.create_task(chores.watch(self.transport, consume))
         await asyncio.wait([stopping, watchdog], return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         if watchdog.done():
@@ -291,62 +291,10 @@ class Daemon:
         else:
             watchdog.cancel()
 
-    async def _watch(self, consume: asyncio.Task[None]) -> str:
-        """Why the daemon can no longer work, once it cannot: the consume loop ended (it
-        runs until stopped), the NATS connection is closed for good, or the client's
-        read loop died while connected (deaf until a ping timeout, minutes later)."""
-        assert self.transport is not None
-        while True:
-            await asyncio.wait([consume], timeout=LIVENESS_TICK)
-            if self.transport.nc.is_closed:  # the root cause when both happened
-                return "the NATS connection is closed for good"
-            if reader_dead(self.transport.nc):  # connected, but nothing will arrive
-                return "the NATS client's read loop ended"
-            if consume.done():
-                error = None if consume.cancelled() else consume.exception()
-                return f"the consume loop ended: {error!r}"
-
-    async def _expire_verifications(self) -> None:
-        """Every replica looks; the store lets exactly one act on each record: ask its
-        query when its turn came, escalate it when its deadline passed."""
-        while self.guards is not None and self.ruleset is not None:
-            await asyncio.sleep(VERIFY_TICK)
-            try:
-                await self._engine().check_verifications()  # and climbs the ladders
-            except TransportError as exc:
-                log.warning("verification check failed: %s", exc)
-
-    async def _sweep_windows(self) -> None:
-        """Absence timers live in the store, not here: every replica sweeps, from the start
-        (a timer that ran out while every daemon was down fires now), and the store lets
-        one claim each due timer."""
-        sweeps = 0
-        while self.transport is not None:
-            engine = self._engine()
-            try:
-                await engine.sweep()  # the engine reports (publishes) each result itself
-                if sweeps % CLEAN_EVERY == 0:
-                    await engine.clean_windows()
-            except TransportError as exc:
-                log.warning("absence sweep failed: %s", exc)
-            except Exception:  # the sweep must outlive one bad timer
-                log.exception("absence sweep failed")
-            sweeps += 1
-            await asyncio.sleep(ABSENT_TICK)
-
-    async def _track_backlog(self) -> None:
-        """The consumer backlog gauges, from the server: at once, then every BACKLOG_TICK."""
-        if self.settings.core or self.transport is None:
-            return
-        labels = (self.settings.stream, self.settings.durable)
-        while True:
-            try:
-                pending, ack_pending = await self.transport.pending()
-                self.metrics.consumer_pending.labels(*labels).set(pending)
-                self.metrics.consumer_ack_pending.labels(*labels).set(ack_pending)
-            except TransportError as exc:
-                log.debug("consumer info failed: %s", exc)
-            await asyncio.sleep(BACKLOG_TICK)
+    def _verifying(self) -> list[Coroutine[object, object, None]]:
+        if self.guards is None:
+            return []
+        return [chores.expire_verifications(self._engine)]
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

@@ -132,6 +132,11 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "--nats", dest="nats_url", metavar="URL", help="env REMEDIATOR_NATS_URL"
         )
         parser.add_argument("--config", metavar="FILE", help="YAML config file (NATS access)")
+        parser.add_argument(
+            "--replicas",
+            metavar="N",
+            help="replicas of the control bucket if this creates it (as the daemon's)",
+        )
         parser.set_defaults(command=run)
         return parser
 
@@ -143,19 +148,7 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.add_argument("rules", nargs="*", metavar="RULE")
         parser.add_argument("--all", dest="every", action="store_true", help="every rule")
         parser.add_argument("--key", help="only this throttle-key value (e.g. a host)")
-    pause = commands.choices["pause"]
-    pause.add_argument(
-        "--rules",
-        dest="rule_files",
-        action="append",
-        metavar="PATH",
-        help="check the names against these rule files (default: the rules the running "
-        "daemons report)",
-    )
-    pause.add_argument("--for", dest="duration", type=duration, default=3600.0, metavar="DUR")
-    pause.add_argument("--from", dest="start", type=instant, metavar="TIME", help=FROM_HELP)
-    pause.add_argument("--reason", default="", help="why, for whoever looks next")
-    pause.add_argument("--by", help="who (default: your login name)")
+    _pause_and_resume_options(commands.choices["pause"], commands.choices["resume"])
     status = command("status", "pauses, circuits, budget, approvals, replicas", cmd_status)
     status.add_argument("--json", action="store_true")
     status.add_argument(
@@ -180,6 +173,25 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 FROM_HELP = "start the pause at this ISO-8601 time (a planned maintenance); default now"
+
+
+def _pause_and_resume_options(
+    pause: argparse.ArgumentParser, resume: argparse.ArgumentParser
+) -> None:
+    pause.add_argument(
+        "--rules",
+        dest="rule_files",
+        action="append",
+        metavar="PATH",
+        help="check the names against these rule files (default: the rules the running "
+        "daemons report)",
+    )
+    pause.add_argument("--for", dest="duration", type=duration, default=3600.0, metavar="DUR")
+    pause.add_argument("--from", dest="start", type=instant, metavar="TIME", help=FROM_HELP)
+    pause.add_argument("--reason", default="", help="why, for whoever looks next")
+    pause.add_argument("--by", help="who (default: your login name)")
+    resume.add_argument("--reason", default="", help="why, for the audit trail")
+    resume.add_argument("--by", help="who (default: your login name)")
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -224,7 +236,9 @@ def _rule_names(paths: list[str]) -> list[str]:
 def cmd_resume(args: argparse.Namespace) -> int:
     from remediator.nats import brake
 
-    work = brake.resume(brake_settings(args), args.rules, args.every, args.key)
+    work = brake.resume(
+        brake_settings(args), args.rules, args.every, args.key, args.by, args.reason
+    )
     lines = asyncio.run(work)
     for resumed, line in lines:
         print(

@@ -26,12 +26,12 @@ from remediator.errors import RuleError, RuleErrors
 from remediator.model import (
     Absent,
     Approval,
-    Concurrency,
     Condition,
     Correlate,
     Renderable,
     RetryPolicy,
     Rule,
+    Schedule,
     Source,
     Step,
     Throttle,
@@ -45,9 +45,10 @@ from remediator.rules.ladders import ladder_problems
 from remediator.rules.matching import subject_problem
 from remediator.rules.parsecache import ParseCache
 from remediator.rules.rulefiles import rule_files
+from remediator.rules.schedules import cron_problem, tz_problem
 from remediator.rules.templating import Templates, renders_instantly
-from remediator.rules.windows import RuleWindows, compile_windows
 from remediator.rules.yamlsource import Where, parse_document
+from remediator.safety import Concurrency
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_EVERY = 30.0  # verification by query: ask again this often
@@ -165,6 +166,7 @@ class _RuleCompiler(FieldCompiler):
         approval = self.approval(raw.get("approval"), names)
         windows = self.windows(raw.get("windows"))
         limit = self.guard(("concurrency",), None, lambda: self.concurrency(raw.get("concurrency")))
+        schedule = self.schedule(raw.get("schedule"))
         if self.failed:
             return None
         return Rule(
@@ -186,6 +188,7 @@ class _RuleCompiler(FieldCompiler):
             approval=approval,
             windows=windows,
             concurrency=limit,
+            schedule=schedule,
             source=self.source(),
             digest=definition_digest(raw),
         )
@@ -293,6 +296,18 @@ class _RuleCompiler(FieldCompiler):
             notify=self.steps(raw.get("notify", []), "notify", names, where),
         )
 
+    def schedule(self, raw: Raw | None) -> Schedule | None:
+        if not isinstance(raw, Mapping):
+            return None
+        where: Where = ("schedule",)
+        tz, cron = str(raw.get("tz", "UTC")), raw.get("cron")
+        if (problem := tz_problem(tz)) is not None:
+            self.report((*where, "tz"), problem)
+        if isinstance(cron, str) and (problem := cron_problem(cron)) is not None:
+            self.report((*where, "cron"), problem)
+        every = self.duration(raw, "every", where, None, positive=True)
+        return Schedule(every=every, cron=cron if isinstance(cron, str) else None, tz=tz)
+
     def verify(self, raw: Raw | None) -> Verify | None:
         if raw is None:
             return None
@@ -307,14 +322,6 @@ class _RuleCompiler(FieldCompiler):
             escalate_at=self.source((*where, "escalate_rule")),
             query=query,
         )
-
-    def windows(self, raw: Raw | None) -> RuleWindows | None:
-        if not isinstance(raw, Mapping) or any(w[:1] == ("windows",) for w in self.tainted):
-            return None
-        windows, problems = compile_windows(raw)
-        for where, message in problems:
-            self.report(("windows", *where), message)
-        return windows
 
     def concurrency(self, raw: Raw | None) -> Concurrency | None:
         if raw is None:

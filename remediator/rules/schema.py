@@ -337,9 +337,12 @@ def _rule() -> dict[str, object]:
         "approval": _approval(),
         "windows": windowschema.windows(),
         "concurrency": windowschema.concurrency(),
+        "schedule": windowschema.schedule(),
     }
-    rule = _object("one rule", properties, required=["name", "on", "actions"])
-    return rule | _not_both("correlate", "absent")
+    rule = _object("one rule", properties, required=["name", "actions"])
+    # A rule listens on subjects or runs on a clock; a clock has no event to match.
+    only = [_not_both(*pair) for pair in (("correlate", "absent"), ("schedule", "match"))]
+    return rule | {"allOf": [_one_of("on", "schedule"), *only]}
 
 
 def _build() -> dict[str, object]:

@@ -1,8 +1,9 @@
-"""The schema of the safety fields of §17: `windows`, `concurrency` and `verify.escalate_rule`.
+"""The schema of when and how much a rule acts: `schedule`, `windows`, `concurrency` and
+`verify.escalate_rule` (SPEC §15, §17).
 
 Kept beside `schema` (which imports these pieces) so that the rule schema stays one
-readable page; the values the schema cannot judge (time zones, date-times, ranges)
-are checked when `rules.windows` compiles them.
+readable page; the values the schema cannot judge (cron expressions, time zones,
+date-times, ranges) are checked when the loader compiles them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from remediator.rules.windows import DAYS, HOURS_PATTERN
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+DURATION = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"  # as schema.DURATION_PATTERN
 
 
 def _text(description: str, **extra: object) -> dict[str, object]:
@@ -19,6 +21,22 @@ def _text(description: str, **extra: object) -> dict[str, object]:
 def _closed(description: str, properties: dict[str, object], **extra: object) -> dict[str, object]:
     shape = {"type": "object", "description": description, "properties": properties}
     return shape | {"additionalProperties": False, **extra}
+
+
+def _duration(description: str) -> dict[str, object]:
+    described = f"{description}: 500ms, 30s, 5m, 1h, 1d or seconds"
+    return {"type": ["number", "string"], "description": described, "minimum": 0} | {
+        "pattern": DURATION
+    }
+
+
+def schedule() -> dict[str, object]:
+    every = _duration("run every this long (ticks aligned to the clock: 5m is :00, :05...)")
+    cron = _text("a cron expression, `m h dom mon dow` (e.g. `*/5 * * * *`)", minLength=1)
+    tz = _text("the time zone the cron expression is read in; default UTC", minLength=1)
+    described = "run on a clock instead of on an event (replaces `on` and `match`)"
+    one_of = {"oneOf": [{"required": ["every"]}, {"required": ["cron"]}]}
+    return _closed(described, {"every": every, "cron": cron, "tz": tz}) | one_of
 
 
 def windows() -> dict[str, object]:
@@ -55,8 +73,7 @@ def concurrency() -> dict[str, object]:
         {
             "key": _text("template naming the group (a cluster); default one per rule"),
             "max": {"type": "integer", "minimum": 1, "description": "runs at once per group"},
-            "wait": {"type": ["number", "string"], "minimum": 0, "description": wait}
-            | {"pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"},  # schema.DURATION_PATTERN
+            "wait": _duration(wait),
         },
         required=["max"],
     )

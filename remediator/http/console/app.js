@@ -34,7 +34,9 @@ function svg(tag, attrs = {}, ...children) {
 function token() { return localStorage.getItem(TOKEN_KEY) || ""; }
 
 async function api(path, options = {}) {
-  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  // Tells the audit trail that a person clicked in the console (not a script).
+  const headers = { Accept: "application/json", "X-Remediator-Client": "console",
+    ...(options.headers || {}) };
   if (token()) headers.Authorization = `Bearer ${token()}`;
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
@@ -153,6 +155,12 @@ function rulesTable(rules, control, defs) {
     if (circuits.has(rule.rule)) state.append(h("span", { class: "flag open" }, "circuit open"));
     if (closed.has(rule.rule)) {
       state.append(h("span", { class: "flag paused" }, `outside window; acts from ${closed.get(rule.rule)}`));
+    const ticks = list(control, "schedules").find((t) => t.rule === rule.rule);
+    if (ticks) state.append(h("span", { class: "muted ticks" },
+      `last tick ${ticks.last_tick ? ago(ticks.last_tick) : "none yet"}, next ${ticks.next_tick || "?"} `));
+    if (token()) {
+      state.append(h("button", { class: "small", "data-action": "run-now",
+        onclick: () => runEditor(rule.rule, last) }, "Run now"));
     }
     if (control && token() && !paused.has("all")) {
       state.append(paused.has(rule.rule)
@@ -237,6 +245,63 @@ function pause(scope) {
 
 function resume(scope) { return act("/api/resume", scope, "resumed"); }
 
+// A manual run: "Run now" opens an editor holding the rule's last event; both ask first.
+async function runEditor(rule, last) {
+  let event = {};
+  if (last) {
+    const stored = await api(`/api/results/${encodeURIComponent(last.event_id)}/event`);
+    if (stored.ok && stored.body && stored.body.event) event = stored.body.event;
+    else if (last.event_id.startsWith("schedule:")) {  // a tick's event is not stored: rebuild it
+      event = { schedule: { rule, tick: last.event_id.split(":").slice(2).join(":") } };
+    }
+  }
+  const text = h("textarea", { id: "run-event", rows: 10, spellcheck: "false" });
+  text.value = JSON.stringify(event, null, 2);
+  const force = h("input", { type: "checkbox", id: "run-force" });
+  const dry = h("input", { type: "checkbox", id: "run-dry" });
+  const why = h("input", { id: "run-reason", placeholder: "reason (kept in the audit trail)" });
+  const run = () => {
+    let body;
+    try { body = JSON.parse(text.value); } catch (error) { return notice(`not JSON: ${error}`, "error"); }
+    runRule(rule, { event: body, force: force.checked, dry_run: dry.checked, reason: why.value });
+  };
+  document.getElementById("run-editor")?.remove();
+  view.prepend(h("section", { id: "run-editor" }, h("h2", {}, "Run ", h("code", {}, rule), " now"),
+    h("p", { class: "muted" }, "The event it runs with (its last event, when one is stored):"), text,
+    h("p", {}, h("label", {}, force, " skip throttle and budget"), " ",
+      h("label", {}, dry, " dry run"), " ", why),
+    h("p", {}, h("button", { "data-action": "run", class: "danger", onclick: run }, "Run"), " ",
+      h("button", { onclick: () => document.getElementById("run-editor")?.remove() }, "Cancel"))));
+}
+
+async function runRule(rule, body) {
+  const what = body.from ? `Run ${rule} again with the event of ${body.from}?` : `Run ${rule} now?`;
+  if (!window.confirm(what)) return;
+  notice(`running ${rule}…`);
+  const reply = await api(`/api/rules/${encodeURIComponent(rule)}/run`, { method: "POST", body });
+  if (!reply.ok) return notice(`${reply.status}: ${(reply.body && reply.body.error) || "refused"}`, "error");
+  const result = reply.body.result;
+  notice(`${rule}: ${result.status}`);
+  location.hash = `#/event/${encodeURIComponent(result.event_id)}`;
+}
+
+// --- the audit trail ---------------------------------------------------------------------
+
+async function auditPage() {
+  const reply = await api("/api/audit?since=7d&limit=500");
+  if (!reply.ok) return failed(reply);
+  const rows = list(reply.body, "audit").slice().reverse();
+  const table = rows.length ? wrap(h("table", { id: "audit" },
+    h("thead", {}, h("tr", {}, ["time", "act", "target", "by", "via", "outcome", "reason"]
+      .map((t) => h("th", {}, t)))),
+    h("tbody", {}, rows.map((r) => h("tr", { "data-act": r.act },
+      h("td", { title: r.at }, ago(r.at)), h("td", {}, r.act), h("td", {}, r.target),
+      h("td", {}, r.by), h("td", {}, r.remote ? `${r.source} ${r.remote}` : r.source),
+      h("td", {}, r.outcome), h("td", { class: "reason" }, r.reason))))))
+    : h("p", { class: "muted" }, "Nobody has paused, resumed, decided or run anything in 7 days.");
+  view.replaceChildren(h("h2", {}, "Who did what (last 7 days)"), table);
+}
+
 // --- results list --------------------------------------------------------------------------
 
 function filters() {
@@ -312,7 +377,11 @@ async function eventDetail(id) {
 function resultCard(r) {
   const steps = r.steps || [];
   return h("article", { class: "result", "data-rule": r.rule },
-    h("h3", {}, r.rule, " ", badge(r.status)),
+    h("h3", {}, r.rule, " ", badge(r.status), token() ? [" ", h("button", { class: "small",
+      "data-action": "run-again", onclick: () => runRule(r.rule, { from: r.event_id }) }, "Run again")]
+      : null),
+    r.trigger ? h("p", { class: "muted trigger" }, `run by ${r.trigger.by}`,
+      r.trigger.reason ? `: ${r.trigger.reason}` : "", r.trigger.forced ? " (forced)" : "") : null,
     h("p", { class: "muted" }, `${ago(r.finished_at)} · ${r.finished_at} · ${duration(r.duration_ms)}`,
       r.redelivered ? " · redelivered" : ""),
     r.reason ? h("p", { class: "reason" }, r.reason) : null,
@@ -343,6 +412,7 @@ async function render() {
   try {
     if (hash.startsWith("#/event/")) await eventDetail(decodeURIComponent(hash.slice(8)));
     else if (hash.startsWith("#/results")) await results();
+    else if (hash.startsWith("#/audit")) await auditPage();
     else await overview();
     document.getElementById("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
@@ -354,7 +424,8 @@ function schedule() {
   clearInterval(timer);
   timer = setInterval(() => {
     const live = document.getElementById("live").checked;
-    if (live && !document.hidden && !location.hash.startsWith("#/event/")) render();
+    const editing = document.getElementById("run-editor");
+    if (live && !document.hidden && !editing && !location.hash.startsWith("#/event/")) render();
   }, REFRESH_MS);
 }
 
