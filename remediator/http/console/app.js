@@ -155,6 +155,7 @@ function rulesTable(rules, control, defs) {
     if (circuits.has(rule.rule)) state.append(h("span", { class: "flag open" }, "circuit open"));
     if (closed.has(rule.rule)) {
       state.append(h("span", { class: "flag paused" }, `outside window; acts from ${closed.get(rule.rule)}`));
+    }
     const ticks = list(control, "schedules").find((t) => t.rule === rule.rule);
     if (ticks) state.append(h("span", { class: "muted ticks" },
       `last tick ${ticks.last_tick ? ago(ticks.last_tick) : "none yet"}, next ${ticks.next_tick || "?"} `));
