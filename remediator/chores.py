@@ -12,10 +12,8 @@ import logging
 from collections.abc import Callable
 
 from remediator.engine.engine import Engine
-from remediator.engine.guards import Guards
 from remediator.errors import TransportError
 from remediator.metrics import Metrics
-from remediator.model import Rule
 from remediator.nats.client import reader_dead
 from remediator.nats.transport import Transport
 from remediator.settings import Settings
@@ -44,13 +42,14 @@ async def watch(transport: Transport, consume: asyncio.Task[None]) -> str:
             return f"the consume loop ended: {error!r}"
 
 
-async def expire_verifications(guards: Guards, rules: Callable[[], tuple[Rule, ...]]) -> None:
+async def expire_verifications(engine: Callable[[], Engine]) -> None:
     """Every replica looks; the store lets exactly one act on each record: ask its
-    query when its turn came, escalate it when its deadline passed."""
+    query when its turn came, escalate it when its deadline passed, and fire the next
+    rule of its ladder (`verify.escalate_rule`)."""
     while True:
         await asyncio.sleep(VERIFY_TICK)
         try:
-            await guards.sweep_verifications({rule.name: rule for rule in rules()})
+            await engine().check_verifications()  # the current rules, after a reload too
         except TransportError as exc:
             log.warning("verification check failed: %s", exc)
 

@@ -294,7 +294,7 @@ class Daemon:
     def _verifying(self) -> list[Coroutine[object, object, None]]:
         if self.guards is None:
             return []
-        return [chores.expire_verifications(self.guards, self._rules)]
+        return [chores.expire_verifications(self._engine)]
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

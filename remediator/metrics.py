@@ -135,6 +135,24 @@ class Metrics:
         self.approvals_pending = Gauge(
             "remediator_approvals_pending", "Approval requests waiting for a decision", registry=r
         )
+        self.slots_in_use = Gauge(
+            "remediator_concurrency_slots_in_use",
+            "Concurrency slots this replica holds (runs in flight), by rule",
+            ["rule"],
+            registry=r,
+        )
+        self.slots_waiting = Gauge(
+            "remediator_concurrency_waiting",
+            "Runs of this replica waiting for a concurrency slot, by rule",
+            ["rule"],
+            registry=r,
+        )
+        self.ladder_escalations = Counter(
+            "remediator_ladder_escalations",
+            "Rules fired by a failed verification's escalate_rule, by rule and the rule fired",
+            ["rule", "to"],
+            registry=r,
+        )
 
     def _declare_prometheus(self, r: CollectorRegistry) -> None:
         self.prometheus_queries = Counter(

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from remediator.safety import Calendar, Concurrency
+
 JSON = object  # a decoded JSON value; kept as `object` so callers must narrow it
 
 
@@ -104,6 +106,8 @@ class Verify:
     resolved_within: float  # by query: `within`
     key: Renderable | None = None
     escalate: str | None = None
+    escalate_rule: str | None = None  # not resolved: fire this rule (an escalation ladder)
+    escalate_at: Source | None = None  # where `escalate_rule` is written (for errors)
     query: VerifyQuery | None = None  # None: a resolving event closes it
 
 
@@ -168,6 +172,8 @@ class Rule:
     correlate: Correlate | None = None
     absent: Absent | None = None
     approval: Approval | None = None
+    windows: Calendar | None = None  # None: may act at any time
+    concurrency: Concurrency | None = None
     schedule: Schedule | None = None  # runs on a clock; then `subjects` is empty
     source: Source
     # A hash of the rule's definition as written: an approval asked under one definition

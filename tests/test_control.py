@@ -371,3 +371,19 @@ def test_a_request_keeps_a_big_event_by_reference_and_memory_keeps_no_event() ->
     assert len(big.encode()) < 2048
     assert (small.rule_digest, small.throttle_key) == ("d", "k")
     assert small.slim().payload == {} and small.slim().headers == {}
+
+
+def test_a_pause_made_ahead_holds_only_from_its_start_and_is_not_cleaned_before() -> None:
+    """`pause --from`: a planned maintenance is stored ahead, in force from `since`."""
+    clock = Clock()
+    clock.now = 1000.0
+    view = Pauses(clock=clock)
+    (ahead,) = pauses_for(["fix"], False, None, seconds=600, reason="", by="a", now=5000.0)
+    view.apply(ahead.name, ahead)
+    assert view.paused("fix", "x") is None and view.expired() == []
+    clock.now = 4999.0  # within the clock-skew slack of its start
+    assert view.paused("fix", "x") is ahead
+    clock.now = 5599.0
+    assert view.paused("fix", "x") is ahead
+    clock.now = 5600.0
+    assert view.paused("fix", "x") is None and view.expired() == [ahead]

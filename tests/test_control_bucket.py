@@ -38,6 +38,7 @@ RULE = """
 rules:
   - name: r-{u}
     on: [{u}.x]
+    windows: {{deny: [{{from: "2000-01-01T00:00:00Z", to: "2099-01-01T00:00:00Z"}}]}}
     actions: [{{publish: {{subject: "{u}.y"}}}}]
 """
 
@@ -82,6 +83,15 @@ async def test_rules_reflect_the_callers_pause_and_resume(client: Client_, uniqu
     after_resume = await paused(client)
     assert "freeze" in str(after_pause)
     assert after_resume is None
+
+
+async def test_rules_say_when_each_may_act_next(client: Client_) -> None:
+    async with client.get("/api/rules", headers=OPERATOR) as response:
+        (rule,) = (await response.json())["rules"]
+    assert rule["windows"] == {"open": False, "next_open": "2099-01-01T00:00:00Z"}
+    async with client.get("/api/status", headers=OPERATOR) as response:
+        (window,) = (await response.json())["windows"]
+    assert window["next_open"] == "2099-01-01T00:00:00Z" and window["open"] is False
 
 
 async def test_rule_sets_are_shared_and_forgotten_with_the_last_replica_naming_them(

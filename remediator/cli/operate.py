@@ -15,6 +15,7 @@ from remediator.cli.options import (
     brake_settings,
     checked,
     duration,
+    instant,
     results_settings,
 )
 from remediator.model import RESULT_STATUSES
@@ -151,6 +152,13 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = command("status", "pauses, circuits, budget, approvals, replicas", cmd_status)
     status.add_argument("--json", action="store_true")
     status.add_argument(
+        "--rules",
+        dest="rule_files",
+        action="append",
+        metavar="PATH",
+        help="also say when each rule of these files with windows may act next",
+    )
+    status.add_argument(
         "--max-actions", dest="max_actions", metavar="N[/WINDOW]", type=checked("max_actions")
     )
     for name, help in (("approve", "approve a request"), ("deny", "deny a request")):
@@ -162,6 +170,9 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     command("approvals", "list pending approval requests", cmd_approvals).add_argument(
         "--json", action="store_true"
     )
+
+
+FROM_HELP = "start the pause at this ISO-8601 time (a planned maintenance); default now"
 
 
 def _pause_and_resume_options(
@@ -176,6 +187,7 @@ def _pause_and_resume_options(
         "daemons report)",
     )
     pause.add_argument("--for", dest="duration", type=duration, default=3600.0, metavar="DUR")
+    pause.add_argument("--from", dest="start", type=instant, metavar="TIME", help=FROM_HELP)
     pause.add_argument("--reason", default="", help="why, for whoever looks next")
     pause.add_argument("--by", help="who (default: your login name)")
     resume.add_argument("--reason", default="", help="why, for the audit trail")
@@ -195,9 +207,22 @@ def cmd_pause(args: argparse.Namespace) -> int:
         args.reason,
         args.by,
         known,
+        args.start,
     )
     print(asyncio.run(work))
     return 0
+
+
+def _windows(paths: list[str]) -> list[dict[str, object]]:
+    import datetime as dt
+
+    from remediator.rules.loader import load_rules
+    from remediator.rules.secrets import Secrets
+    from remediator.rules.templating import Templates
+    from remediator.rules.windows import windows_report
+
+    rules = load_rules(paths, Templates(Secrets(os.environ)))
+    return windows_report(rules, dt.datetime.now(dt.UTC))
 
 
 def _rule_names(paths: list[str]) -> list[str]:
@@ -225,7 +250,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from remediator.nats import brake
 
-    print(asyncio.run(brake.status(brake_settings(args), args.json)))
+    windows = _windows(args.rule_files) if args.rule_files else None
+    print(asyncio.run(brake.status(brake_settings(args), args.json, windows)))
     return 0
 
 

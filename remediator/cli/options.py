@@ -25,6 +25,17 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def instant(text: str) -> float:
+    """`--from`: an ISO-8601 date-time (`2026-12-24T22:00:00+01:00`; no offset: UTC)."""
+    from remediator.rules.windows import parse_instant
+
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    when = parse_instant(text, (), problems)
+    if when is None:
+        raise argparse.ArgumentTypeError(problems[0][1])
+    return when.timestamp()
+
+
 def checked(setting: str) -> Callable[[str], str]:
     """An argparse type that checks a flag as its setting will parse it, so a bad value
     is argparse's one-line usage error (exit 2); the text goes on to `Settings.load`."""

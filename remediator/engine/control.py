@@ -69,8 +69,8 @@ class Pause:
             return f"pause.rule.{self.scope}"
         return f"pause.key.{self.scope}.{digest(self.key)}"
 
-    def active(self, now: float) -> bool:
-        return self.until > now
+    def active(self, now: float) -> bool:  # `since` may be ahead: `pause --from` (2s: skew)
+        return self.since - 2.0 <= now < self.until
 
     @property
     def what(self) -> str:
@@ -151,7 +151,7 @@ class Pauses:
     def expired(self) -> list[Pause]:
         now = self.clock()
         every = [self._all, *self._rules.values(), *self._keys.values()]
-        return [p for p in every if p is not None and not p.active(now)]
+        return [p for p in every if p is not None and p.until <= now]  # not one ahead
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

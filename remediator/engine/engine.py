@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter
-
 from remediator.actions.base import ActionSet, changes_things
-from remediator.engine import asking, storing
+from remediator.engine import asking, ladder, storing
 from remediator.engine.control import ApprovalDesk, ApprovalRequest, PauseView
 from remediator.engine.correlation import Firing, Windows, group_of
+from remediator.engine.evaluations import Evaluations
 from remediator.engine.guards import Guards
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, HEADER_ROOM
 from remediator.engine.outcome import ResultBuilder
@@ -32,11 +32,12 @@ from remediator.engine.rulecontext import (
     verify_key,
 )
 from remediator.engine.runner import StepRunner
+from remediator.engine.slots import Slots, slotted
 from remediator.engine.state import MemoryStore, StateStore
 from remediator.errors import TemplateError
 from remediator.metrics import Metrics
 from remediator.model import Event, Result, Rule, StepResult
-from remediator.rules.matching import Matches, RuleIndex
+from remediator.rules.matching import RuleIndex
 from remediator.rules.secrets import Secrets
 
 log = logging.getLogger(__name__)
@@ -65,22 +66,20 @@ class Engine:
     # Where correlation windows and absence timers live: the guards' store by default.
     state: StateStore | None = None
     windows: Windows = field(init=False, repr=False)
+    slots: Slots | None = None  # concurrency per group; None: from the guards' store
     # Where a finished rule's result goes (the daemon: the results stream), written after
     # its completion record; None: the caller publishes what `process` returns.
     report: Callable[[Result, bytes], Awaitable[None]] | None = None
     # JSON bytes a result may take: the server's max_payload less room for headers.
     max_result_bytes: int = DEFAULT_MAX_PAYLOAD - HEADER_ROOM
     results: ResultBuilder = field(init=False, repr=False)  # finishes every Result
-    # `rule_evaluations_total` children by result, then rule name, bound on first use.
-    _evaluation_counters: dict[str, dict[str, Counter]] = field(
-        default_factory=lambda: {"matched": {}, "error": {}},
-        init=False,
-        repr=False,
-    )
+    _evaluations: Evaluations | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         store = self.state or (self.guards.store if self.guards is not None else None)
         self.windows = Windows(store if store is not None else MemoryStore())
+        if self.slots is None and self.guards is not None:
+            self.slots = Slots.beside(self.guards, self.metrics)
         self.results = ResultBuilder(
             secrets=self.secrets,
             clock=lambda: self.now(),  # the engine's clock, even when replaced later
@@ -124,7 +123,8 @@ class Engine:
         context = LazyContext(lambda: self.context(event))  # built only for a `when`
         matches = self.index.match(event.subject, event.payload, context)
         if self.metrics is not None:
-            self._count_evaluations(self.metrics, matches)
+            self._evaluations = self._evaluations or Evaluations(self.metrics)
+            self._evaluations.count(matches)
         for rule, verdict in matches.errors:
             if verdict.error:
                 log.warning(
@@ -138,26 +138,6 @@ class Engine:
             # A resolving event closes verifications; it fires only rules that ask for it.
             return tuple(r for r in matches.fired if _asks_for_resolved(r))
         return matches.fired
-
-    def _count_evaluations(self, metrics: Metrics, matches: Matches) -> None:
-        """`rule_evaluations_total` counts the rules that fired (`matched`) and the `when`s
-        that raised (`error`) only: a per-rule increment for every rule in play would make
-        an event's cost grow with the rules the indexes already ruled out (SPEC §8)."""
-        matched = self._evaluation_counters["matched"]
-        for rule in matches.fired:
-            (matched.get(rule.name) or self._bind(metrics, rule.name, "matched")).inc()
-        for rule, verdict in matches.errors:
-            if verdict.error:  # blank: a `when` that raised with no message, as it was
-                self._bind(metrics, rule.name, "error").inc()
-
-    def _bind(self, metrics: Metrics, name: str, result: str) -> Counter:
-        """The rule's `rule_evaluations_total` child for `result`, bound once, not per event."""
-        found = self._evaluation_counters[result].get(name)
-        if found is None:
-            found = self._evaluation_counters[result][name] = metrics.rule_evaluations.labels(
-                name, result
-            )
-        return found
 
     async def process(self, event: Event, rules: tuple[Rule, ...] | None = None) -> list[Result]:
         """Fire every matching rule (`rules`, when the caller matched already), each
@@ -217,6 +197,13 @@ class Engine:
             results.append(await self.fire(firing))
         return results
 
+    async def check_verifications(self) -> list[Result]:
+        """Ask the verification queries whose turn came, escalate what ran out, and climb
+        the ladders of those that failed (`verify.escalate_rule`): their results."""
+        assert self.guards is not None
+        rules = {rule.name: rule for rule in self.index.rules}
+        return await ladder.climb(self, await self.guards.sweep_verifications(rules))
+
     async def clean_windows(self) -> int:
         """Remove correlation groups whose window has passed (the per-group bound)."""
         rules = {rule.name: rule for rule in self.index.rules if rule.correlate is not None}
@@ -264,6 +251,9 @@ class Engine:
 
     async def _guarded_run(self, rule: Rule, event: Event, extra: Mapping[str, object]) -> Result:
         started = self.now()
+        if rule.windows is not None and not rule.windows.open_at(started):  # spends nothing
+            why = rule.windows.describe(started)
+            return self.results.finish(rule, event, started, "outside_window", (), why)
         context = self.context(event) | dict(extra) | {"rule": rule.name, "results": {}}
         # A real run spends budget and awaits verification; a dry run of any kind does not.
         acts = not (self.dry_run or rule.dry_run or event.dry_run)
@@ -281,6 +271,27 @@ class Engine:
             return self.results.finish(rule, event, started, "paused", (), pause.describe())
         if self.guards is None or event.forced:  # --force skips throttle and budget, never a pause
             return await self._act(rule, event, context, started, dry_run)
+        admitted = functools.partial(self._admitted, rule, event, context, bucket, started, acts)
+        if rule.concurrency is None or dry_run or self.slots is None:
+            return await admitted()
+        refuse = functools.partial(self.results.finish, rule, event, started, "throttled", ())
+        try:  # waits for a slot of its group before the throttle and budget are asked
+            return await slotted(self.slots, rule, context, admitted, refuse)
+        except TemplateError as exc:
+            return self.results.finish(rule, event, started, "failed", (), self.results.mask(exc))
+
+    async def _admitted(
+        self,
+        rule: Rule,
+        event: Event,
+        context: dict[str, object],
+        bucket: str,
+        started: dt.datetime,
+        acts: bool,
+    ) -> Result:
+        """The guards' part of a run: throttle and budget, the steps, the verification."""
+        assert self.guards is not None
+        dry_run = self.simulate or not acts
         admission = await self.guards.admit(rule, event, bucket, spend=acts)
         if admission.status != "run":
             return self.results.finish(rule, event, started, admission.status, (), admission.reason)

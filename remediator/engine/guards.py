@@ -29,6 +29,7 @@ from remediator.engine.verification import (
     Querier,
     Verifier,
     bounded_key,
+    ladder_fields,
     query_fields,
 )
 from remediator.errors import TemplateError, TransportError, Unpublishable
@@ -269,6 +270,8 @@ class Guards:
             "throttle": _throttle_key(rule, bucket) if rule.throttle else None,
             "escalate": rule.verify.escalate or ESCALATIONS,
         }
+        if rule.verify.escalate_rule is not None:
+            record |= ladder_fields(rule.verify.escalate_rule, event)
         if rule.verify.query is not None:
             try:
                 record |= query_fields(rule, context or {}, now)
@@ -281,17 +284,20 @@ class Guards:
         return await self.verifier.resolve(rule, event, key)
 
     async def expire(self, rules: Mapping[str, Rule]) -> list[str]:
-        return await self.verifier.expire(rules)
+        """Escalate what ran out; the rules that failed."""
+        return [str(record["rule"]) for record in await self.verifier.expire(rules)]
 
-    async def sweep_verifications(self, rules: Mapping[str, Rule]) -> None:
-        """Ask the queries whose turn came, then escalate what ran out; counted by rule."""
+    async def sweep_verifications(self, rules: Mapping[str, Rule]) -> list[dict[str, object]]:
+        """Ask the queries whose turn came, then escalate what ran out (the records this
+        replica ended, returned for their ladders); counted by rule."""
         verified = await self.verifier.check_queries()
         failed = await self.verifier.expire(rules)
         if self.metrics is not None:
             for name in verified:
                 self.metrics.verifications.labels(name, "resolved").inc()
-            for name in failed:
-                self.metrics.verifications.labels(name, "not_resolved").inc()
+            for record in failed:
+                self.metrics.verifications.labels(str(record["rule"]), "not_resolved").inc()
+        return failed
 
     async def _open_after_failure(self, throttle_key: str, now: float, hold: float) -> None:
         await self._update(throttle_key, lambda s: dataclasses.replace(s, open_until=now + hold))

@@ -138,9 +138,10 @@ class Verifier:
         await self._verified(record, {**record, "value": value, "resolved_at": self.clock()})
         return record
 
-    async def expire(self, rules: Mapping[str, Rule]) -> list[str]:
-        """Escalate every verification past its deadline; returns the rules that failed."""
-        failed = []
+    async def expire(self, rules: Mapping[str, Rule]) -> list[dict[str, object]]:
+        """Escalate every verification past its deadline; returns the records this replica
+        ended (exactly one replica ends each: its ladder climbs once)."""
+        failed: list[dict[str, object]] = []
         now = self.clock()
         for name in await self.store.keys():
             entry = await self.store.get(name)
@@ -150,7 +151,7 @@ class Verifier:
             if record["deadline"] > now or not await self._end(name, entry.revision):
                 continue  # not yet; or another replica ended it
             await self._not_resolved(record, rules.get(record["rule"]), now)
-            failed.append(str(record["rule"]))
+            failed.append(record)
         return failed
 
     async def _end(self, name: str, revision: int) -> bool:
@@ -173,6 +174,7 @@ class Verifier:
             detail = f"the query did not hold ({record['bound']}) in time: {record['query']}"
         else:
             detail = "no resolving event arrived in time"
+        record["detail"] = detail  # the ladder's next rung says why
         body = {
             "reason": "not_resolved",
             "rule": record["rule"],
@@ -197,6 +199,15 @@ def query_fields(rule: Rule, context: Mapping[str, object], now: float) -> dict[
         "bound": asked.bound,
         "every": asked.every,
         "next_at": now + asked.every,  # a fix needs time to show: the first look waits
+    }
+
+
+def ladder_fields(target: str, event: Event) -> dict[str, object]:
+    """What a ladder needs to fire `target` with the original event once this fails."""
+    return {
+        "escalate_rule": target,
+        "payload": dict(event.payload),
+        "headers": dict(event.headers),
     }
 
 

@@ -8,6 +8,7 @@ with `remediator pause` are the same key in `REMEDIATOR_CONTROL`.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from remediator.nats.audit import AuditLog, AuditUnavailable, read_audit
 from remediator.nats.control import UnknownApproval
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.status import status_report
+from remediator.rules.windows import windows_report
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +132,14 @@ class ControlAPI:
         self.access.require(request, "viewer")
         plane = self._plane()
         known = (r for r, _ in plane.watcher.requests.values())
-        return _json(await status_report(plane.control, self.state, self.budget, known))
+        report = await status_report(plane.control, self.state, self.budget, known)
+        report["windows"] = windows_report(self.rules(), dt.datetime.now(dt.UTC))
+        return _json(report)
 
     async def list_rules(self, request: web.Request) -> web.Response:
         self.access.require(request, "viewer")
         pauses = self.plane.pauses if self.plane is not None else None
-        body = []
+        body, now = [], dt.datetime.now(dt.UTC)
         for rule in self.rules():
             paused = pauses.paused(rule.name, "") if pauses is not None else None
             body.append(
@@ -149,6 +153,7 @@ class ControlAPI:
                     if rule.approval is None
                     else {"timeout_s": rule.approval.timeout},
                     "paused": None if paused is None or paused.key else paused.describe(),
+                    "windows": None if rule.windows is None else rule.windows.state(now),
                     "source": str(rule.source),
                     "schedule": None if rule.schedule is None else rule.schedule.describe(),
                 }

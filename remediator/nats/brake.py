@@ -7,6 +7,7 @@ bucket, prints what it did, and disconnects. `cli` parses; this module works.
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import json
 import sys
@@ -33,6 +34,7 @@ from remediator.nats.control import Control
 from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, KVStore
 from remediator.nats.patience import patiently
 from remediator.nats.status import approvals_text, status_report, status_text
+from remediator.rules.windows import iso
 from remediator.settings import Settings
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -101,12 +103,13 @@ async def pause(
     reason: str,
     by: str | None,
     known: Sequence[str] | None = None,
+    start: float | None = None,
 ) -> str:
     """Pause; a rule name that neither `known` (the `--rules` files) nor, without them,
     the running daemons know is refused: a typo would pause nothing and say "paused"."""
     try:
         made = pauses_for(
-            rules, every, key, seconds=seconds, reason=reason, by=who(by), now=time.time()
+            rules, every, key, seconds=seconds, reason=reason, by=who(by), now=start or time.time()
         )
     except ScopeError as exc:
         raise ConfigError(str(exc)) from None
@@ -120,7 +123,11 @@ async def pause(
                 check_rule_names(rules, names)
             except ScopeError as exc:
                 raise ConfigError(str(exc)) from None
-        return "\n".join(p.describe() for p in await acts.pause(made))
+        done = await acts.pause(made)
+        ahead = ""
+        if start is not None and start > time.time():
+            ahead = f"scheduled from {iso(dt.datetime.fromtimestamp(start, dt.UTC))}: "
+        return "\n".join(ahead + p.describe() for p in done)
 
     return await _with_acts(settings, by, work)
 
@@ -154,7 +161,11 @@ async def resume(
     return await _with_acts(settings, by, work)
 
 
-async def status(settings: Settings, as_json: bool) -> str:
+async def status(
+    settings: Settings, as_json: bool, windows: list[dict[str, object]] | None = None
+) -> str:
+    """`windows`: when each rule may act next (from `--rules` files), when given."""
+
     async def once(nc: Client) -> dict[str, object]:
         js, replicas = nc.jetstream(), settings.replicas
         control = await Control.open(js, replicas)
@@ -162,6 +173,8 @@ async def status(settings: Settings, as_json: bool) -> str:
         return await status_report(control, state, settings.max_actions)
 
     report = await _patiently(settings, once)
+    if windows is not None:
+        report["windows"] = windows
     return json.dumps(report, indent=2, default=str) if as_json else status_text(report)
 
 

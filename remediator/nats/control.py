@@ -119,7 +119,7 @@ class Control:
         for name in await self.store.keys("pause"):
             if (entry := await self.store.get(name)) is not None:
                 pause = Pause.from_json(json.loads(entry.value))
-                if pause.active(now):
+                if pause.until > now:  # in force, or made ahead (`pause --from`)
                     found.append(pause)
         return found
 

@@ -10,7 +10,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
-from remediator.engine.control import ApprovalRequest, pending
+from remediator.engine.control import ApprovalRequest, Pause, pending
 from remediator.engine.state import StateStore
 from remediator.nats.control import Control
 
@@ -28,7 +28,7 @@ async def status_report(
     """`known`: the requests a replica keeps in memory (without their events), so a
     status read does not fetch every request, event and all, from the bucket."""
     now = control.clock()
-    pauses = [p.summary() for p in await control.pauses()]
+    pauses = [p.summary() | scheduled(p, now) for p in await control.pauses()]
     requests = pending(await control.requests() if known is None else known)
     report: dict[str, object] = {
         "pauses": pauses,
@@ -89,6 +89,11 @@ async def _budget(
     return {"max_runs": max_runs, "window_s": window, "used": used, "left": max(0, max_runs - used)}
 
 
+def scheduled(pause: Pause, now: float) -> dict[str, object]:
+    """A pause made ahead with `pause --from` says so until it starts."""
+    return {"scheduled": True} if pause.since > now else {}
+
+
 def _rows(report: Mapping[str, object], name: str) -> list[Mapping[str, object]]:
     rows = report.get(name)
     return [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
@@ -99,7 +104,8 @@ def status_text(report: Mapping[str, object]) -> str:
     lines = [f"pauses: {len(pauses)}"]
     for p in pauses:
         what = f"{p['scope']}" + (f" key={p['key']}" if p.get("key") else "")
-        lines.append(f"  {what} by {p['by']} until {p['until']}: {p.get('reason') or '-'}")
+        when = f"from {p['since']} " if p.get("scheduled") else ""
+        lines.append(f"  {what} by {p['by']} {when}until {p['until']}: {p.get('reason') or '-'}")
     lines.append(f"open circuits: {len(circuits)}")
     lines.extend(f"  {c['rule']} ({c['bucket']})" for c in circuits)
     budget = report.get("budget")
@@ -108,6 +114,8 @@ def status_text(report: Mapping[str, object]) -> str:
     else:
         lines.append("budget: none configured here (pass --config or --max-actions)")
     lines.append(approvals_text(_rows(report, "approvals")))
+    if "windows" in report:
+        lines.append(windows_text(_rows(report, "windows")))
     replicas = _rows(report, "replicas")
     schedules = _rows(report, "schedules")
     lines.append(f"scheduled rules: {len(schedules)}")
@@ -117,6 +125,14 @@ def status_text(report: Mapping[str, object]) -> str:
     )
     lines.append(f"replicas seen in the last minute: {len(replicas)}")
     lines.extend(f"  {r['id']} (last seen {r['seen']})" for r in replicas)
+    return "\n".join(lines)
+
+
+def windows_text(rows: Sequence[Mapping[str, object]]) -> str:
+    lines = [f"rules with windows: {len(rows)}"]
+    for w in rows:
+        opens = w["next_open"] or "not within a week"
+        lines.append(f"  {w['rule']}: {'open now' if w['open'] else f'closed, acts from {opens}'}")
     return "\n".join(lines)
 
 

@@ -71,6 +71,10 @@ _CASE = {
             "description": "a clock tick (ISO 8601): the scheduled rules due then fire",
         },
         "advance": _DURATION | {"description": "time that passes before the expectation"},
+        "at": {
+            "type": "string",
+            "description": "when the (first) event arrives, ISO-8601 (rule windows); default now",
+        },
         "answers": ANSWERS,
         "expect": _EXPECT,
     },

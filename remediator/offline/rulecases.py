@@ -45,6 +45,7 @@ from remediator.offline.tickcases import fire_tick, parse_tick
 from remediator.rules.matching import subject_problem
 from remediator.rules.rulefiles import CASES_SUFFIX, SUFFIXES, is_case_file
 from remediator.rules.secrets import Secrets
+from remediator.rules.windows import parse_instant
 from remediator.rules.yamlsource import parse_document
 
 TRACE_ID = "0" * 32  # the trace id of a case's event, unless its headers or payload give one
@@ -65,6 +66,7 @@ class Case:
     name: str
     events: tuple[CaseEvent, ...]
     advance: float
+    at: dt.datetime | None  # when the first event arrives; None: now
     tick: dt.datetime | None  # a case of scheduled rules: the tick that fires them
     fired: frozenset[str] | None
     steps: Mapping[str, Mapping[str, object]]
@@ -184,6 +186,7 @@ def _load_file(path: Path) -> tuple[list[Case], list[RuleError]]:
             for where, item in _subjects(raw)
             if (problem := subject_problem(item, wildcards=False)) is not None
         ]
+        _instant(raw.get("at"), bad)
         for where, problem in bad:
             problems.append(document.error(("cases", index, *where), problem))
         if not bad:
@@ -219,6 +222,7 @@ def _case(raw: Mapping[str, Any], file: str, line: int) -> Case:
         name=str(raw["name"]),
         events=events,
         advance=parse_duration(raw.get("advance", 0)),
+        at=_instant(raw.get("at"), []),
         tick=parse_tick(raw["tick"]) if "tick" in raw else None,
         fired=frozenset(map(str, fired)) if isinstance(fired, list) else None,
         steps=dict(expect.get("steps") or {}),
@@ -226,6 +230,13 @@ def _case(raw: Mapping[str, Any], file: str, line: int) -> Case:
         file=file,
         line=line,
     )
+
+
+def _instant(
+    value: object, problems: list[tuple[tuple[str | int, ...], str]]
+) -> dt.datetime | None:
+    """`at:`, the simulated time of the case's first event (a window's test)."""
+    return None if value is None else parse_instant(value, ("at",), problems)
 
 
 def _text_map(raw: Mapping[str, object]) -> dict[str, str]:
@@ -243,6 +254,8 @@ def _validator() -> jsonschema.Draft202012Validator:
 async def run_case(engine: Engine, case: Case) -> Outcome:
     results = await run_timeline(engine, case)
     outcome = Outcome(case)
+    for name in [n for n, r in results.items() if r.status == "outside_window"]:
+        outcome.notes.append(f"rule {name}: {results.pop(name).reason}; nothing runs")
     if case.fired is not None and set(results) != case.fired:
         outcome.problems.append(_fired_problem(case.fired, list(results)))
     for result in results.values():
@@ -260,7 +273,7 @@ async def run_timeline(engine: Engine, case: Case) -> dict[str, Result]:
     Absence timers are swept before each event and after `advance`, as the daemon's
     sweep would have seen them; a rule that fires more than once shows its last result.
     """
-    clock = SimulatedClock(case.tick or utcnow())
+    clock = SimulatedClock(case.tick or case.at or utcnow())
     actions = {**engine.runner.actions, "prometheus": GivenAnswers(case.answers)}
     runner = dataclasses.replace(engine.runner, actions=actions)
     engine = dataclasses.replace(engine, now=clock, state=MemoryStore(), runner=runner)

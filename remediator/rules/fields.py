@@ -20,6 +20,7 @@ from remediator.errors import RuleError
 from remediator.model import Renderable, Source
 from remediator.rules.matching import subject_problem
 from remediator.rules.templating import Templates
+from remediator.rules.windows import RuleWindows, compile_windows
 from remediator.rules.yamlsource import Document, Where, field_path, rule_and_field
 
 T = TypeVar("T")
@@ -98,6 +99,15 @@ class FieldCompiler:
         if key not in raw:
             return default
         return self.guard((*base, key), default, lambda: _seconds(raw[key], positive))
+
+    def windows(self, raw: Raw | None) -> RuleWindows | None:
+        """`windows:` compiled (`rules.windows`), each bad value reported at its line."""
+        if not isinstance(raw, Mapping) or any(w[:1] == ("windows",) for w in self.tainted):
+            return None
+        windows, problems = compile_windows(raw)
+        for where, message in problems:
+            self.report(("windows", *where), message)
+        return windows
 
     def literal_subject(self, raw: Raw, key: str, base: Where) -> str | None:
         subject = raw.get(key)

@@ -41,15 +41,18 @@ from remediator.model import (
 from remediator.rules import schema, schemacheck
 from remediator.rules.conditions import build_condition
 from remediator.rules.fields import FieldCompiler, Raw
+from remediator.rules.ladders import ladder_problems
 from remediator.rules.matching import subject_problem
 from remediator.rules.parsecache import ParseCache
 from remediator.rules.rulefiles import rule_files
 from remediator.rules.schedules import cron_problem, tz_problem
 from remediator.rules.templating import Templates, renders_instantly
 from remediator.rules.yamlsource import Where, parse_document
+from remediator.safety import Concurrency
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_EVERY = 30.0  # verification by query: ask again this often
+DEFAULT_WAIT = 600.0  # 10m: a concurrency slot is waited for this long, then `throttled`
 DEFAULT_APPROVAL = 1800.0  # 30m: long enough for a human on call to answer
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -70,6 +73,7 @@ def load_rules(
             loaded, found = _load_file(path, templates, names, cache)
             rules.extend(loaded)
             problems.extend(sorted(found, key=lambda error: error.line))
+    problems.extend(ladder_problems(rules, names))
     if problems:
         raise RuleErrors(problems)
     return tuple(rules)
@@ -160,6 +164,8 @@ class _RuleCompiler(FieldCompiler):
         correlate = self.guard(("correlate",), None, lambda: self.correlate(raw.get("correlate")))
         absent = self.guard(("absent",), None, lambda: self.absent(raw.get("absent")))
         approval = self.approval(raw.get("approval"), names)
+        windows = self.windows(raw.get("windows"))
+        limit = self.guard(("concurrency",), None, lambda: self.concurrency(raw.get("concurrency")))
         schedule = self.schedule(raw.get("schedule"))
         if self.failed:
             return None
@@ -180,6 +186,8 @@ class _RuleCompiler(FieldCompiler):
             correlate=correlate,
             absent=absent,
             approval=approval,
+            windows=windows,
+            concurrency=limit,
             schedule=schedule,
             source=self.source(),
             digest=definition_digest(raw),
@@ -310,7 +318,19 @@ class _RuleCompiler(FieldCompiler):
             resolved_within=self.duration(raw, within, where, 0.0, positive=True),
             key=self.template(raw, "key", where),
             escalate=self.literal_subject(raw, "escalate", where),
+            escalate_rule=raw.get("escalate_rule"),
+            escalate_at=self.source((*where, "escalate_rule")),
             query=query,
+        )
+
+    def concurrency(self, raw: Raw | None) -> Concurrency | None:
+        if raw is None:
+            return None
+        where: Where = ("concurrency",)
+        return Concurrency(
+            max=raw["max"],
+            wait=self.duration(raw, "wait", where, DEFAULT_WAIT),
+            key=self.template(raw, "key", where),
         )
 
     def verify_query(self, raw: Raw, where: Where) -> VerifyQuery | None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+from remediator.rules import windowschema
+
 STEP_KINDS = ("http", "kubernetes", "prometheus", "publish", "scale", "ssh")
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -253,6 +255,7 @@ def _verify() -> dict[str, object]:
         "resolved_within": _duration("a resolving event must arrive within this"),
         "key": _text("template identifying the same alert; default event_id"),
         "escalate": _text("subject told when the alert is not resolved"),
+        "escalate_rule": windowschema.escalate_rule(),
         "query": _text("PromQL asked until it holds (template); exclusive with resolved_within"),
         "below": bound | {"description": "holds when the query's value is below this"},
         "above": bound | {"description": "holds when the query's value is above this"},
@@ -303,14 +306,6 @@ def _approval() -> dict[str, object]:
 _STEP_REF = {"$ref": "#/$defs/step"}
 
 
-def _schedule() -> dict[str, object]:
-    every = _duration("run every this long (ticks aligned to the clock: 5m is :00, :05...)")
-    cron = _text("a cron expression, `m h dom mon dow` (e.g. `*/5 * * * *`)", minLength=1)
-    tz = _text("the time zone the cron expression is read in; default UTC", minLength=1)
-    described = "run on a clock instead of on an event (replaces `on` and `match`)"
-    return _object(described, {"every": every, "cron": cron, "tz": tz}) | _one_of("every", "cron")
-
-
 def _match() -> dict[str, object]:
     entry = {"type": [*_SCALARS, "object"], "if": {"type": "object"}}
     entry["then"] = {"$ref": "#/$defs/operators"}
@@ -340,7 +335,9 @@ def _rule() -> dict[str, object]:
         "correlate": _correlate(),
         "absent": _absent(),
         "approval": _approval(),
-        "schedule": _schedule(),
+        "windows": windowschema.windows(),
+        "concurrency": windowschema.concurrency(),
+        "schedule": windowschema.schedule(),
     }
     rule = _object("one rule", properties, required=["name", "actions"])
     # A rule listens on subjects or runs on a clock; a clock has no event to match.

@@ -51,6 +51,7 @@ rules:
         timeout: 5s
   - name: quiet-{u}
     on: ["{u}.alerts.never"]
+    windows: {{deny: [{{from: "2000-01-01T00:00:00Z", to: "2099-01-01T00:00:00Z"}}]}}
     actions:
       - publish: {{subject: "{u}.actions.never", json: {{}}}}
 """
@@ -148,6 +149,8 @@ async def test_overview_shows_the_rule_that_fired_and_opens_its_result(
         assert [c.text for c in page_row.find_elements(By.TAG_NAME, "td")][1:3] == ["3", "3"]
         quiet = driver.find_element(By.CSS_SELECTOR, f'tr[data-rule="quiet-{unique}"]')
         assert quiet.find_elements(By.TAG_NAME, "td")[1].text == "0"  # loaded, never fired
+        # When a rule outside its windows may act next (SPEC §17).
+        assert "outside window; acts from 2099-01-01T00:00:00Z" in quiet.text
         assert driver.find_elements(By.CSS_SELECTOR, "svg.chart rect.s-failed")
         screenshot = os.environ.get("REMEDIATOR_CONSOLE_SCREENSHOT")
         if screenshot:

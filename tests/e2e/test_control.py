@@ -422,3 +422,45 @@ async def test_a_big_event_is_not_stored_in_its_request_and_still_runs(
     assert json.loads(stored.value or b"{}")["origin"][1] >= 1
     assert status == 200 and [a["id"] for a in json.loads(listed)["approvals"]] == [request_id]
     assert ran["status"] == "succeeded" and restarts(http_target) == ["/restart/web-9"]
+
+
+async def test_a_maintenance_pause_made_ahead_shows_in_status_and_waits_for_its_start(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str, http_target: HttpTarget
+) -> None:
+    """`pause --from TIME --for DUR` (SPEC §17): stored now, listed by `status` as
+    scheduled, and a rule runs as usual until the pause starts."""
+    rule = f"fix-{unique}"
+    write_rules(workdir, cooldown_rule(unique, http_target.url))
+    frozen = f"""
+rules:
+  - name: frozen-{unique}
+    on: [{unique}.frozen]
+    windows: {{deny: [{{from: "2000-01-01T00:00:00Z", to: "2099-01-01T00:00:00Z"}}]}}
+    actions: [{{publish: {{subject: "{unique}.y"}}}}]
+"""
+    (workdir / "rules" / "frozen.yaml").write_text(frozen)
+    results = await Collector.on(nc, f"remediator.results.{rule}")
+    proc = replica(workdir, nats_server.url, unique).start()
+    start = "2099-01-02T22:00:00+01:00"
+    try:
+        made = await cli(
+            nats_server.url, "pause", rule, "--from", start, "--for", "2h", "--by", "ops"
+        )
+        shown = await cli(nats_server.url, "status", "--rules", str(workdir / "rules"))
+        as_json = await cli(nats_server.url, "status", "--json")
+        bad = await cli(nats_server.url, "pause", rule, "--from", "tonight")
+        await publish(nc, f"{unique}.disk.a", {"host": "a"})
+        (body,) = await results.wait_for(1)
+    finally:
+        proc.stop()
+    assert made[0] == 0, made[2]
+    assert made[1].startswith("scheduled from 2099-01-02T21:00:00Z: paused")
+    line = f"  {rule} by ops from 2099-01-02T21:00:00+00:00 until 2099-01-02T23:00:00+00:00"
+    assert line in shown[1]
+    assert f"  frozen-{unique}: closed, acts from 2099-01-01T00:00:00Z" in shown[1]
+    (pause,) = [p for p in json.loads(as_json[1])["pauses"] if p["scope"] == rule]
+    assert pause["scheduled"] is True
+    assert bad[0] == 2 and "not an ISO-8601 date-time" in bad[2]
+    assert body["status"] == "succeeded"  # not yet paused
+    code, _, err = await cli(nats_server.url, "resume", rule)
+    assert code == 0, err

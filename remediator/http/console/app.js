@@ -4,7 +4,7 @@
 const TOKEN_KEY = "remediator.token";
 const REFRESH_MS = 3000;
 const STATUSES = ["succeeded", "failed", "throttled", "suppressed", "dry_run",
-  "paused", "awaiting_approval", "denied", "expired", "skipped"];
+  "paused", "awaiting_approval", "denied", "expired", "skipped", "outside_window"];
 const view = document.getElementById("view");
 let timer = null;
 
@@ -90,15 +90,15 @@ function list(body, key) {
 // --- overview ------------------------------------------------------------------------------
 
 async function overview() {
-  const [over, status, approvals] = await Promise.all([
-    api("/api/overview"), api("/api/status"), api("/api/approvals"),
+  const [over, status, approvals, defs] = await Promise.all([
+    api("/api/overview"), api("/api/status"), api("/api/approvals"), api("/api/rules"),
   ]);
   if (!over.ok) return failed(over);
   const control = status.ok ? status.body : null;
   const page = [
     controlBar(control),
     h("section", {}, h("h2", {}, "Results per minute, last hour"), chart(over.body.per_minute)),
-    h("section", {}, h("h2", {}, "Rules"), rulesTable(over.body.rules, control)),
+    h("section", {}, h("h2", {}, "Rules"), rulesTable(over.body.rules, control, defs.ok ? list(defs.body, "rules") : [])),
   ];
   if (approvals.ok) page.push(approvalsSection(list(approvals.body, "approvals")));
   view.replaceChildren(...page);
@@ -135,9 +135,12 @@ function controlBar(control) {
   return bar;
 }
 
-function rulesTable(rules, control) {
+function rulesTable(rules, control, defs) {
   const paused = pausedScopes(control);
   const circuits = openCircuits(control);
+  // Rules outside their windows now, and when each may act next (SPEC §17).
+  const closed = new Map(defs.filter((d) => d.windows && !d.windows.open)
+    .map((d) => [d.name, d.windows.next_open || "not within a week"]));
   const head = h("tr", {}, h("th", {}, "rule"), h("th", { class: "num" }, "fired 1h"),
     h("th", { class: "num" }, "failed 1h"), h("th", { class: "num" }, "throttled 1h"),
     h("th", { class: "num" }, "fired 24h"), h("th", { class: "num" }, "failed 24h"),
@@ -150,6 +153,9 @@ function rulesTable(rules, control) {
     const state = h("td", { class: "state" });
     if (paused.has(rule.rule) || paused.has("all")) state.append(h("span", { class: "flag paused" }, "paused"));
     if (circuits.has(rule.rule)) state.append(h("span", { class: "flag open" }, "circuit open"));
+    if (closed.has(rule.rule)) {
+      state.append(h("span", { class: "flag paused" }, `outside window; acts from ${closed.get(rule.rule)}`));
+    }
     const ticks = list(control, "schedules").find((t) => t.rule === rule.rule);
     if (ticks) state.append(h("span", { class: "muted ticks" },
       `last tick ${ticks.last_tick ? ago(ticks.last_tick) : "none yet"}, next ${ticks.next_tick || "?"} `));
