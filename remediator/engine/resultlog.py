@@ -85,12 +85,17 @@ class ResultLog:
         return len(self._ring)
 
     def add(self, body: Body) -> None:
-        """A result the daemon has just published."""
+        """A result just published, by this daemon or (read from the stream) another."""
         entry = Recorded.of(body)
         if entry.key in self._keys:
             return
         self._count(entry)
-        self._ring.append(entry)
+        # Newest last, by when it finished: results of other replicas may arrive a little
+        # out of order, and `recent(since=...)` stops at the first older one.
+        at = len(self._ring)
+        while at and self._ring[at - 1].at > entry.at:
+            at -= 1
+        self._ring.insert(at, entry)
         self._bytes += entry.size
         self._keys.add(entry.key)
         self._trim()
