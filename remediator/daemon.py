@@ -214,7 +214,8 @@ class Daemon:
         assert self.transport is not None and self.guards is not None
         assert self.pipeline is not None
         state = self.guards.store if not self.settings.core else None
-        api = ControlAPI(self.access, self.plane, self._rules, state, self.settings.max_actions)
+        budget = self.settings.max_actions
+        api = ControlAPI(self.access, self.plane, self._rules, state, budget, self.secrets.mask)
         listener.add_api(api)
         listener.add_webhook(
             AlertmanagerBridge(

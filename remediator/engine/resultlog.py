@@ -66,6 +66,18 @@ def finished_at(body: Body) -> float:
         return 0.0
 
 
+SEARCHED = ("rule", "status", "event_id", "subject", "reason", "trigger", "trace_id")
+
+
+def searchable(body: Body) -> str:
+    """What a text filter looks in: the result's names, reason and each step's error."""
+    parts = [str(body.get(name) or "") for name in SEARCHED]
+    steps = body.get("steps")
+    if isinstance(steps, list):
+        parts += [f"{s.get('name')} {s.get('error') or ''}" for s in steps if isinstance(s, dict)]
+    return " ".join(parts).casefold()
+
+
 class ResultLog:
     """Recent results and per-minute counts; fed by the daemon, read by the HTTP API."""
 
@@ -129,14 +141,26 @@ class ResultLog:
         rule: str | None = None,
         status: str | None = None,
         since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+        offset: int = 0,
         limit: int = 50,
     ) -> list[Body]:
-        """The newest `limit` results passing the filters, newest first."""
+        """The newest `limit` results passing the filters, newest first, after skipping
+        the newest `offset` of them (the console pages through the whole ring)."""
         found: list[Body] = []
+        needle = text.casefold() if text else None
         for entry in reversed(self._ring):
             if since is not None and entry.at < since:
                 break
+            if until is not None and entry.at > until:
+                continue
             if (rule is None or entry.rule == rule) and (status is None or entry.status == status):
+                if needle is not None and needle not in searchable(entry.body):
+                    continue
+                if offset > 0:
+                    offset -= 1
+                    continue
                 found.append(entry.body)
                 if len(found) >= limit:
                     break

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
+from remediator.model import RESULT_STATUSES
 from remediator.nats.transport import RESULTS_STREAM
 from tests.support.collect import Collector
 from tests.support.daemon import DaemonProcess
@@ -175,11 +176,21 @@ def overview_of(proc: DaemonProcess, unique: str) -> dict[str, dict[str, object]
     return mine if any(r["last_day"]["fired"] for r in mine.values()) else {}
 
 
+def nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {status: n for status, n in counts.items() if n}
+
+
 def assert_overview(proc: DaemonProcess, unique: str) -> None:
     rules = overview_of(proc, unique)
-    assert rules[f"ok-{unique}"]["last_hour"] == {"fired": 2, "failed": 0, "throttled": 1}
-    assert rules[f"fail-{unique}"]["last_day"] == {"fired": 2, "failed": 2, "throttled": 0}
-    assert rules[f"dry-{unique}"]["last_hour"]["fired"] == 2
+    # fired: steps ran (succeeded or failed); a throttled or dry run is counted apart
+    assert nonzero(rules[f"ok-{unique}"]["last_hour"]) == {
+        "fired": 1,
+        "succeeded": 1,
+        "throttled": 1,
+    }
+    assert nonzero(rules[f"fail-{unique}"]["last_day"]) == {"fired": 2, "failed": 2}
+    assert nonzero(rules[f"dry-{unique}"]["last_hour"]) == {"dry_run": 2}
+    assert set(rules[f"dry-{unique}"]["last_hour"]) == {"fired", *RESULT_STATUSES}
     series = json.loads(proc.get("/api/overview")[1])["per_minute"]
     assert len(series) == 60
     assert sum(m["counts"].get("failed", 0) for m in series) >= 2
