@@ -59,6 +59,7 @@ class ResultsAPI:
         app.router.add_get("/api/event", self._guarded(self._event))
         app.router.add_get("/api/event/alert", self._guarded(self._payload))
         app.router.add_get("/api/overview", self._guarded(self._overview))
+        app.router.add_get("/api/statuses", self._guarded(self._statuses))
 
     def _guarded(self, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.Response:
@@ -113,6 +114,10 @@ class ResultsAPI:
             "event": self.mask(payload),
         }
         return web.json_response(body)
+
+    async def _statuses(self, request: web.Request) -> web.Response:
+        """Every result status, in the order the console lists and colours them."""
+        return web.json_response({"statuses": list(RESULT_STATUSES)})
 
     async def _overview(self, request: web.Request) -> web.Response:
         return web.json_response(overview(self.log, self.rules()))
