@@ -3,7 +3,7 @@
 A daemon subprocess on a real nats-server handles real events; the browser
 loads `GET /` from it, so the page, its script and the `/api/` it reads are the
 ones a person on call would get. Set REMEDIATOR_CONSOLE_SCREENSHOT=PATH to keep
-a screenshot of the overview (docs/console.png is made that way).
+a screenshot of the overview (the docs' pictures are made by scripts/screenshots.py).
 """
 
 from __future__ import annotations

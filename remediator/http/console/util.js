@@ -11,7 +11,7 @@ export function h(tag, attrs = {}, ...children) {
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -98,7 +98,8 @@ let statusList = null;
 export async function statuses() {
   if (statusList) return statusList;
   const reply = await api("/api/statuses");
-  statusList = reply.ok ? reply.body.statuses : [];
+  if (!reply.ok) return [];  // asked again once a token is saved
+  statusList = reply.body.statuses;
   return statusList;
 }
 
