@@ -40,8 +40,9 @@ class Recorded:
     size: int = 0  # bytes of the body as JSON
 
     @classmethod
-    def of(cls, body: Body) -> Recorded:
-        return cls(finished_at(body), body, len(json.dumps(body, default=str)))
+    def of(cls, body: Body, size: int | None = None) -> Recorded:
+        """`size`: the body's length as JSON, when the caller has it encoded already."""
+        return cls(finished_at(body), body, size or len(json.dumps(body, default=str)))
 
     @property
     def rule(self) -> str:
@@ -53,9 +54,13 @@ class Recorded:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        # The status too: one (event, rule) has two results when it asked first
-        # (awaiting_approval, then the run's own), and both belong in the history.
-        return str(self.body.get("event_id", "")), self.rule, self.status
+        return key_of(self.body)
+
+
+def key_of(body: Body) -> tuple[str, str, str]:
+    """What makes a result one: the status too, as one (event, rule) has two results when
+    it asked first (awaiting_approval, then the run's own), and both belong in the history."""
+    return str(body.get("event_id", "")), str(body.get("rule", "")), str(body.get("status", ""))
 
 
 def finished_at(body: Body) -> float:
@@ -96,11 +101,12 @@ class ResultLog:
     def __len__(self) -> int:
         return len(self._ring)
 
-    def add(self, body: Body) -> None:
-        """A result just published, by this daemon or (read from the stream) another."""
-        entry = Recorded.of(body)
-        if entry.key in self._keys:
+    def add(self, body: Body, size: int | None = None) -> None:
+        """A result just published, by this daemon or (read from the stream) another;
+        each daemon's own come twice (as published, then from the stream): once kept."""
+        if key_of(body) in self._keys:
             return
+        entry = Recorded.of(body, size)
         self._count(entry)
         # Newest last, by when it finished: results of other replicas may arrive a little
         # out of order, and `recent(since=...)` stops at the first older one.

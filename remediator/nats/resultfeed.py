@@ -49,7 +49,7 @@ async def follow(nc: Client, results: ResultLog) -> Callable[[], Awaitable[None]
         except ValueError:
             return  # nothing else publishes here; not ours to judge
         if isinstance(body, dict):
-            results.add(body)
+            results.add(body, len(msg.data))
 
     config = ConsumerConfig(
         deliver_policy=DeliverPolicy.NEW,

@@ -157,6 +157,15 @@ async def test_api_answers_from_the_daemons_state_and_survives_a_restart(
         assert proc.get("/api/results/nope")[0] == 404
         assert proc.get("/api/results?since=yesterday")[0] == 400
         assert proc.get("/api/results?limit=0")[0] == 400
+        assert proc.get("/api/results?offset=-1")[0] == 400
+        assert proc.get("/api/results?until=someday")[0] == 400
+        page = json.loads(proc.get(f"/api/results?rule=ok-{unique}&limit=1")[1])
+        assert [b["status"] for b in page["results"]] == ["throttled"] and page["more"]
+        page = json.loads(proc.get(f"/api/results?rule=ok-{unique}&limit=1&offset=1")[1])
+        assert [b["status"] for b in page["results"]] == ["succeeded"] and not page["more"]
+        found = json.loads(proc.get(f"/api/results?rule=ok-{unique}&q=COOLDOWN")[1])["results"]
+        assert [b["status"] for b in found] == ["throttled"]  # its reason says cooldown
+        assert json.loads(proc.get("/api/statuses")[1])["statuses"] == list(RESULT_STATUSES)
         assert_overview(proc, unique)
     finally:
         proc.stop()
