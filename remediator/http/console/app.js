@@ -8,8 +8,16 @@ import { TOKEN_KEY, absolute, notice, token, view } from "./util.js";
 
 const REFRESH_MS = 3000;
 let timer = null;
+let drawing = Promise.resolve();
 
-async function render() {
+// One render at a time, each drawing the view the hash names when it starts: a slow one
+// (an overview started before a link was followed) must not land over a newer one.
+function render() {
+  drawing = drawing.then(draw, draw);
+  return drawing;
+}
+
+async function draw() {
   const hash = location.hash || "#/";
   for (const link of document.querySelectorAll("nav a")) {
     const current = link.dataset.view === "overview" ? hash === "#/"
