@@ -9,6 +9,7 @@ survive a reload, and the page fits a 390 px screen.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,7 +85,10 @@ async def test_replica_b_shows_what_replica_a_did_and_filters_survive_a_reload(
             field = driver.find_element(By.CSS_SELECTOR, '#filters input[name="q"]')
             assert field.get_attribute("value") == "web-07"
             time = driver.find_element(By.CSS_SELECTOR, "#results time")
-            assert time.get_attribute("title")  # the absolute time, on hover
+            # the absolute time on hover: the browser's zone, 24-hour clock, to the second
+            assert re.fullmatch(
+                r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( \S+)?", time.get_attribute("title") or ""
+            )
             width = driver.execute_script("return document.documentElement.scrollWidth")
             assert driver.execute_script("return window.innerWidth") == 390
             assert width <= 390, f"the results list is {width}px wide on a 390px screen"
@@ -92,6 +96,8 @@ async def test_replica_b_shows_what_replica_a_did_and_filters_survive_a_reload(
             wait(driver, "A's rule in B's overview", css(f'tr[data-rule="{rule}"]'))
             legend = driver.find_elements(By.CSS_SELECTOR, ".legend .badge")
             assert [e.text for e in legend] == list(RESULT_STATUSES)
+            colours = {e.value_of_css_property("background-color") for e in legend}
+            assert len(colours) == len(RESULT_STATUSES), "two statuses share a colour"
             width = driver.execute_script("return document.documentElement.scrollWidth")
             assert width <= 390, f"the overview is {width}px wide on a 390px screen"
     finally:
