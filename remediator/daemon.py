@@ -40,9 +40,10 @@ from remediator.nats.client import reader_dead
 from remediator.nats.connection import connect, connection_secrets
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.embedded import EmbeddedServer
+from remediator.nats.patience import patiently
 from remediator.nats.resultfeed import keep_fleet_results
 from remediator.nats.transport import Transport
-from remediator.parts import build_actions, build_guards, build_prometheus
+from remediator.parts import Wiring, build_actions, build_prometheus, prepare
 from remediator.pipeline import Pipeline
 from remediator.rules.loader import load_rules
 from remediator.rules.matching import RuleIndex
@@ -59,6 +60,7 @@ ABSENT_TICK = 1.0  # seconds between sweeps for absence timers that ran out
 CLEAN_EVERY = 60  # sweeps between removals of expired correlation windows
 LIVENESS_TICK = 0.5  # seconds between looks at the consume loop and the NATS connection
 BACKLOG_TICK = 5.0  # seconds between refreshes of the consumer backlog gauges
+STARTUP_PATIENCE = 60.0  # seconds start-up keeps trying while JetStream cannot answer
 
 
 @dataclass(slots=True)
@@ -107,8 +109,9 @@ class Daemon:
         t = self.transport
         if self.ruleset is None or t is None:
             return False
-        # Stalled: writes have failed for long and none succeeded, so no event can finish.
-        return t.receiving and bool(t.nc.is_connected) and not t.acked.stalled()
+        # Stalled: writes have failed for long and none succeeded, so no event can finish;
+        # `connected` also needs the server to answer pings: not a hung one.
+        return t.receiving and t.connected and not t.acked.stalled()
 
     def _engine(self) -> Engine:
         assert self.ruleset is not None
@@ -166,6 +169,8 @@ class Daemon:
             await self._serve()
             for task in controls:
                 task.cancel()
+            # Awaited: a watcher stops its subscription as it ends, before the drain.
+            await asyncio.gather(*controls, return_exceptions=True)
         finally:
             _settle_heap(collecting, freeze=False)  # a start-up that failed half-way
             await listener.stop()
@@ -191,14 +196,10 @@ class Daemon:
         self.actions.update(
             build_actions(self.transport, self.settings, self.environ, self.prometheus)
         )
-        await self.transport.prepare({s for rule in rules for s in rule.subjects})
-        self.guards = await build_guards(
-            self.transport, self.settings, self.metrics, self.prometheus
+        self.guards, self.plane = await patiently(
+            lambda: prepare(self.transport, self.settings, self.metrics, rules, self._parts()),
+            STARTUP_PATIENCE,
         )
-        if not self.settings.core:
-            self.plane = await ControlPlane.open(
-                self.transport, self.settings, self.metrics, self._engine, self._rule_names
-            )
         self._swap(self.load(rules))
         _settle_heap(collecting, freeze=True)
         controls = await self.plane.start() if self.plane else []
@@ -214,9 +215,8 @@ class Daemon:
         assert self.transport is not None and self.guards is not None
         assert self.pipeline is not None
         state = self.guards.store if not self.settings.core else None
-        budget = self.settings.max_actions
-        api = ControlAPI(self.access, self.plane, self._rules, state, budget, self.secrets.mask)
-        listener.add_api(api)
+        limits, mask = self.settings.max_actions, self.secrets.mask
+        listener.add_api(ControlAPI(self.access, self.plane, self._rules, state, limits, mask))
         listener.add_webhook(
             AlertmanagerBridge(
                 self.transport,
@@ -262,6 +262,9 @@ class Daemon:
 
     def _record(self, result: Result) -> None:
         self.results.add(result.to_json())
+
+    def _parts(self) -> Wiring:
+        return Wiring(self._engine, self.prometheus, self._rule_names, self.secrets)
 
     def _rule_names(self) -> list[str]:
         return [rule.name for rule in self.ruleset.rules] if self.ruleset else []

@@ -133,6 +133,24 @@ class Approval:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    """`schedule:`: run on a clock, `every` seconds (ticks aligned to the epoch, so every
+    replica computes the same ones) or on a `cron` expression read in time zone `tz`."""
+
+    every: float | None = None
+    cron: str | None = None
+    tz: str = "UTC"
+
+    def describe(self) -> str:
+        if not self.every:
+            return f"cron {self.cron!r} ({self.tz})"
+        for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
+            if self.every >= size and self.every % size == 0:
+                return f"every {self.every / size:g}{unit}"
+        return f"every {self.every:g}s"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Rule:
     name: str
     description: str = ""
@@ -150,6 +168,7 @@ class Rule:
     correlate: Correlate | None = None
     absent: Absent | None = None
     approval: Approval | None = None
+    schedule: Schedule | None = None  # runs on a clock; then `subjects` is empty
     source: Source
     # A hash of the rule's definition as written: an approval asked under one definition
     # never runs under another (an edit, or a new rule taking a removed one's name).
@@ -168,6 +187,10 @@ class Delivery:
     stream: str
     sequence: int
     num_delivered: int
+    # Another replica may have finished this message already although this is its first
+    # delivery here: it was stored longer ago than `ack_wait`, or it came after a
+    # reconnect (see `remediator.engine.staleness`). Its completion is looked up.
+    may_be_stale: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,10 +203,28 @@ class Event:
     event_id: str
     trace_id: str
     delivery: Delivery | None = None
+    # A run no alert asked for: {by, at, reason?, forced?} (manual), {by: schedule, at}.
+    trigger: Mapping[str, object] | None = None
+
+    @property
+    def dry_run(self) -> bool:
+        """A manual run asked with --dry-run: render and report, run nothing."""
+        return self.trigger is not None and self.trigger.get("dry_run") is True
+
+    @property
+    def forced(self) -> bool:
+        """A manual run with --force: the rule's throttle and the budget are skipped."""
+        return self.trigger is not None and self.trigger.get("forced") is True
 
     @property
     def redelivered(self) -> bool:
         return self.delivery is not None and self.delivery.num_delivered > 1
+
+    @property
+    def may_have_completed(self) -> bool:
+        """A redelivery, or a first delivery that may be stale: look the completion up."""
+        delivery = self.delivery
+        return delivery is not None and (delivery.num_delivered > 1 or delivery.may_be_stale)
 
 
 STEP_STATUSES = ("succeeded", "failed", "skipped", "dry_run")
@@ -254,6 +295,7 @@ class Result:
     approval: Mapping[str, object] | None = None  # {id, decision, by, at} once decided
     # Where the alert is stored (stream, sequence): the console shows the event from there.
     origin: tuple[str, int] | None = None
+    trigger: Mapping[str, object] | None = None  # a manual or scheduled run (SPEC §15, §16)
 
     @property
     def duration_ms(self) -> float:
@@ -279,6 +321,7 @@ class Result:
             approval_id=_optional_text(body.get("approval_id")),
             approval=approval if isinstance(approval := body.get("approval"), Mapping) else None,
             origin=_origin(body.get("origin")),
+            trigger=trigger if isinstance(trigger := body.get("trigger"), Mapping) else None,
         )
 
     def to_json(self) -> dict[str, object]:
@@ -302,6 +345,8 @@ class Result:
             body["approval"] = dict(self.approval)
         if self.origin is not None:
             body["origin"] = {"stream": self.origin[0], "sequence": self.origin[1]}
+        if self.trigger is not None:
+            body["trigger"] = dict(self.trigger)
         return body
 
     def encode(self) -> bytes:

@@ -1,4 +1,5 @@
-"""The daemon's parts built from its settings: the action kinds and the guards.
+"""The daemon's parts built from its settings: the action kinds, the streams, the guards
+and the control plane.
 
 Kept beside the composition root (`daemon`) so that it reads as wiring only:
 which integration gets which config section, and where shared state lives
@@ -7,7 +8,8 @@ which integration gets which config section, and where shared state lives
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from remediator.actions.base import ActionSet
 from remediator.actions.http import HTTPAction
@@ -19,10 +21,13 @@ from remediator.actions.publish import PublishAction
 from remediator.actions.scale import ScaleAction
 from remediator.actions.ssh import SSHAction
 from remediator.actions.sshsettings import SSHSettings
+from remediator.engine.engine import Engine
 from remediator.engine.guards import Budget, Guards
 from remediator.engine.state import MemoryStore, StateStore
 from remediator.engine.verification import Querier
 from remediator.metrics import Metrics
+from remediator.model import Rule
+from remediator.nats.controlplane import ControlPlane
 from remediator.nats.kvstore import STATE_BUCKET, STATE_TTL, VERIFY_BUCKET, KVStore
 from remediator.nats.transport import Transport
 from remediator.rules.secrets import Secrets
@@ -50,6 +55,36 @@ def build_actions(
 def build_prometheus(settings: Settings, secrets: Secrets, metrics: Metrics) -> PromClient:
     """One client for the `prometheus` steps and verification by query."""
     return PromClient(PromSettings.from_config(settings.section("prometheus"), secrets), metrics)
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What the control plane and the guards are built with, beside the transport."""
+
+    engine: Callable[[], Engine]
+    querier: Querier
+    rule_names: Callable[[], list[str]]
+    secrets: Secrets
+
+
+async def prepare(
+    transport: Transport | None,
+    settings: Settings,
+    metrics: Metrics,
+    rules: tuple[Rule, ...],
+    wiring: Wiring,
+) -> tuple[Guards, ControlPlane | None]:
+    """Streams and the consumer, the state buckets, the control plane: each step safe to
+    do again, so start-up may retry the whole through a leader election."""
+    assert transport is not None
+    await transport.prepare({s for rule in rules for s in rule.subjects})
+    guards = await build_guards(transport, settings, metrics, wiring.querier)
+    if settings.core:
+        return guards, None
+    plane = await ControlPlane.open(
+        transport, settings, metrics, wiring.engine, wiring.rule_names, wiring.secrets
+    )
+    return guards, plane
 
 
 async def build_guards(

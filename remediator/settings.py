@@ -120,6 +120,10 @@ class Settings:
     max_ack_pending: int = 256
     replicas: int = 1  # of every stream and key-value bucket remediator creates
     reconnect_attempts: int = -1
+    # The client pings the server this often; two unanswered pings mark the connection
+    # stale (/readyz fails, no new work is taken), a third makes it reconnect. nats-py's
+    # default, 2 minutes, left a hung server unnoticed for minutes.
+    ping_interval: float = 5.0
     http: str = "127.0.0.1:9464"
     dry_run: bool = False
     data_dir: str = ".remediator"
@@ -263,6 +267,7 @@ FIELDS: dict[str, Callable[[object], object]] = {
     "replicas": _positive,
     "embedded_port": _positive,
     "reconnect_attempts": _attempts,
+    "ping_interval": parse_duration,
     "webhook_token": _text,
     "public_url": _text,
 }

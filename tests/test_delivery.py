@@ -1,5 +1,6 @@
-"""The delivery facts read from a JetStream reply subject in one split (issue 25) agree
-with nats-py's own `msg.metadata`, in both reply formats and on what is not one."""
+"""The delivery facts read from a JetStream reply subject in one split (issue 25), the time
+the stream stored it included (issue 23), agree with nats-py's own `msg.metadata`, in both
+reply formats and on what is not one."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import pytest
 from nats.aio.msg import Msg
 from nats.errors import NotJSMessageError
 
-from remediator.model import Delivery
-from remediator.nats.inbound import delivery_of
+from remediator.nats.delivery import _facts
 
 REPLIES = [
     "$JS.ACK.ALERTS.remediator.3.1042.977.1765000000000000000.12",
@@ -21,12 +21,12 @@ REPLIES = [
 def test_the_reply_subject_gives_what_metadata_gives(reply: str) -> None:
     msg = Msg(_client=None, subject="alerts.x", reply=reply)  # type: ignore[arg-type]
     meta = msg.metadata
-    assert delivery_of(msg) == Delivery(
-        stream=meta.stream, sequence=meta.sequence.stream, num_delivered=meta.num_delivered
-    )
+    assert meta.timestamp is not None
+    stored = meta.timestamp.timestamp()
+    assert _facts(msg) == (meta.stream, meta.sequence.stream, meta.num_delivered, stored)
 
 
 def test_a_reply_that_is_no_ack_subject_is_refused_as_nats_py_refuses_it() -> None:
     msg = Msg(_client=None, subject="alerts.x", reply="_INBOX.abc.def")  # type: ignore[arg-type]
     with pytest.raises(NotJSMessageError):
-        delivery_of(msg)
+        _facts(msg)

@@ -28,9 +28,10 @@ from remediator import settings as settings_module
 from remediator.cli import build_parser
 from remediator.durations import parse_duration
 from remediator.metrics import Metrics
+from remediator.nats.audit import AUDIT_STREAM
 from remediator.nats.control import CONTROL_BUCKET
+from remediator.nats.jsconfig import MANAGED, RESULTS_STREAM
 from remediator.nats.kvstore import STATE_BUCKET, VERIFY_BUCKET
-from remediator.nats.transport import MANAGED, RESULTS_STREAM
 from remediator.rules.loader import load_rules
 from remediator.rules.secrets import Secrets
 from remediator.rules.templating import Templates
@@ -60,13 +61,15 @@ COMMAND = re.compile(r"^\s*(?:\$\s*)?(?:remediator|python3? -m remediator)(?:\s|
 # be, so this list cannot keep a name its reason no longer holds for.
 NOT_SETTINGS = {
     # JetStream stream and buckets the daemon creates, named in the docs.
-    RESULTS_STREAM: ROOT / "remediator" / "nats" / "transport.py",
+    RESULTS_STREAM: ROOT / "remediator" / "nats" / "jsconfig.py",
+    AUDIT_STREAM: ROOT / "remediator" / "nats" / "audit.py",
     STATE_BUCKET: ROOT / "remediator" / "nats" / "kvstore.py",
     VERIFY_BUCKET: ROOT / "remediator" / "nats" / "kvstore.py",
     CONTROL_BUCKET: ROOT / "remediator" / "nats" / "control.py",
     # Read by the test suite, not the daemon: SSH and browser tests fail instead of skipping.
     "REMEDIATOR_REQUIRE_SSHD": ROOT / "tests" / "support" / "sshd.py",
     "REMEDIATOR_REQUIRE_BROWSER": ROOT / "tests" / "support" / "browser.py",
+    "REMEDIATOR_REQUIRE_PROMETHEUS": ROOT / "tests" / "support" / "prometheus.py",
 }
 # The exact Role the scale action needs (docs/kubernetes.md, "RBAC"): GET and PUT on the
 # scale subresource, GET of the HPA collection (list) and PATCH of one HPA.

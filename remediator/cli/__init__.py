@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from remediator import __version__
-from remediator.cli import operate, rules, run
+from remediator.cli import manual, operate, rules, run
 from remediator.errors import ConfigError, RemediatorError, RuleError, TransportError
 
 
@@ -53,6 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"remediator {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
-    for module in (run, rules, operate):
+    for module in (run, rules, operate, manual):
         module.add(commands)
     return parser

@@ -131,6 +131,11 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "--nats", dest="nats_url", metavar="URL", help="env REMEDIATOR_NATS_URL"
         )
         parser.add_argument("--config", metavar="FILE", help="YAML config file (NATS access)")
+        parser.add_argument(
+            "--replicas",
+            metavar="N",
+            help="replicas of the control bucket if this creates it (as the daemon's)",
+        )
         parser.set_defaults(command=run)
         return parser
 
@@ -154,6 +159,9 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pause.add_argument("--for", dest="duration", type=duration, default=3600.0, metavar="DUR")
     pause.add_argument("--reason", default="", help="why, for whoever looks next")
     pause.add_argument("--by", help="who (default: your login name)")
+    resume = commands.choices["resume"]
+    resume.add_argument("--reason", default="", help="why, for the audit trail")
+    resume.add_argument("--by", help="who (default: your login name)")
     status = command("status", "pauses, circuits, budget, approvals, replicas", cmd_status)
     status.add_argument("--json", action="store_true")
     status.add_argument(
@@ -199,7 +207,9 @@ def _rule_names(paths: list[str]) -> list[str]:
 def cmd_resume(args: argparse.Namespace) -> int:
     from remediator.nats import brake
 
-    work = brake.resume(brake_settings(args), args.rules, args.every, args.key)
+    work = brake.resume(
+        brake_settings(args), args.rules, args.every, args.key, args.by, args.reason
+    )
     lines = asyncio.run(work)
     for resumed, line in lines:
         print(

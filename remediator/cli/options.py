@@ -73,5 +73,5 @@ def brake_settings(args: argparse.Namespace) -> Settings:
     from remediator import logs
 
     logs.configure("text", "ERROR")  # the answer is the output; reconnect chatter is not
-    flags = {k: getattr(args, k, None) for k in ("nats_url", "config", "max_actions")}
+    flags = {k: getattr(args, k, None) for k in ("nats_url", "config", "max_actions", "replicas")}
     return Settings.load({k: v for k, v in flags.items() if v is not None}, os.environ)

@@ -125,6 +125,12 @@ def _add_nats_security(add: Add) -> None:
         metavar="N",
         help="NATS reconnect attempts before exiting non-zero (default -1: forever)",
     )
+    add(
+        "--ping-interval",
+        dest="ping_interval",
+        metavar="DURATION",
+        help="ping the server this often; 2 unanswered: not ready, 3: reconnect (default 5s)",
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -185,6 +185,7 @@ class ApprovalRequest:
     rule_digest: str = ""  # the definition asked under: another one expires the request
     throttle_key: str = ""  # the rendered throttle key: its pauses and lease apply to the run
     reason: str = ""  # why it expired, when not for want of a decision
+    trigger: Mapping[str, object] | None = None  # the manual or scheduled run that asked
 
     @classmethod
     def ask(
@@ -215,6 +216,7 @@ class ApprovalRequest:
             expires_at=now.timestamp() + timeout,
             rule_digest=run.get("rule_digest", ""),
             throttle_key=run.get("throttle_key", ""),
+            trigger=None if event.trigger is None else dict(event.trigger),
         )
 
     def slim(self) -> ApprovalRequest:
@@ -230,6 +232,7 @@ class ApprovalRequest:
             payload=self.payload,
             event_id=self.event_id,
             trace_id=self.trace_id,
+            trigger=self.trigger,
         )
 
     def context(self) -> dict[str, str]:

@@ -95,11 +95,12 @@ class Windows:
             state = json.loads(entry.value) if entry is not None else {}
             fired = state.get("fired")
             events = [e for e in state.get("events", []) if e["at"] > now - within]
-            # Only a redelivered message can have been seen: alike first deliveries (equal
-            # payloads without a message id, in core mode) each count.
-            if event.redelivered and fired is not None and fired["id"] == event.event_id:
+            # Only a redelivered (or maybe stale) message can have been seen: alike first
+            # deliveries (equal payloads without a message id, in core mode) each count.
+            seen = event.may_have_completed
+            if seen and fired is not None and fired["id"] == event.event_id:
                 return _correlated(rule, event, fired["correlated"])  # it fired: again
-            if event.redelivered and any(e["id"] == event.event_id for e in events):
+            if seen and any(e["id"] == event.event_id for e in events):
                 return None  # counted already
             events.append(_entry(event, now))
             # Oldest first means stream order: events of one group but different ordering

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from remediator.actions.base import ActionSet, changes_things
-from remediator.engine import asking
+from remediator.engine import asking, storing
 from remediator.engine.control import ApprovalDesk, ApprovalRequest, PauseView
 from remediator.engine.correlation import Firing, Windows, group_of
 from remediator.engine.guards import Guards
@@ -61,6 +61,7 @@ class Engine:
     # nothing), so counts come out as the daemon's did.
     simulate: bool = False
     now: Callable[[], dt.datetime] = utcnow
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # between tries to store
     # Where correlation windows and absence timers live: the guards' store by default.
     state: StateStore | None = None
     windows: Windows = field(init=False, repr=False)
@@ -242,11 +243,12 @@ class Engine:
     ) -> Result:
         """Fire `rule` for `event`; `extra` adds to the template context (`correlated`)."""
         guards = self.guards
-        # Only a redelivered message can have completed before: a first delivery saves the
-        # look-up (a round trip to the state bucket on every event otherwise).
+        # Only a redelivery, or a first delivery that may be stale (old, or after a
+        # reconnect), can have completed before: a fresh one saves the look-up (a round
+        # trip to the state bucket on every event otherwise).
         if (
             guards is not None
-            and event.redelivered
+            and event.may_have_completed
             and (stored := await guards.completed(rule, event)) is not None
         ):
             # Redelivered after it finished: report the same result again, run nothing.
@@ -257,30 +259,14 @@ class Engine:
                 await self.report(result, result.encode())
             return result
         result = await self._guarded_run(rule, event, extra or {})
-        await self._store(rule, event, result, self.results.body(result))
+        await storing.store(self, rule, event, result, self.results.body(result))
         return result
-
-    async def _store(self, rule: Rule, event: Event, result: Result, body: bytes) -> None:
-        """The completion record and the result event, both `body` (encoded once), sent
-        together: one round trip, not two. The message is acked only once both are stored
-        (the caller raises otherwise), so a redelivery that finds no record ran nothing
-        that was acked; the record is retried for seconds before giving up (`record`)."""
-        writes: list[Awaitable[None]] = []
-        if self.guards is not None:
-            writes.append(self.guards.record(rule, event, body))
-        if self.report is not None:
-            writes.append(self.report(result, body))
-        if len(writes) == 1:
-            await writes[0]
-        elif writes:
-            for outcome in await asyncio.gather(*writes, return_exceptions=True):
-                if isinstance(outcome, BaseException):
-                    raise outcome
 
     async def _guarded_run(self, rule: Rule, event: Event, extra: Mapping[str, object]) -> Result:
         started = self.now()
         context = self.context(event) | dict(extra) | {"rule": rule.name, "results": {}}
-        acts = not (self.dry_run or rule.dry_run)  # a real run: spends budget, awaits verify
+        # A real run spends budget and awaits verification; a dry run of any kind does not.
+        acts = not (self.dry_run or rule.dry_run or event.dry_run)
         dry_run = self.simulate or not acts
         try:
             context["vars"] = render_vars(rule, context)
@@ -293,7 +279,7 @@ class Engine:
         pause = None if self.pauses is None else self.pauses.paused(rule.name, bucket)
         if pause is not None:
             return self.results.finish(rule, event, started, "paused", (), pause.describe())
-        if self.guards is None:
+        if self.guards is None or event.forced:  # --force skips throttle and budget, never a pause
             return await self._act(rule, event, context, started, dry_run)
         admission = await self.guards.admit(rule, event, bucket, spend=acts)
         if admission.status != "run":

@@ -61,6 +61,7 @@ class ResultBuilder:
             approval_id=approval_id,
             approval=approval,
             origin=_origin(event),
+            trigger=event.trigger,
         )
         result, body = fitted(result, self.max_bytes)
         self.encoded = (result, body)

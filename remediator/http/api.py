@@ -25,9 +25,12 @@ from remediator.engine.control import (
     resume_targets,
 )
 from remediator.engine.state import StateStore
+from remediator.errors import TransportError
 from remediator.http.approvalview import Mask, describe
 from remediator.http.auth import Access
 from remediator.model import Rule
+from remediator.nats.acts import Acts
+from remediator.nats.audit import AuditLog, AuditUnavailable, read_audit
 from remediator.nats.control import UnknownApproval
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.status import status_report
@@ -35,6 +38,8 @@ from remediator.nats.status import status_report
 log = logging.getLogger(__name__)
 
 DEFAULT_PAUSE = 3600.0
+# Sent by the console's requests, so the audit trail tells its clicks from scripts' calls.
+CLIENT_HEADER = "X-Remediator-Client"
 _DECISIONS = {"approve": "approved", "deny": "denied"}
 
 
@@ -62,6 +67,7 @@ class ControlAPI:
         self.rules = rules
         self.state = state
         self.budget = budget
+        self.audit: AuditLog | None = plane.audit if plane is not None else None
 
     def mount(self, app: web.Application) -> None:
         add = app.router
@@ -72,6 +78,8 @@ class ControlAPI:
         add.add_post("/api/approvals/{id}/{decision:approve|deny}", self.decide)
         add.add_post("/api/pause", self.pause)
         add.add_post("/api/resume", self.resume)
+        add.add_post("/api/rules/{rule}/run", self.run)
+        add.add_get("/api/audit", self.audit_trail)
 
     def _plane(self) -> ControlPlane:
         if self.plane is None:
@@ -80,6 +88,53 @@ class ControlAPI:
                 content_type="application/json",
             )
         return self.plane
+
+    def acts(self, request: web.Request, by: str) -> Acts:
+        """`by` acting through this request, every act audited."""
+        if self.audit is None:
+            raise web.HTTPServiceUnavailable(
+                text=json.dumps({"error": "no audit trail here (not in --core mode)"}),
+                content_type="application/json",
+            )
+        client = request.headers.get(CLIENT_HEADER, "")
+        source = "console" if client == "console" else "api"
+        return Acts(self._plane().control, self.audit, by, source, request.remote)
+
+    async def operator(self, request: web.Request, act: str, target: str) -> str:
+        """The operator's name; a caller refused for its token is audited, then refused."""
+        try:
+            return self.access.require(request, "operator")
+        except web.HTTPException as exc:
+            if self.audit is not None and self.plane is not None:
+                why = json.loads(exc.text or "{}").get("error", "") if exc.text else ""
+                acts = self.acts(request, self.access.name_of(request))
+                try:
+                    await acts.note(act, target, f"refused ({exc.status}): {why}")
+                except AuditUnavailable as failed:
+                    log.warning("%s", failed)
+            raise
+
+    async def run(self, request: web.Request) -> web.Response:
+        from remediator.http.runs import run_rule
+
+        return await run_rule(self, request)
+
+    async def audit_trail(self, request: web.Request) -> web.Response:
+        """`GET /api/audit?since=24h&limit=200`: the newest records, oldest first."""
+        self.access.require(request, "viewer")
+        try:
+            since = parse_duration(request.query.get("since", "24h"))
+            limit = max(1, int(request.query.get("limit", "200")))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        reader = read_audit(self._plane().runs.nc, time.time() - since)
+        try:
+            records = [record.to_json() async for record in reader]
+        except TransportError as exc:
+            if "not found" not in str(exc):
+                return _error(503, str(exc))
+            records = []  # no act recorded yet
+        return _json({"audit": records[-limit:]})
 
     async def status(self, request: web.Request) -> web.Response:
         self.access.require(request, "viewer")
@@ -105,6 +160,7 @@ class ControlAPI:
                     else {"timeout_s": rule.approval.timeout},
                     "paused": None if paused is None or paused.key else paused.describe(),
                     "source": str(rule.source),
+                    "schedule": None if rule.schedule is None else rule.schedule.describe(),
                 }
             )
         return _json({"rules": body})
@@ -128,23 +184,23 @@ class ControlAPI:
         return _json({"approval": describe(found, self.mask)})
 
     async def decide(self, request: web.Request) -> web.Response:
-        by = self.access.require(request, "operator")
+        verb, request_id = request.match_info["decision"], request.match_info["id"]
+        by = await self.operator(request, verb, f"approval {request_id}")
         body = await _body(request)
         comment = str(body.get("comment", ""))
-        decision = _DECISIONS[request.match_info["decision"]]
         try:
-            decided = await self._plane().control.decide(
-                request.match_info["id"], decision, by, comment
-            )
+            decided = await self.acts(request, by).decide(request_id, _DECISIONS[verb], comment)
         except UnknownApproval as exc:
             return _error(404, str(exc))
         except AlreadyDecided as exc:
             return _error(409, str(exc))
+        except AuditUnavailable as exc:
+            return _error(503, str(exc))
         log.info("approval %s %s by %s", decided.id, decided.state, by)
         return _json({"approval": describe(decided, self.mask)})
 
     async def pause(self, request: web.Request) -> web.Response:
-        by = self.access.require(request, "operator")
+        by = await self.operator(request, "pause", _target(request))
         body = await _body(request)
         try:
             seconds = parse_duration(body.get("for", DEFAULT_PAUSE))
@@ -161,27 +217,33 @@ class ControlAPI:
                 check_rule_names(_names(body), {rule.name for rule in self.rules()})
         except (ScopeError, ValueError) as exc:
             return _error(400, str(exc))
+        try:
+            await self.acts(request, by).pause(made)
+        except AuditUnavailable as exc:
+            return _error(503, str(exc))
         plane = self._plane()
         for pause in made:
-            await plane.control.pause(pause)
             plane.wrote(pause.name, pause)
             log.info("%s", pause.describe())
         return _json({"pauses": [p.summary() for p in made]})
 
     async def resume(self, request: web.Request) -> web.Response:
-        by = self.access.require(request, "operator")
+        by = await self.operator(request, "resume", _target(request))
         body = await _body(request)
         try:
             targets = resume_targets(_names(body), bool(body.get("all")), _key(body))
         except ScopeError as exc:
             return _error(400, str(exc))
-        plane = self._plane()
-        resumed = []
-        for target in targets:
-            if await plane.control.resume(target.name):
+        try:
+            done = await self.acts(request, by).resume(targets, str(body.get("reason", "")))
+        except AuditUnavailable as exc:
+            return _error(503, str(exc))
+        plane, resumed = self._plane(), []
+        for target, lifted in done:
+            if lifted:
                 plane.wrote(target.name, None)
                 resumed.append(target.what)
-        missed = [t.what for t in targets if t.what not in resumed]
+        missed = [t.what for t, lifted in done if not lifted]
         log.info("resumed %s by %s", ", ".join(resumed) or "nothing", by)
         if not resumed:
             return _error(404, "not paused: " + ", ".join(missed))
@@ -203,6 +265,11 @@ async def _body(request: web.Request) -> Mapping[str, object]:
             content_type="application/json",
         )
     return body
+
+
+def _target(request: web.Request) -> str:
+    """What a refused call aimed at, before its body is read (a refused body is not read)."""
+    return request.path
 
 
 def _names(body: Mapping[str, object]) -> list[str]:

@@ -82,6 +82,13 @@ class Access:
             )
         return token.name
 
+    def name_of(self, request: web.Request) -> str:
+        """Who a refused caller was, for the audit trail: a token's name, never a token."""
+        token = self._match(request.headers.get("Authorization", ""))
+        if token is not None:
+            return token.name
+        return "no token" if "Authorization" not in request.headers else "unknown token"
+
     def _match(self, header: str) -> Token | None:
         given = bearer(header)
         if given is None:

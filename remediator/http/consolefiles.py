@@ -21,6 +21,8 @@ ASSETS = {
     "overview.js": "text/javascript",
     "approvals.js": "text/javascript",
     "results.js": "text/javascript",
+    "run.js": "text/javascript",
+    "audit.js": "text/javascript",
     "style.css": "text/css",
 }
 _NO_CACHE = {"Cache-Control": "no-cache"}  # a new version shows on the next load

@@ -149,8 +149,9 @@ class ApprovalWorker:
             # Paused (all, the rule, or its throttle key): approved runs wait for the lift.
             return
         request, revision = await self.control.request(request.id)  # whole: with its event
-        if request.state not in ("approved", "running"):
-            return  # moved meanwhile; the watcher shows us how
+        fresh = request.state == "approved" or self._abandoned(request, self.clock())
+        if not fresh:
+            return  # moved meanwhile (another replica claimed it): the watcher shows us how
         whole = await self._with_event(request)
         if whole is None:
             why = f"event {request.event_id} is no longer in stream {request.origin}"

@@ -9,6 +9,8 @@ settings (passwords, tokens) is named here for masking.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import ssl
 from urllib.parse import urlsplit
@@ -23,6 +25,9 @@ from remediator.settings import Settings
 log = logging.getLogger(__name__)
 
 _FIRST_CONNECT_ATTEMPTS = 5  # about 3 s at 0.5 s apart before start-up gives up
+_CLOSE_WITHIN = 3  # seconds the connection's drain, or its close, may take at exit
+_ANSWER_POLL = 0.1  # seconds between looks at a stale connection
+MAX_OUTSTANDING_PINGS = 2  # one more unanswered ping and the client reconnects
 
 
 async def connect(settings: Settings, url: str) -> Client:
@@ -44,6 +49,10 @@ async def connect(settings: Settings, url: str) -> Client:
         "reconnect_time_wait": 0.5,
         "connect_timeout": 5,
         "name": "remediator",
+        # A hung server is found within seconds (see `stale`), not nats-py's minutes.
+        "drain_timeout": _CLOSE_WITHIN,  # see `close`
+        "ping_interval": settings.ping_interval,
+        "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
     }
     try:
         await nc.connect(**options)  # type: ignore[arg-type]
@@ -56,6 +65,45 @@ async def connect(settings: Settings, url: str) -> Client:
     # spent the connection is closed for good and the daemon exits for its supervisor.
     nc.options["max_reconnect_attempts"] = settings.reconnect_attempts
     return nc
+
+
+def stale(nc: Client) -> bool:
+    """Not connected, or connected to a server that stopped answering pings (hung): acks
+    sent now would go nowhere. nats-py keeps the count private; without it (another
+    version), only the connection state counts."""
+    outstanding = int(getattr(nc, "_pings_outstanding", 0))
+    return not nc.is_connected or outstanding >= MAX_OUTSTANDING_PINGS
+
+
+async def until_answering(nc: Client) -> None:
+    """Until the server answers again, or the client has reconnected (what arrives then
+    is checked as maybe stale), or the connection is closed for good. Polled: nats-py
+    tells of a reconnect but not of a pong."""
+    log.warning("nats: the server does not answer; taking no new work until it does")
+    while True:
+        if not stale(nc) or nc.is_closed:
+            return
+        await asyncio.sleep(_ANSWER_POLL)
+
+
+async def close(nc: Client) -> None:
+    """Drain (what was received is handed over, what was published is flushed) when the
+    server answers, within seconds: a subscription nobody reads is given up on after
+    `_CLOSE_WITHIN` (the client's drain timeout, not its 30 s default), and a server that
+    does not answer a ping is not drained at all (nats-py's drain would then wait on it,
+    cancellation or not)."""
+    if nc.is_closed:
+        return
+    try:
+        await nc.flush(timeout=_CLOSE_WITHIN)
+    except (NatsError, TimeoutError, OSError) as exc:
+        log.warning("nats: no answer at exit, closing without a drain: %s", exc or type(exc))
+        with contextlib.suppress(NatsError, TimeoutError, OSError):
+            async with asyncio.timeout(_CLOSE_WITHIN):
+                await nc.close()
+        return
+    with contextlib.suppress(NatsError):  # closed or reconnecting meanwhile: nothing to drain
+        await nc.drain()
 
 
 def _callbacks(nc: Client, last_error: list[Exception]) -> dict[str, object]:

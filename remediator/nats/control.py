@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
@@ -45,20 +44,18 @@ from remediator.engine.keylabels import key_labels
 from remediator.engine.state import Conflict
 from remediator.errors import RemediatorError, TransportError
 from remediator.metrics import Metrics
+from remediator.nats.jsconfig import bucket_config, bucket_stream, check_replicas
 from remediator.nats.kvstore import KVStore, _guard
 
 log = logging.getLogger(__name__)
 
 CONTROL_BUCKET = "REMEDIATOR_CONTROL"
-CONTROL_CONFIG = KeyValueConfig(
-    bucket=CONTROL_BUCKET,
-    history=1,
-    description="remediator human control: pauses, approval requests, replicas",
-)
+CONTROL_DESCRIPTION = "remediator human control: pauses, approval requests, replicas"
 HEARTBEAT = 15.0  # seconds between a replica's `replica.<id>` writes
 SEEN_WITHIN = 60.0  # `status` lists replicas heard from within this
 KEEP_DONE = 7 * 24 * 3600.0  # finished requests stay this long (the results stream keeps more)
 _DELETES = ("DEL", "PURGE")
+_STOP_WITHIN = 2.0  # seconds a watcher's unsubscribe may take
 
 
 class UnknownApproval(RemediatorError):
@@ -85,12 +82,18 @@ class Control:
         self.clock = clock
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> Control:
+    async def open(cls, js: JetStreamContext, replicas: int = 1) -> Control:
+        """Bind the bucket, or create it with `replicas` (`--replicas`, as every other
+        bucket: with one replica, the brake is gone while its one node is)."""
         try:
             try:
                 kv = await js.key_value(CONTROL_BUCKET)
             except BucketNotFoundError:
-                kv = await js.create_key_value(CONTROL_CONFIG)
+                config = bucket_config(CONTROL_BUCKET, None, CONTROL_DESCRIPTION, replicas)
+                kv = await js.create_key_value(config)
+            else:
+                info = await js.stream_info(bucket_stream(CONTROL_BUCKET))
+                check_replicas(bucket_stream(CONTROL_BUCKET), info.config.num_replicas, replicas)
         except (NatsError, TimeoutError, OSError) as exc:
             raise TransportError(f"control bucket {CONTROL_BUCKET}: {exc}") from exc
         return cls(kv)
@@ -214,6 +217,7 @@ class ControlWatcher:
     async def run(self) -> None:
         """Watch forever; a broken watch (NATS away) is started again."""
         while True:
+            watcher = None
             try:
                 watcher = await self.control.kv.watchall()
                 async for entry in watcher:
@@ -224,6 +228,13 @@ class ControlWatcher:
             except (NatsError, TimeoutError, OSError) as exc:
                 log.warning("control bucket watch failed, watching again: %s", exc)
                 await asyncio.sleep(1.0)
+            finally:
+                # Cancelled (stopping) or broken: a subscription left behind with nobody
+                # reading it holds the connection's drain, and so the exit, for its timeout.
+                if watcher is not None:
+                    with contextlib.suppress(NatsError, TimeoutError, OSError):
+                        async with asyncio.timeout(_STOP_WITHIN):  # a hung server: give up
+                            await watcher.stop()  # type: ignore[no-untyped-call]
 
     def apply(self, key: str, value: bytes | None, revision: int | None, op: str | None) -> None:
         gone = op in _DELETES or not value

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 
 from remediator.engine.control import Pause, Pauses
 from remediator.engine.engine import Engine
-from remediator.errors import TransportError
+from remediator.errors import RemediatorError, TransportError
 from remediator.metrics import Metrics
 from remediator.nats.approvals import ApprovalWorker, NatsDesk
+from remediator.nats.audit import AuditLog
 from remediator.nats.control import (
     HEARTBEAT,
     Control,
@@ -28,7 +29,10 @@ from remediator.nats.control import (
     replica_id,
     rules_digest,
 )
+from remediator.nats.scheduled import Clock
 from remediator.nats.transport import Transport
+from remediator.nats.trigger import RunWorker
+from remediator.rules.secrets import Secrets
 from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,9 @@ class ControlPlane:
     worker: ApprovalWorker
     identity: str
     started: float
+    audit: AuditLog
+    clock: Clock
+    runs: RunWorker
     rule_names: Callable[[], list[str]] = list
     reloaded: asyncio.Event = field(default_factory=asyncio.Event)
     _published: tuple[str, ...] | None = None
@@ -59,8 +66,9 @@ class ControlPlane:
         metrics: Metrics,
         engine: Callable[[], Engine],
         rule_names: Callable[[], list[str]] = list,
+        secrets: Secrets | None = None,  # masked in every audit record
     ) -> ControlPlane:
-        control = await Control.open(transport.js)
+        control = await Control.open(transport.js, settings.replicas)
         pauses = Pauses(clock=control.clock)
         watcher = ControlWatcher(control, pauses, metrics)
         identity = replica_id()
@@ -77,7 +85,19 @@ class ControlPlane:
         desk = NatsDesk(
             control, transport, settings.public_url or f"http://{settings.http}", metrics
         )
-        return cls(control, pauses, watcher, desk, worker, identity, time.time(), rule_names)
+        audit = AuditLog(transport.js, settings.replicas)
+        if secrets is not None:
+            audit.mask = lambda text: str(secrets.mask(text))
+        try:
+            await audit.ready()
+        except RemediatorError as exc:
+            # Not fatal: the daemon still remediates; each human act is refused, saying why.
+            log.warning("audit trail unavailable, human acts are refused until it is: %s", exc)
+        clock = Clock(control.store, engine, identity)
+        runs = RunWorker(control, transport, engine, identity)
+        started = time.time()
+        parts = (control, pauses, watcher, desk, worker, identity, started, audit, clock, runs)
+        return cls(*parts, rule_names)
 
     def wrote(self, name: str, pause: Pause | None) -> None:
         """A pause (None: a resume) this replica has just stored: in its own view at once,
@@ -98,7 +118,14 @@ class ControlPlane:
         return tasks
 
     def _loops(self) -> list[Coroutine[object, object, None]]:
-        return [self.watcher.run(), self.worker.run(), self._heartbeat(), self._clean()]
+        return [
+            self.watcher.run(),
+            self.worker.run(),
+            self._heartbeat(),
+            self._clean(),
+            self.clock.run(),
+            self.runs.run(),
+        ]
 
     async def _heartbeat(self) -> None:
         while True:

@@ -85,6 +85,13 @@ class Inbound:
         if self.delivery is not None:
             await self.msg.in_progress()
 
+    async def signal_progress(self) -> None:
+        """`in_progress`, where a failure only costs an earlier redelivery."""
+        try:
+            await self.in_progress()
+        except NatsError as exc:
+            log.debug("in-progress signal failed: %s", exc)
+
 
 def _capped_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """At most 64 headers, each key and value cut at 1 KiB, for a dead letter."""
@@ -127,26 +134,6 @@ class Letter:
                 "num_delivered": d.num_delivered,
             }
         return body
-
-
-def delivery_of(msg: Msg) -> Delivery:
-    """The delivery facts in a JetStream message's reply subject, read with one split:
-    `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`,
-    or with `<domain>.<account hash>.` after `ACK.` and a token at the end. nats-py's
-    `msg.metadata` builds four objects per message for the same (a tenth of an idle
-    daemon's CPU); anything else falls back to it."""
-    tokens = str(msg.reply).split(".")
-    try:
-        if len(tokens) == 9 and tokens[1] == "ACK":
-            return Delivery(stream=tokens[2], sequence=int(tokens[5]), num_delivered=int(tokens[4]))
-        if len(tokens) >= 11 and tokens[1] == "ACK":
-            return Delivery(stream=tokens[4], sequence=int(tokens[7]), num_delivered=int(tokens[6]))
-    except ValueError:
-        pass
-    meta = msg.metadata
-    return Delivery(
-        stream=meta.stream, sequence=meta.sequence.stream, num_delivered=meta.num_delivered
-    )
 
 
 BATCH_MAX = 256  # messages taken at once: the loop still serves timers and acks between

@@ -9,14 +9,36 @@ one asked for is reported as a warning naming both.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+
+from remediator.rules.subjects import covers
 
 log = logging.getLogger(__name__)
 
 MANAGED = "managed by remediator"
 DUPLICATE_WINDOW = 120.0
+
+RESULTS_STREAM = "REMEDIATOR_RESULTS"
+# Named subjects, not `remediator.>`: `remediator.audit.>` belongs to REMEDIATOR_AUDIT
+# (JetStream refuses two streams sharing a subject; see `audit.narrow_results`).
+RESULTS_SUBJECTS = [
+    "remediator.*",  # deadletter, escalations, and a step's own `remediator.<name>`
+    "remediator.results.>",
+    "remediator.escalations.>",
+    "remediator.approvals.>",
+    "remediator.verified.>",
+    "remediator.notifications.>",
+    "remediator.manual.>",  # the event of each manual run, kept like an alert (`--from`)
+]
+
+
+@functools.lru_cache(maxsize=1024)  # a few result and step subjects, asked per publish
+def in_results(subject: str) -> bool:
+    """Whether the results stream (once ensured) captures `subject`: no server look-up."""
+    return any(covers(pattern, subject) for pattern in RESULTS_SUBJECTS)
 
 
 def stream_config(
@@ -33,7 +55,9 @@ def stream_config(
     )
 
 
-def bucket_config(bucket: str, ttl: float, description: str, replicas: int) -> KeyValueConfig:
+def bucket_config(
+    bucket: str, ttl: float | None, description: str, replicas: int
+) -> KeyValueConfig:
     return KeyValueConfig(
         bucket=bucket,
         history=1,

@@ -60,13 +60,16 @@ class KVStore:
     ) -> KVStore:
         stream = bucket_stream(bucket)
         try:
-            info = await js.stream_info(stream)
-        except NotFoundError:
-            description = "remediator state: throttles, budget, completions"
-            config = bucket_config(bucket, ttl, description, replicas)
-            return cls(await js.create_key_value(config), publisher, bucket)
-        check_replicas(stream, info.config.num_replicas, replicas)
-        return cls(await js.key_value(bucket), publisher, bucket)
+            try:
+                info = await js.stream_info(stream)
+            except NotFoundError:
+                description = "remediator state: throttles, budget, completions"
+                config = bucket_config(bucket, ttl, description, replicas)
+                return cls(await js.create_key_value(config), publisher, bucket)
+            check_replicas(stream, info.config.num_replicas, replicas)
+            return cls(await js.key_value(bucket), publisher, bucket)
+        except (NatsError, TimeoutError, OSError) as exc:
+            raise TransportError(f"bucket {bucket}: {exc or type(exc).__name__}") from exc
 
     async def get(self, key: str) -> Entry | None:
         try:

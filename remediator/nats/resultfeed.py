@@ -31,8 +31,8 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from remediator.engine.resultlog import DAY_MINUTES, MINUTE, ResultLog
 from remediator.errors import TransportError
+from remediator.nats.jsconfig import RESULTS_STREAM
 from remediator.nats.results import read_results, results_filter
-from remediator.nats.transport import RESULTS_STREAM
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from nats.aio.client import Client
 
 from remediator.nats import history
-from remediator.nats.transport import RESULTS_STREAM
+from remediator.nats.jsconfig import RESULTS_STREAM
 
 RESULTS_PREFIX = "remediator.results."
 

@@ -38,8 +38,25 @@ async def status_report(
         "replicas": [
             {"id": r["id"], "seen": _iso(float(str(r["seen"])))} for r in await control.replicas()
         ],
+        "schedules": await _schedules(control),
     }
     return report
+
+
+async def _schedules(control: Control) -> list[dict[str, object]]:
+    """Each scheduled rule's last tick fired and its next, as its claim record says."""
+    rows: list[dict[str, object]] = []
+    for key in sorted(await control.store.keys()):
+        if key.startswith("schedule.") and (entry := await control.store.get(key)) is not None:
+            body = json.loads(entry.value)
+            rows.append(
+                {
+                    "rule": key.removeprefix("schedule."),
+                    "last_tick": body.get("tick"),
+                    "next_tick": body.get("next"),
+                }
+            )
+    return rows
 
 
 async def _circuits(state: StateStore, now: float) -> list[dict[str, object]]:
@@ -92,6 +109,12 @@ def status_text(report: Mapping[str, object]) -> str:
         lines.append("budget: none configured here (pass --config or --max-actions)")
     lines.append(approvals_text(_rows(report, "approvals")))
     replicas = _rows(report, "replicas")
+    schedules = _rows(report, "schedules")
+    lines.append(f"scheduled rules: {len(schedules)}")
+    lines.extend(
+        f"  {r['rule']}: last tick {r['last_tick'] or 'none yet'}, next {r['next_tick']}"
+        for r in schedules
+    )
     lines.append(f"replicas seen in the last minute: {len(replicas)}")
     lines.extend(f"  {r['id']} (last seen {r['seen']})" for r in replicas)
     return "\n".join(lines)

@@ -33,24 +33,30 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id
 from remediator.errors import ConfigError, TransportError
 from remediator.model import Result, dumps
 from remediator.nats.client import printable_subject, valid_subject
+from remediator.nats.connection import close, stale, until_answering
+from remediator.nats.delivery import Reconnects, delivery_of
 from remediator.nats.giveups import GiveUps
-from remediator.nats.inbound import DEAD_LETTER_SUBJECT, Inbound, Letter, delivery_of, drain
-from remediator.nats.jsconfig import MANAGED, check_replicas, stream_config
+from remediator.nats.inbound import DEAD_LETTER_SUBJECT, Inbound, Letter, drain
+from remediator.nats.jsconfig import (
+    MANAGED,
+    RESULTS_STREAM,
+    RESULTS_SUBJECTS,
+    check_replicas,
+    in_results,
+    stream_config,
+)
 from remediator.nats.publishing import AckedPublisher, check_message
 from remediator.rules.subjects import covers, minimal_cover
 from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RESULTS_STREAM = "REMEDIATOR_RESULTS"
-RESULTS_SUBJECTS = ["remediator.>"]
-_RESULTS_PREFIX = "remediator."
 _WEEK = 7 * 24 * 3600.0
 _STREAM_CACHE_SECONDS = 30.0
 _PUBLISH_TIMEOUT = 5.0
@@ -67,13 +73,14 @@ class Transport:
         self.give_ups.store = self.store_letter
         self.settings = settings
         self._streams: dict[str, tuple[str | None, float]] = {}
-        self._results_ready = False  # REMEDIATOR_RESULTS ensured: it captures remediator.>
+        self._results_ready = False  # REMEDIATOR_RESULTS ensured
         self.receiving = False  # subscribed: /readyz must not say ready before this
         self._subscriptions: list[Subscription] = []
         self._core_subs: dict[str, Subscription] = {}
         # What the subscriptions delivered, not yet taken by `batches` (None: stop).
         self._queue: asyncio.Queue[Msg | None] | None = None
         self._replicas_checked: set[str] = set()
+        self._reconnects = Reconnects(nc)
         # Told of every result once it is stored, whoever published it (the console's log).
         self.on_result: Callable[[Result], None] | None = None
 
@@ -83,7 +90,8 @@ class Transport:
 
     @property
     def connected(self) -> bool:
-        return bool(self.nc.is_connected)
+        """Connected to a server that answers (not a hung one): acks would arrive."""
+        return not stale(self.nc)
 
     @property
     def deliver_subject(self) -> str:
@@ -126,9 +134,20 @@ class Transport:
         while True:
             batch, ended = drain(queue, await queue.get())
             if batch:
-                yield [self._inbound(msg) for msg in batch]
+                if stale(self.nc):  # no new work from a connection that cannot ack it
+                    await until_answering(self.nc)
+                yield await self._taken(batch)
             if ended:
                 return
+
+    async def _taken(self, batch: list[Msg]) -> list[Inbound]:
+        taken = [self._inbound(msg) for msg in batch]
+        for inbound in taken:
+            if inbound.delivery is not None and inbound.delivery.may_be_stale:
+                # Its ack timer started long ago (a frozen process): restart it, so it is not
+                # handed to another replica while this one looks it up, and maybe runs it.
+                await inbound.signal_progress()
+        return taken
 
     async def _follow(self, cover: list[str]) -> None:
         """Core mode: subscribe to new patterns first, then leave old ones (no gap)."""
@@ -159,7 +178,7 @@ class Transport:
     def _inbound(self, msg: Msg) -> Inbound:
         delivery = None
         if not self.core and msg.reply:
-            delivery = delivery_of(msg)
+            delivery = delivery_of(msg, self.settings.ack_wait, self._reconnects)
         inbound = Inbound(
             subject=msg.subject,
             headers=dict(msg.headers or {}),
@@ -219,9 +238,9 @@ class Transport:
             raise TransportError(f"publish to {subject}: {exc or type(exc).__name__}") from exc
 
     async def _stream_for(self, subject: str) -> str | None:
-        if self._results_ready and subject.startswith(_RESULTS_PREFIX):
+        if self._results_ready and in_results(subject):
             # Ours, ensured by prepare() (no other stream may overlap it): no look-up for
-            # each rule's result subject, nor for steps publishing under remediator.
+            # each rule's result subject, nor for steps publishing under its subjects.
             return RESULTS_STREAM
         cached = self._streams.get(subject)
         now = time.monotonic()
@@ -260,15 +279,7 @@ class Transport:
             raise TransportError(f"flush: {exc or type(exc).__name__}") from exc
 
     async def close(self) -> None:
-        """Drain, or just close when the server is gone: a drain cannot reach it, and
-        the daemon's exit must not end in a traceback over it."""
-        if self.nc.is_closed:
-            return
-        try:
-            await self.nc.drain()
-        except (NatsError, TimeoutError, OSError) as exc:
-            log.warning("NATS drain at exit failed, closing instead: %s", exc)
-            await self.nc.close()
+        await close(self.nc)
 
     async def _ensure_stream(
         self, name: str, subjects: list[str], max_age: float | None = None
@@ -309,7 +320,10 @@ class Transport:
             except NatsError as exc:
                 error = exc  # another replica may have created it a moment ago: try again
         s = self.settings
-        raise ConfigError(f"consumer {s.durable} on stream {s.stream}: {error}")
+        where = f"consumer {s.durable} on stream {s.stream}: {error or type(error).__name__}"
+        if isinstance(error, APIError) and 400 <= (error.code or 0) < 500:
+            raise ConfigError(where)  # refused: a config the server will never take
+        raise TransportError(where)  # timed out, or unavailable during an election
 
     def _consumer(self, subjects: list[str]) -> ConsumerConfig:
         s = self.settings

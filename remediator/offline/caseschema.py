@@ -50,8 +50,10 @@ _SEQUENCED = {
 _CASE = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["name", "subject", "expect"],
-    "oneOf": [{"required": ["event"]}, {"required": ["events"]}],
+    "required": ["name", "expect"],
+    "oneOf": [{"required": ["event"]}, {"required": ["events"]}, {"required": ["tick"]}],
+    # An event needs its subject; a tick is the scheduled rules' own event.
+    "dependentRequired": {"event": ["subject"], "events": ["subject"]},
     "properties": {
         "name": {"type": "string", "minLength": 1, "description": "what the case shows"},
         "subject": {"type": "string", "minLength": 1, "description": "the event's subject"},
@@ -62,6 +64,11 @@ _CASE = {
             "minItems": 1,
             "description": "several events in order, on a simulated clock",
             "items": _SEQUENCED,
+        },
+        "tick": {
+            "type": "string",
+            "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$",
+            "description": "a clock tick (ISO 8601): the scheduled rules due then fire",
         },
         "advance": _DURATION | {"description": "time that passes before the expectation"},
         "answers": ANSWERS,

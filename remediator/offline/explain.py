@@ -17,6 +17,7 @@ the answer is unknown offline.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from remediator.engine.correlation import group_of
 from remediator.engine.engine import Engine
 from remediator.engine.events import decode_event
 from remediator.engine.rulecontext import render_vars, resolving
+from remediator.engine.schedule import iso, next_tick
 from remediator.engine.unknowns import DryResults
 from remediator.errors import StepError, TemplateError
 from remediator.model import Event, Rule
@@ -80,10 +82,20 @@ def explain(engine: Engine, rules: Sequence[Rule], event: Event) -> list[Explana
     ]
     seen = {e.rule for e in explained}
     for rule in rules:
-        if rule.name not in seen:
+        if rule.schedule is not None:
+            explained.append(_scheduled(rule, engine.now()))
+        elif rule.name not in seen:
             on = ", ".join(rule.subjects)
             explained.append(Explanation(rule.name, False, f"subject does not match (on: {on})"))
     return explained
+
+
+def _scheduled(rule: Rule, now: dt.datetime) -> Explanation:
+    """A scheduled rule fires on its clock, never on an event: say when it next runs."""
+    assert rule.schedule is not None
+    when = iso(next_tick(rule.schedule, now))
+    why = f"runs on a clock ({rule.schedule.describe()}), not on events: next run {when}"
+    return Explanation(rule.name, False, why)
 
 
 def _candidate(rule: Rule, verdict: Verdict, fires: bool, matches: Matches) -> Explanation:

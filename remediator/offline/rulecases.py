@@ -41,6 +41,7 @@ from remediator.offline.answers import Given, GivenAnswers, answers_of
 from remediator.offline.caseschema import CASES_SCHEMA, SKIPPED
 from remediator.offline.expectations import compare, diff
 from remediator.offline.sandbox import offline_engine, offline_rules
+from remediator.offline.tickcases import fire_tick, parse_tick
 from remediator.rules.matching import subject_problem
 from remediator.rules.rulefiles import CASES_SUFFIX, SUFFIXES, is_case_file
 from remediator.rules.secrets import Secrets
@@ -64,6 +65,7 @@ class Case:
     name: str
     events: tuple[CaseEvent, ...]
     advance: float
+    tick: dt.datetime | None  # a case of scheduled rules: the tick that fires them
     fired: frozenset[str] | None
     steps: Mapping[str, Mapping[str, object]]
     answers: Given
@@ -190,7 +192,9 @@ def _load_file(path: Path) -> tuple[list[Case], list[RuleError]]:
 
 
 def _subjects(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
-    found: list[tuple[tuple[str | int, ...], str]] = [(("subject",), raw["subject"])]
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    if "subject" in raw:
+        found.append((("subject",), raw["subject"]))
     for index, item in enumerate(raw.get("events") or []):
         if "subject" in item:
             found.append((("events", index, "subject"), item["subject"]))
@@ -200,7 +204,7 @@ def _subjects(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]
 def _case(raw: Mapping[str, Any], file: str, line: int) -> Case:
     """A schema-checked case: one `event`, or `events` each `after` the one before."""
     expect = raw["expect"]
-    sequence = raw.get("events") or [{"event": raw["event"]}]
+    sequence = raw.get("events") or ([{"event": raw["event"]}] if "event" in raw else [])
     events = tuple(
         CaseEvent(
             subject=str(item.get("subject", raw["subject"])),
@@ -215,6 +219,7 @@ def _case(raw: Mapping[str, Any], file: str, line: int) -> Case:
         name=str(raw["name"]),
         events=events,
         advance=parse_duration(raw.get("advance", 0)),
+        tick=parse_tick(raw["tick"]) if "tick" in raw else None,
         fired=frozenset(map(str, fired)) if isinstance(fired, list) else None,
         steps=dict(expect.get("steps") or {}),
         answers=answers_of(raw.get("answers") or {}),
@@ -255,11 +260,13 @@ async def run_timeline(engine: Engine, case: Case) -> dict[str, Result]:
     Absence timers are swept before each event and after `advance`, as the daemon's
     sweep would have seen them; a rule that fires more than once shows its last result.
     """
-    clock = SimulatedClock(utcnow())
+    clock = SimulatedClock(case.tick or utcnow())
     actions = {**engine.runner.actions, "prometheus": GivenAnswers(case.answers)}
     runner = dataclasses.replace(engine.runner, actions=actions)
     engine = dataclasses.replace(engine, now=clock, state=MemoryStore(), runner=runner)
     results: dict[str, Result] = {}
+    if case.tick is not None:
+        results.update((result.rule, result) for result in await fire_tick(engine, case.tick))
     for position, item in enumerate(case.events):
         clock.advance(item.after)
         fired = await engine.sweep()

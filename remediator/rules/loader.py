@@ -31,6 +31,7 @@ from remediator.model import (
     Renderable,
     RetryPolicy,
     Rule,
+    Schedule,
     Source,
     Step,
     Throttle,
@@ -43,6 +44,7 @@ from remediator.rules.fields import FieldCompiler, Raw
 from remediator.rules.matching import subject_problem
 from remediator.rules.parsecache import ParseCache
 from remediator.rules.rulefiles import rule_files
+from remediator.rules.schedules import cron_problem, tz_problem
 from remediator.rules.templating import Templates, renders_instantly
 from remediator.rules.yamlsource import Where, parse_document
 
@@ -158,6 +160,7 @@ class _RuleCompiler(FieldCompiler):
         correlate = self.guard(("correlate",), None, lambda: self.correlate(raw.get("correlate")))
         absent = self.guard(("absent",), None, lambda: self.absent(raw.get("absent")))
         approval = self.approval(raw.get("approval"), names)
+        schedule = self.schedule(raw.get("schedule"))
         if self.failed:
             return None
         return Rule(
@@ -177,6 +180,7 @@ class _RuleCompiler(FieldCompiler):
             correlate=correlate,
             absent=absent,
             approval=approval,
+            schedule=schedule,
             source=self.source(),
             digest=definition_digest(raw),
         )
@@ -283,6 +287,18 @@ class _RuleCompiler(FieldCompiler):
             timeout=self.duration(raw, "timeout", where, DEFAULT_APPROVAL, positive=True),
             notify=self.steps(raw.get("notify", []), "notify", names, where),
         )
+
+    def schedule(self, raw: Raw | None) -> Schedule | None:
+        if not isinstance(raw, Mapping):
+            return None
+        where: Where = ("schedule",)
+        tz, cron = str(raw.get("tz", "UTC")), raw.get("cron")
+        if (problem := tz_problem(tz)) is not None:
+            self.report((*where, "tz"), problem)
+        if isinstance(cron, str) and (problem := cron_problem(cron)) is not None:
+            self.report((*where, "cron"), problem)
+        every = self.duration(raw, "every", where, None, positive=True)
+        return Schedule(every=every, cron=cron if isinstance(cron, str) else None, tz=tz)
 
     def verify(self, raw: Raw | None) -> Verify | None:
         if raw is None:

@@ -303,6 +303,14 @@ def _approval() -> dict[str, object]:
 _STEP_REF = {"$ref": "#/$defs/step"}
 
 
+def _schedule() -> dict[str, object]:
+    every = _duration("run every this long (ticks aligned to the clock: 5m is :00, :05...)")
+    cron = _text("a cron expression, `m h dom mon dow` (e.g. `*/5 * * * *`)", minLength=1)
+    tz = _text("the time zone the cron expression is read in; default UTC", minLength=1)
+    described = "run on a clock instead of on an event (replaces `on` and `match`)"
+    return _object(described, {"every": every, "cron": cron, "tz": tz}) | _one_of("every", "cron")
+
+
 def _match() -> dict[str, object]:
     entry = {"type": [*_SCALARS, "object"], "if": {"type": "object"}}
     entry["then"] = {"$ref": "#/$defs/operators"}
@@ -332,9 +340,12 @@ def _rule() -> dict[str, object]:
         "correlate": _correlate(),
         "absent": _absent(),
         "approval": _approval(),
+        "schedule": _schedule(),
     }
-    rule = _object("one rule", properties, required=["name", "on", "actions"])
-    return rule | _not_both("correlate", "absent")
+    rule = _object("one rule", properties, required=["name", "actions"])
+    # A rule listens on subjects or runs on a clock; a clock has no event to match.
+    only = [_not_both(*pair) for pair in (("correlate", "absent"), ("schedule", "match"))]
+    return rule | {"allOf": [_one_of("on", "schedule"), *only]}
 
 
 def _build() -> dict[str, object]:

@@ -193,7 +193,8 @@ async def test_state_store_down_past_the_last_delivery_runs_nothing_and_drops_no
 ) -> None:
     """The state bucket and the results stream on one node (R1, pinned), killed: no
     step runs; each event's dead letter cannot be stored either, so it is held, and
-    stored once the node is back. Events in flight at the kill bound the repeats."""
+    stored once the node is back. The events whose steps were running at the kill are
+    held too, and end with their stored result, never as dead letters."""
     lone = Cluster(tmp_path / "lone").start()
     target = await HttpTarget(default=Answer(delay=1.0)).start()
     try:
@@ -252,25 +253,27 @@ async def _outage(
     for event_id in later:
         await _publish(nc, prefix, event_id)
 
-    def holding() -> set[str]:
+    def holding(why: str) -> set[str]:
         return {
-            str(r.get("event_id"))
-            for r in daemon.log_records()
-            if str(r.get("message", "")).startswith("cannot store dead letter")
+            str(r.get("event_id")) for r in daemon.log_records() if why in str(r.get("message", ""))
         }
 
-    # Past the last delivery, with nowhere to store a dead letter: every event is held.
-    await until(lambda: holding() >= set(first + later), 120, "every event held")
+    # Past the last delivery, with nowhere to store a dead letter: every event is held;
+    # those whose steps ran, with nowhere to store their result.
+    await until(lambda: holding("cannot store dead letter") >= set(later), 120, "letters held")
+    await until(lambda: holding("result is not stored") >= set(first), 120, "results held")
     info = await js.consumer_info(f"S{prefix}", f"D{prefix}")
     assert info.num_ack_pending == len(first + later), "held, not dropped"
     lone.restart("n3")
-    letters = await _dead_letters(nc, set(first + later))
+    letters = await _dead_letters(nc, set(later))
+    results = await _results(nc, f"r{prefix}", set(first))
     runs = calls(target)
     duplicates = sum(n - 1 for n in runs.values())
     print(f"\nstate store down: {held} in flight at the outage, {duplicates} step runs twice")
-    assert set(runs) <= set(first), "no step ran for an event that arrived during the outage"
-    assert duplicates <= held
-    assert letters == set(first + later)
+    assert set(runs) == set(first), "no step ran for an event that arrived during the outage"
+    assert duplicates == 0, "held, not redelivered: nothing ran twice"
+    assert letters == set(later), "no dead letter for an event whose steps ran"
+    assert results == set(first)
 
 
 async def _publish(nc: Client, prefix: str, event_id: str) -> None:
@@ -287,6 +290,22 @@ async def _publish(nc: Client, prefix: str, event_id: str) -> None:
             return False
 
     await until(stored, 30, f"{event_id} acknowledged", every=0.1)
+
+
+async def _results(nc: Client, rule: str, wanted: set[str]) -> set[str]:
+    found: set[str] = set()
+
+    async def complete() -> bool:
+        try:
+            bodies = await stored(nc, f"remediator.results.{rule}")
+        except (NatsError, TimeoutError):
+            return False
+        found.clear()
+        found.update(str(b["event_id"]) for b in bodies)
+        return found >= wanted
+
+    await until(complete, 90, "a stored result for every event whose steps ran")
+    return found
 
 
 async def _dead_letters(nc: Client, wanted: set[str]) -> set[str]:

@@ -35,7 +35,7 @@ rules:
     on: [{u}.alert]
     actions:
       - name: tell
-        publish: {{subject: "remediator.steps.{u}", json: {{n: "{{{{ event.n }}}}"}}}}
+        publish: {{subject: "remediator.notifications.{u}", json: {{n: "{{{{ event.n }}}}"}}}}
 """)
     secrets = Secrets({})
     settings = Settings(stream=f"S{u}", durable=f"d{u}")
@@ -68,7 +68,7 @@ rules:
     (first,) = await engine.process(delivery(1))
     (again,) = await engine.process(delivery(2))  # e.g. the ack was lost: redelivered
 
-    steps = await stored(nc, f"remediator.steps.{u}", stream=RESULTS_STREAM)
+    steps = await stored(nc, f"remediator.notifications.{u}", stream=RESULTS_STREAM)
     results = await stored(nc, f"remediator.results.once-{u}", stream=RESULTS_STREAM)
     record = await guards.completed(engine.index.rules[0], delivery(2))
     assert first.status == again.status == "succeeded"

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import unquote
 
 import pytest
 from nats.aio.client import Client
@@ -271,5 +272,61 @@ async def test_approving_in_the_console_runs_the_steps(
             await until(ran, WAIT, "the approved steps' result")
             decided = wait(driver, "the decision shown", css("dd.decided"))
             assert "by ops" in decided[0].text
+    finally:
+        proc.stop()
+
+
+async def test_run_now_run_again_and_the_audit_page(
+    nc: Client, nats_server: NatsServer, workdir: Path, unique: str, tmp_path: Path
+) -> None:
+    """ "Run now" opens an editor holding the rule's last event and asks first; "Run again"
+    on a result reruns its event; the Audit page lists both, made in the console."""
+    from selenium.webdriver.common.by import By
+
+    (workdir / "rules" / "r.yaml").write_text(RULES.format(u=unique))
+    config = workdir / "config.yaml"
+    config.write_text(f"api: {{tokens: [{{name: ops, token: {OPERATOR}, role: operator}}]}}\n")
+    proc = start(workdir, nats_server, unique, "--config", str(config))
+    rule = f"restart-{unique}"
+
+    def manual_runs() -> list[dict[str, object]]:
+        status, body = get_json(proc, f"/api/results?rule={rule}", OPERATOR)
+        assert status == 200 and isinstance(body, dict)
+        return [r for r in body["results"] if r.get("trigger")]
+
+    try:
+        await publish(nc, f"{unique}.alerts.web", "web-7")
+        await until(lambda: fired(proc, rule, OPERATOR) >= 1, WAIT, "the alert's result")
+        with chromium(tmp_path / "profile") as driver:
+            driver.get(f"http://127.0.0.1:{proc.http_port}/")
+            driver.find_element(By.ID, "token").send_keys(OPERATOR)
+            driver.find_element(By.ID, "token-save").click()
+            row = f'tr[data-rule="{rule}"] button[data-action="run-now"]'
+            wait(driver, "a Run now button", css(row))[0].click()  # type: ignore[attr-defined]
+            editor = wait(driver, "the event editor", css("#run-event"))[0]
+            wait(driver, "the last event", lambda d: "web-7" in editor.get_attribute("value"))  # type: ignore[attr-defined]
+            driver.find_element(By.ID, "run-force").click()
+            driver.find_element(By.CSS_SELECTOR, 'button[data-action="run"]').click()
+            driver.switch_to.alert.accept()  # "Run restart-... now?"
+            await until(lambda: len(manual_runs()) == 1, WAIT, "the manual run's result")
+            again = wait(driver, "a Run again button", css('button[data-action="run-again"]'))
+            again[0].click()  # type: ignore[attr-defined]
+            driver.switch_to.alert.accept()
+            await until(lambda: len(manual_runs()) == 2, WAIT, "the second manual run")
+            # The console shows the new run's result; then the Audit page.
+            latest = max(manual_runs(), key=lambda r: str(r["started_at"]))["event_id"]
+            wait(
+                driver,
+                "the second run's page",
+                lambda d: unquote(d.current_url).endswith(str(latest)),
+            )
+            driver.find_element(By.CSS_SELECTOR, 'nav a[data-view="audit"]').click()
+            rows = wait(driver, "audit rows", css('#audit tr[data-act="trigger"]'))
+            # The server is shared with other tests: only this rule's records are this test's.
+            texts = [r.text for r in rows if rule in r.text]  # type: ignore[attr-defined]
+            assert len(texts) == 2 and all("ops" in t and "console" in t for t in texts), texts
+        first, second = sorted(manual_runs(), key=lambda r: str(r["started_at"]))
+        assert first["status"] == "succeeded" and first["trigger"]["forced"] is True  # type: ignore[index]
+        assert second["trigger"]["from"] == first["event_id"]  # type: ignore[index]
     finally:
         proc.stop()

@@ -2,6 +2,7 @@
 // This module routes (the hash), refreshes and keeps the token; the views live beside it.
 
 import { approvalPage } from "./approvals.js";
+import { auditPage } from "./audit.js";
 import { overview } from "./overview.js";
 import { eventDetail, results } from "./results.js";
 import { TOKEN_KEY, absolute, notice, token, view } from "./util.js";
@@ -28,6 +29,7 @@ async function draw() {
     if (hash.startsWith("#/event/")) await eventDetail(decodeURIComponent(hash.slice(8)));
     else if (hash.startsWith("#/approvals/")) await approvalPage(decodeURIComponent(hash.slice(12)), render);
     else if (hash.startsWith("#/results")) await results();
+    else if (hash.startsWith("#/audit")) await auditPage();
     else await overview(render);
     document.getElementById("refreshed").textContent = `updated ${absolute(new Date())}`;
   } catch (error) {
@@ -40,7 +42,8 @@ function schedule() {
   timer = setInterval(() => {
     const live = document.getElementById("live").checked;
     const still = location.hash.startsWith("#/event/") || location.hash.startsWith("#/approvals/");
-    if (live && !document.hidden && !still && !document.getElementById("confirm")) render();
+    const busy = document.getElementById("confirm") || document.getElementById("run-editor");
+    if (live && !document.hidden && !still && !busy) render();
   }, REFRESH_MS);
 }
 

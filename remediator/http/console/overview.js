@@ -1,6 +1,7 @@
 // The overview: what each rule did in the last hour and day, its state, the chart, approvals.
 
 import { approvalsSection } from "./approvals.js";
+import { runEditor } from "./run.js";
 import { act, api, badge, confirmAct, failed, h, legend, list, statuses, svg, token, view, when,
   wrap } from "./util.js";
 
@@ -94,10 +95,19 @@ function rulesTable(rules, control, defined, render) {
       num(1, rule.last_hour.fired), num(2, rule.last_hour.failed, true), cell(3, held(rule.last_hour), "held"),
       num(4, rule.last_day.fired), num(5, rule.last_day.failed, true), cell(6, held(rule.last_day), "held"),
       cell(7, last ? [badge(last.status), " ", when(last.finished_at)] : "-"),
-      cell(8, ruleButtons(rule.rule, paused, control, render), "actions"));
+      cell(8, [ticks(rule.rule, control), ruleButtons(rule.rule, paused, control, render),
+        token() ? h("button", { class: "small", "data-action": "run-now",
+          onclick: () => runEditor(rule.rule, last) }, "Run now") : null], "actions"));
   });
   if (!rows.length) return h("p", { class: "muted" }, "No rules loaded.");
   return wrap(h("table", { id: "rules", class: "cards" }, h("thead", {}, head), h("tbody", {}, rows)));
+}
+
+function ticks(rule, control) {
+  const found = list(control, "schedules").find((t) => t.rule === rule);
+  if (!found) return null;
+  return h("span", { class: "muted ticks" }, "last tick ",
+    found.last_tick ? when(found.last_tick) : "none yet", `, next ${found.next_tick || "?"} `);
 }
 
 function ruleButtons(rule, paused, control, render) {

@@ -1,7 +1,8 @@
 // The results list (filters kept in the URL, pages through everything the daemon holds) and
 // one event's results.
 
-import { api, badge, duration, failed, h, pretty, statuses, view, when, wrap } from "./util.js";
+import { runRule } from "./run.js";
+import { api, badge, duration, failed, h, pretty, statuses, token, view, when, wrap } from "./util.js";
 
 export const PAGE = 50;
 const FIELDS = ["rule", "status", "q", "since", "until"];
@@ -111,7 +112,11 @@ export async function eventDetail(id) {
 function resultCard(r) {
   const steps = r.steps || [];
   return h("article", { class: "result", "data-rule": r.rule },
-    h("h3", {}, r.rule, " ", badge(r.status)),
+    h("h3", {}, r.rule, " ", badge(r.status), token() ? [" ", h("button", { class: "small",
+      "data-action": "run-again", onclick: () => runRule(r.rule, { from: r.event_id }) }, "Run again")]
+      : null),
+    r.trigger ? h("p", { class: "muted trigger" }, `run by ${r.trigger.by}`,
+      r.trigger.reason ? `: ${r.trigger.reason}` : "", r.trigger.forced ? " (forced)" : "") : null,
     h("p", { class: "muted" }, when(r.finished_at), ` · ${duration(r.duration_ms)}`,
       r.redelivered ? " · redelivered" : ""),
     r.reason ? h("p", { class: "reason" }, r.reason) : null,

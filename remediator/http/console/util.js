@@ -28,7 +28,9 @@ export function svg(tag, attrs = {}, ...children) {
 export function token() { return localStorage.getItem(TOKEN_KEY) || ""; }
 
 export async function api(path, options = {}) {
-  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  // Tells the audit trail that a person clicked in the console (not a script).
+  const headers = { Accept: "application/json", "X-Remediator-Client": "console",
+    ...(options.headers || {}) };
   if (token()) headers.Authorization = `Bearer ${token()}`;
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
