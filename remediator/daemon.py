@@ -14,12 +14,13 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from remediator import chores
 from remediator.actions.base import Action
 from remediator.engine.engine import Engine
 from remediator.engine.guards import Guards
@@ -36,7 +37,6 @@ from remediator.http.results import ResultsAPI
 from remediator.http.webhook import AlertmanagerBridge, compile_subject
 from remediator.metrics import Metrics
 from remediator.model import Result, Rule
-from remediator.nats.client import reader_dead
 from remediator.nats.connection import connect, connection_secrets
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.embedded import EmbeddedServer
@@ -55,11 +55,6 @@ from remediator.settings import Settings
 
 log = logging.getLogger(__name__)
 
-VERIFY_TICK = 1.0  # seconds between looks for expired verifications
-ABSENT_TICK = 1.0  # seconds between sweeps for absence timers that ran out
-CLEAN_EVERY = 60  # sweeps between removals of expired correlation windows
-LIVENESS_TICK = 0.5  # seconds between looks at the consume loop and the NATS connection
-BACKLOG_TICK = 5.0  # seconds between refreshes of the consumer backlog gauges
 STARTUP_PATIENCE = 60.0  # seconds start-up keeps trying while JetStream cannot answer
 
 
@@ -235,12 +230,12 @@ class Daemon:
         pipeline = self.pipeline
         consume = asyncio.create_task(pipeline.consume(self.ruleset.subjects))
         ticker = asyncio.create_task(pipeline.tick_in_progress())
-        chores = [
+        background = [
             asyncio.create_task(chore)
             for chore in (
-                self._expire_verifications(),
-                self._sweep_windows(),
-                self._track_backlog(),
+                *self._verifying(),
+                chores.sweep_windows(self._engine),
+                chores.track_backlog(self.transport, self.settings, self.metrics),
                 self._seed_results(),
                 *([self._watcher.run()] if self._watcher else []),
             )
@@ -252,11 +247,11 @@ class Daemon:
         except Exception as exc:  # the connection may be the thing that died
             log.warning("stop receiving: %s", exc)
         consume.cancel()
-        for chore in chores:
+        for chore in background:
             chore.cancel()
         # Awaited, so a chore's own clean-up (a history reader's consumer) is done before
         # the connection drains: else the drain waits for it, up to its timeout.
-        await asyncio.gather(*chores, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         await pipeline.drain()
         ticker.cancel()
 
@@ -278,7 +273,8 @@ class Daemon:
         """Until SIGTERM, or until the daemon can no longer work: then `/healthz` fails
         and `run` returns 1, so a supervisor restarts it instead of it idling as healthy."""
         stopping = asyncio.create_task(self._stopping.wait())
-        watchdog = asyncio.create_task(self._watch(consume))
+        assert self.transport is not None
+        watchdog = asyncio.create_task(chores.watch(self.transport, consume))
         await asyncio.wait([stopping, watchdog], return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         if watchdog.done():
@@ -287,63 +283,10 @@ class Daemon:
         else:
             watchdog.cancel()
 
-    async def _watch(self, consume: asyncio.Task[None]) -> str:
-        """Why the daemon can no longer work, once it cannot: the consume loop ended (it
-        runs until stopped), the NATS connection is closed for good, or the client's
-        read loop died while connected (deaf until a ping timeout, minutes later)."""
-        assert self.transport is not None
-        while True:
-            await asyncio.wait([consume], timeout=LIVENESS_TICK)
-            if self.transport.nc.is_closed:  # the root cause when both happened
-                return "the NATS connection is closed for good"
-            if reader_dead(self.transport.nc):  # connected, but nothing will arrive
-                return "the NATS client's read loop ended"
-            if consume.done():
-                error = None if consume.cancelled() else consume.exception()
-                return f"the consume loop ended: {error!r}"
-
-    async def _expire_verifications(self) -> None:
-        """Every replica looks; the store lets exactly one act on each record: ask its
-        query when its turn came, escalate it when its deadline passed."""
-        while self.guards is not None and self.ruleset is not None:
-            await asyncio.sleep(VERIFY_TICK)
-            rules = {rule.name: rule for rule in self.ruleset.rules}
-            try:
-                await self.guards.sweep_verifications(rules)
-            except TransportError as exc:
-                log.warning("verification check failed: %s", exc)
-
-    async def _sweep_windows(self) -> None:
-        """Absence timers live in the store, not here: every replica sweeps, from the start
-        (a timer that ran out while every daemon was down fires now), and the store lets
-        one claim each due timer."""
-        sweeps = 0
-        while self.transport is not None:
-            engine = self._engine()
-            try:
-                await engine.sweep()  # the engine reports (publishes) each result itself
-                if sweeps % CLEAN_EVERY == 0:
-                    await engine.clean_windows()
-            except TransportError as exc:
-                log.warning("absence sweep failed: %s", exc)
-            except Exception:  # the sweep must outlive one bad timer
-                log.exception("absence sweep failed")
-            sweeps += 1
-            await asyncio.sleep(ABSENT_TICK)
-
-    async def _track_backlog(self) -> None:
-        """The consumer backlog gauges, from the server: at once, then every BACKLOG_TICK."""
-        if self.settings.core or self.transport is None:
-            return
-        labels = (self.settings.stream, self.settings.durable)
-        while True:
-            try:
-                pending, ack_pending = await self.transport.pending()
-                self.metrics.consumer_pending.labels(*labels).set(pending)
-                self.metrics.consumer_ack_pending.labels(*labels).set(ack_pending)
-            except TransportError as exc:
-                log.debug("consumer info failed: %s", exc)
-            await asyncio.sleep(BACKLOG_TICK)
+    def _verifying(self) -> list[Coroutine[object, object, None]]:
+        if self.guards is None:
+            return []
+        return [chores.expire_verifications(self.guards, self._rules)]
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

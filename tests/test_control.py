@@ -20,15 +20,12 @@ from remediator.engine.control import (
     ApprovalRequest,
     Pause,
     Pauses,
-    ScopeError,
-    check_rule_names,
     decide,
-    pauses_for,
-    resume_targets,
 )
 from remediator.engine.engine import Engine
 from remediator.engine.guards import Budget, Guards
 from remediator.engine.reach import PROBE_KEY
+from remediator.engine.scopes import ScopeError, check_rule_names, pauses_for, resume_targets
 from remediator.engine.state import MemoryStore
 from remediator.metrics import Metrics
 from remediator.model import Delivery, Event

@@ -129,6 +129,14 @@ async def approve(daemon: Daemon, command: Command) -> None:
     assert "Traceback" not in err and err.strip(), f"{command}: {err}"
 
 
+async def trigger(daemon: Daemon, command: Command) -> None:
+    await succeeds(daemon, command, "high-cpu-notify", "succeeded")
+
+
+async def audit(daemon: Daemon, command: Command) -> None:
+    await succeeds(daemon, command, "pause", "alice", "trigger")
+
+
 async def replay(daemon: Daemon, command: Command) -> None:
     argv = tuple(OLD_RULES if word == "OLD_RULES" else word for word in command.argv)
     await succeeds(daemon, Command(argv, command.line, command.inline))
@@ -156,6 +164,8 @@ LIVE: dict[tuple[str, ...], Callable[[Daemon, Command], Awaitable[None]]] = {
     ("remediator", "resume"): resume,
     ("remediator", "approvals"): approvals,
     ("remediator", "approve"): approve,
+    ("remediator", "trigger"): trigger,
+    ("remediator", "audit"): audit,
     ("remediator", "replay"): replay,
     ("remediator", "validate"): validate,
     ("remediator", "test"): validate,

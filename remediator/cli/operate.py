@@ -147,21 +147,7 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.add_argument("rules", nargs="*", metavar="RULE")
         parser.add_argument("--all", dest="every", action="store_true", help="every rule")
         parser.add_argument("--key", help="only this throttle-key value (e.g. a host)")
-    pause = commands.choices["pause"]
-    pause.add_argument(
-        "--rules",
-        dest="rule_files",
-        action="append",
-        metavar="PATH",
-        help="check the names against these rule files (default: the rules the running "
-        "daemons report)",
-    )
-    pause.add_argument("--for", dest="duration", type=duration, default=3600.0, metavar="DUR")
-    pause.add_argument("--reason", default="", help="why, for whoever looks next")
-    pause.add_argument("--by", help="who (default: your login name)")
-    resume = commands.choices["resume"]
-    resume.add_argument("--reason", default="", help="why, for the audit trail")
-    resume.add_argument("--by", help="who (default: your login name)")
+    _pause_and_resume_options(commands.choices["pause"], commands.choices["resume"])
     status = command("status", "pauses, circuits, budget, approvals, replicas", cmd_status)
     status.add_argument("--json", action="store_true")
     status.add_argument(
@@ -176,6 +162,24 @@ def _add_brake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     command("approvals", "list pending approval requests", cmd_approvals).add_argument(
         "--json", action="store_true"
     )
+
+
+def _pause_and_resume_options(
+    pause: argparse.ArgumentParser, resume: argparse.ArgumentParser
+) -> None:
+    pause.add_argument(
+        "--rules",
+        dest="rule_files",
+        action="append",
+        metavar="PATH",
+        help="check the names against these rule files (default: the rules the running "
+        "daemons report)",
+    )
+    pause.add_argument("--for", dest="duration", type=duration, default=3600.0, metavar="DUR")
+    pause.add_argument("--reason", default="", help="why, for whoever looks next")
+    pause.add_argument("--by", help="who (default: your login name)")
+    resume.add_argument("--reason", default="", help="why, for the audit trail")
+    resume.add_argument("--by", help="who (default: your login name)")
 
 
 def cmd_pause(args: argparse.Namespace) -> int:

@@ -16,14 +16,8 @@ from collections.abc import Callable, Mapping
 from aiohttp import web
 
 from remediator.durations import parse_duration
-from remediator.engine.control import (
-    AlreadyDecided,
-    ScopeError,
-    check_rule_names,
-    pauses_for,
-    pending,
-    resume_targets,
-)
+from remediator.engine.control import AlreadyDecided, pending
+from remediator.engine.scopes import ScopeError, check_rule_names, pauses_for, resume_targets
 from remediator.engine.state import StateStore
 from remediator.errors import TransportError
 from remediator.http.approvalview import Mask, describe

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -52,6 +53,11 @@ class AuditUnavailable(RemediatorError):
             f"{act} refused: the audit record cannot be stored in {AUDIT_STREAM} ({why}); "
             "nothing was done"
         )
+
+
+class AuditTimeout(AuditUnavailable, TransportError):
+    """The stream did not answer in time (a leader election after a node died): a
+    TransportError too, so the CLI's patience tries the act again, audit first."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,7 +141,13 @@ class AuditLog:
             await self.js.publish(
                 AUDIT_PREFIX + record.act, data, headers=headers, timeout=_PUBLISH_TIMEOUT
             )
-        except (NatsError, TimeoutError, OSError, RemediatorError) as exc:
+        except (TimeoutError, NatsTimeout) as exc:
+            raise AuditTimeout(record.act, exc or type(exc).__name__) from exc
+        except RemediatorError as exc:
+            if "timeout" in str(exc):  # the stream's creation timed out, in ready()
+                raise AuditTimeout(record.act, exc) from exc
+            raise AuditUnavailable(record.act, exc) from exc
+        except (NatsError, OSError) as exc:
             raise AuditUnavailable(record.act, exc or type(exc).__name__) from exc
 
 

@@ -16,17 +16,15 @@ from typing import TypeVar
 
 from nats.aio.client import Client
 
-from remediator.engine.control import (
-    ALL,
-    AlreadyDecided,
+from remediator.engine.control import ALL, AlreadyDecided, pending
+from remediator.engine.manual import RunRequest
+from remediator.engine.scopes import (
     ScopeError,
     check_rule_names,
     did_you_mean,
     pauses_for,
-    pending,
     resume_targets,
 )
-from remediator.engine.manual import RunRequest
 from remediator.errors import ConfigError, TransportError
 from remediator.nats.acts import Acts
 from remediator.nats.audit import AuditLog

@@ -4,10 +4,7 @@ act whose record cannot be stored is not done; an old results stream is narrowed
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from nats.js.errors import NoKeysError
 
 from remediator.nats.audit import narrow_results
 from remediator.nats.jsconfig import MANAGED, RESULTS_SUBJECTS
+from tests.support.cli import cli
 from tests.support.collect import stored
 from tests.support.daemon import DaemonProcess
 from tests.support.nats import NatsServer
@@ -39,22 +37,6 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     server = NatsServer(store=tmp_path_factory.mktemp("nats-audit")).start()
     yield server
     server.stop()
-
-
-async def cli(url: str, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "remediator",
-        *args,
-        "--nats",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={k: v for k, v in os.environ.items() if k != "REMEDIATOR_NATS_URL"},
-    )
-    out, err = await process.communicate()
-    return int(process.returncode or 0), out.decode(), err.decode()
 
 
 def daemon(workdir: Path, url: str, unique: str) -> DaemonProcess:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.cli import cli
 from tests.support.collect import Collector
 from tests.support.daemon import DaemonProcess
 from tests.support.http_target import HttpTarget
@@ -35,23 +34,6 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
 def replica(workdir: Path, url: str, unique: str, *extra: str) -> DaemonProcess:
     args = ["--rules", "rules", "--nats", url, "--stream", f"S{unique}", "--durable", f"D{unique}"]
     return DaemonProcess([*args, *extra], workdir)
-
-
-async def cli(url: str, *args: str) -> tuple[int, str, str]:
-    """`remediator ARGS --nats URL` as an operator runs it."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "remediator",
-        *args,
-        "--nats",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={k: v for k, v in os.environ.items() if k != "REMEDIATOR_NATS_URL"},
-    )
-    out, err = await process.communicate()
-    return int(process.returncode or 0), out.decode(), err.decode()
 
 
 def metric(proc: DaemonProcess, name: str, **labels: str) -> float | None:

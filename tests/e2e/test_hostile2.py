@@ -25,7 +25,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from remediator.engine.control import ScopeError, pauses_for
+from remediator.engine.scopes import ScopeError, pauses_for
 from tests.e2e.test_hostile import alertmanager, echo_rule, post, start
 from tests.support.collect import Collector, stored_until
 from tests.support.daemon import DaemonProcess

@@ -4,18 +4,16 @@ fires at the next start; `status` shows the last and next tick."""
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import json
 import math
-import os
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 from nats.aio.client import Client
 
+from tests.support.cli import cli
 from tests.support.collect import Collector
 from tests.support.daemon import DaemonProcess
 from tests.support.nats import NatsServer
@@ -92,19 +90,3 @@ rules:
     finally:
         for proc in replicas:
             proc.stop()
-
-
-async def cli(url: str, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "remediator",
-        *args,
-        "--nats",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={k: v for k, v in os.environ.items() if k != "REMEDIATOR_NATS_URL"},
-    )
-    out, err = await process.communicate()
-    return int(process.returncode or 0), out.decode(), err.decode()
