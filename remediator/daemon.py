@@ -27,7 +27,7 @@ from remediator.engine.guards import Guards
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD
 from remediator.engine.ordering import OrderKey
 from remediator.engine.resultlog import ResultLog
-from remediator.errors import RemediatorError, TransportError
+from remediator.errors import RemediatorError
 from remediator.http.api import ControlAPI
 from remediator.http.auth import Access, is_loopback, webhook_token
 from remediator.http.consolefiles import mount_console
