@@ -26,8 +26,8 @@ from remediator.engine.engine import Engine
 from remediator.engine.guards import Guards
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD
 from remediator.engine.ordering import OrderKey
-from remediator.engine.resultlog import DAY_MINUTES, MINUTE, ResultLog
-from remediator.errors import RemediatorError, TransportError
+from remediator.engine.resultlog import ResultLog
+from remediator.errors import RemediatorError
 from remediator.http.api import ControlAPI
 from remediator.http.auth import Access, is_loopback, webhook_token
 from remediator.http.consolefiles import mount_console
@@ -41,7 +41,7 @@ from remediator.nats.connection import connect, connection_secrets
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.embedded import EmbeddedServer
 from remediator.nats.patience import patiently
-from remediator.nats.results import read_results
+from remediator.nats.resultfeed import keep_fleet_results
 from remediator.nats.transport import Transport
 from remediator.parts import Wiring, build_actions, build_prometheus, prepare
 from remediator.pipeline import Pipeline
@@ -210,8 +210,8 @@ class Daemon:
         assert self.transport is not None and self.guards is not None
         assert self.pipeline is not None
         state = self.guards.store if not self.settings.core else None
-        limits = self.settings.max_actions
-        listener.add_api(ControlAPI(self.access, self.plane, self._rules, state, limits))
+        limits, mask = self.settings.max_actions, self.secrets.mask
+        listener.add_api(ControlAPI(self.access, self.plane, self._rules, state, limits, mask))
         listener.add_webhook(
             AlertmanagerBridge(
                 self.transport,
@@ -265,17 +265,9 @@ class Daemon:
         return [rule.name for rule in self.ruleset.rules] if self.ruleset else []
 
     async def _seed_results(self) -> None:
-        """The last day of results from the stream, so a restart does not blank the console."""
-        if self.settings.core or self.transport is None:
-            return
-        since = self.results.clock() - DAY_MINUTES * MINUTE
-        try:
-            count = await self.results.seed(read_results(self.transport.nc, since))
-        except TransportError as exc:
-            if not self._stopping.is_set():  # else: stopped while reading, nothing to say
-                log.warning("cannot read past results for the console: %s", exc)
-            return
-        log.info("console: %d results of the last 24h read back", count)
+        """Every replica's console shows the fleet's results: the last day, then all new."""
+        if not self.settings.core and self.transport is not None:
+            await keep_fleet_results(self.transport.nc, self.results, self._stopping)
 
     async def _until_stopped_or_dead(self, consume: asyncio.Task[None]) -> None:
         """Until SIGTERM, or until the daemon can no longer work: then `/healthz` fails

@@ -90,4 +90,6 @@ def test_the_dockerfile_pip_steps_build_a_runnable_remediator(tmp_path: Path) ->
         ],
         tmp_path,
     )
-    assert console.stdout.strip() == "['app.js', 'index.html', 'style.css']"
+    from remediator.http.consolefiles import ASSETS, INDEX
+
+    assert console.stdout.strip() == str(sorted([*ASSETS, INDEX]))  # every file it serves

@@ -118,3 +118,31 @@ async def test_ring_is_bounded_by_bytes_too() -> None:
     )
     assert count == 20 and 3 <= len(seeded) <= 5
     assert seeded.recent()[0]["event_id"] == "s19"
+
+
+def test_results_of_other_replicas_arriving_late_are_kept_in_time_order() -> None:
+    log = ResultLog(Clock())
+    log.add(body("e1", "a", "succeeded", T0))
+    log.add(body("e3", "a", "succeeded", T0 + 3))
+    log.add(body("e2", "b", "succeeded", T0 + 2))  # another replica's, a moment late
+    assert [b["event_id"] for b in log.recent()] == ["e3", "e2", "e1"]
+    # `since` stops at the first older one: the late one must not be cut off
+    assert [b["event_id"] for b in log.recent(since=T0 + 1)] == ["e3", "e2"]
+
+
+def test_pages_and_filters_by_time_range_and_text() -> None:
+    clock = Clock()
+    log = ResultLog(clock)
+    for n in range(10):
+        entry = body(f"e{n}", "restart-nginx", "succeeded", T0 + n)
+        entry["subject"] = f"alerts.web.web-{n:02d}"
+        log.add(entry)
+    failed = body("e10", "clean-tmp", "failed", T0 + 10)
+    failed["steps"] = [{"name": "clean", "error": "connection refused"}]
+    log.add(failed)
+    assert [b["event_id"] for b in log.recent(offset=1, limit=3)] == ["e9", "e8", "e7"]
+    assert [b["event_id"] for b in log.recent(offset=10, limit=3)] == ["e0"]
+    assert [b["event_id"] for b in log.recent(since=T0 + 2, until=T0 + 4)] == ["e4", "e3", "e2"]
+    assert [b["event_id"] for b in log.recent(text="WEB-07")] == ["e7"]
+    assert [b["event_id"] for b in log.recent(text="refused")] == ["e10"]
+    assert log.recent(text="refused", rule="restart-nginx") == []

@@ -40,8 +40,9 @@ class Recorded:
     size: int = 0  # bytes of the body as JSON
 
     @classmethod
-    def of(cls, body: Body) -> Recorded:
-        return cls(finished_at(body), body, len(json.dumps(body, default=str)))
+    def of(cls, body: Body, size: int | None = None) -> Recorded:
+        """`size`: the body's length as JSON, when the caller has it encoded already."""
+        return cls(finished_at(body), body, size or len(json.dumps(body, default=str)))
 
     @property
     def rule(self) -> str:
@@ -53,9 +54,13 @@ class Recorded:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        # The status too: one (event, rule) has two results when it asked first
-        # (awaiting_approval, then the run's own), and both belong in the history.
-        return str(self.body.get("event_id", "")), self.rule, self.status
+        return key_of(self.body)
+
+
+def key_of(body: Body) -> tuple[str, str, str]:
+    """What makes a result one: the status too, as one (event, rule) has two results when
+    it asked first (awaiting_approval, then the run's own), and both belong in the history."""
+    return str(body.get("event_id", "")), str(body.get("rule", "")), str(body.get("status", ""))
 
 
 def finished_at(body: Body) -> float:
@@ -64,6 +69,18 @@ def finished_at(body: Body) -> float:
         return dt.datetime.fromisoformat(str(body["finished_at"])).timestamp()
     except (KeyError, ValueError):
         return 0.0
+
+
+SEARCHED = ("rule", "status", "event_id", "subject", "reason", "trigger", "trace_id")
+
+
+def searchable(body: Body) -> str:
+    """What a text filter looks in: the result's names, reason and each step's error."""
+    parts = [str(body.get(name) or "") for name in SEARCHED]
+    steps = body.get("steps")
+    if isinstance(steps, list):
+        parts += [f"{s.get('name')} {s.get('error') or ''}" for s in steps if isinstance(s, dict)]
+    return " ".join(parts).casefold()
 
 
 class ResultLog:
@@ -84,13 +101,19 @@ class ResultLog:
     def __len__(self) -> int:
         return len(self._ring)
 
-    def add(self, body: Body) -> None:
-        """A result the daemon has just published."""
-        entry = Recorded.of(body)
-        if entry.key in self._keys:
+    def add(self, body: Body, size: int | None = None) -> None:
+        """A result just published, by this daemon or (read from the stream) another;
+        each daemon's own come twice (as published, then from the stream): once kept."""
+        if key_of(body) in self._keys:
             return
+        entry = Recorded.of(body, size)
         self._count(entry)
-        self._ring.append(entry)
+        # Newest last, by when it finished: results of other replicas may arrive a little
+        # out of order, and `recent(since=...)` stops at the first older one.
+        at = len(self._ring)
+        while at and self._ring[at - 1].at > entry.at:
+            at -= 1
+        self._ring.insert(at, entry)
         self._bytes += entry.size
         self._keys.add(entry.key)
         self._trim()
@@ -124,14 +147,26 @@ class ResultLog:
         rule: str | None = None,
         status: str | None = None,
         since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+        offset: int = 0,
         limit: int = 50,
     ) -> list[Body]:
-        """The newest `limit` results passing the filters, newest first."""
+        """The newest `limit` results passing the filters, newest first, after skipping
+        the newest `offset` of them (the console pages through the whole ring)."""
         found: list[Body] = []
+        needle = text.casefold() if text else None
         for entry in reversed(self._ring):
             if since is not None and entry.at < since:
                 break
+            if until is not None and entry.at > until:
+                continue
             if (rule is None or entry.rule == rule) and (status is None or entry.status == status):
+                if needle is not None and needle not in searchable(entry.body):
+                    continue
+                if offset > 0:
+                    offset -= 1
+                    continue
                 found.append(entry.body)
                 if len(found) >= limit:
                     break

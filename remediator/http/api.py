@@ -21,6 +21,7 @@ from remediator.engine.control import AlreadyDecided, pending
 from remediator.engine.scopes import ScopeError, check_rule_names, pauses_for, resume_targets
 from remediator.engine.state import StateStore
 from remediator.errors import TransportError
+from remediator.http.approvalview import Mask, describe
 from remediator.http.auth import Access
 from remediator.model import Rule
 from remediator.nats.acts import Acts
@@ -54,7 +55,9 @@ class ControlAPI:
         rules: Callable[[], tuple[Rule, ...]],
         state: StateStore | None,
         budget: tuple[int, float] | None,
+        mask: Mask = lambda payload: payload,
     ) -> None:
+        self.mask = mask  # the key labels shown with a request are the alert's: masked
         self.access = access
         self.plane = plane
         self.rules = rules
@@ -67,6 +70,7 @@ class ControlAPI:
         add.add_get("/api/status", self.status)
         add.add_get("/api/rules", self.list_rules)
         add.add_get("/api/approvals", self.approvals)
+        add.add_get("/api/approvals/{id}", self.approval)
         add.add_post("/api/approvals/{id}/{decision:approve|deny}", self.decide)
         add.add_post("/api/pause", self.pause)
         add.add_post("/api/resume", self.resume)
@@ -167,7 +171,16 @@ class ControlAPI:
             shown = await plane.control.requests()
         else:  # from memory, without the events: the console polls this
             shown = pending(r for r, _ in plane.watcher.requests.values())
-        return _json({"approvals": [r.summary() for r in shown]})
+        return _json({"approvals": [describe(r, self.mask) for r in shown]})
+
+    async def approval(self, request: web.Request) -> web.Response:
+        """One request, pending or decided (the page a notification links to)."""
+        self.access.require(request, "viewer")
+        try:
+            found, _ = await self._plane().control.request(request.match_info["id"])
+        except UnknownApproval as exc:
+            return _error(404, str(exc))
+        return _json({"approval": describe(found, self.mask)})
 
     async def decide(self, request: web.Request) -> web.Response:
         verb, request_id = request.match_info["decision"], request.match_info["id"]
@@ -183,7 +196,7 @@ class ControlAPI:
         except AuditUnavailable as exc:
             return _error(503, str(exc))
         log.info("approval %s %s by %s", decided.id, decided.state, by)
-        return _json({"approval": decided.summary()})
+        return _json({"approval": describe(decided, self.mask)})
 
     async def pause(self, request: web.Request) -> web.Response:
         by = await self.operator(request, "pause", _target(request))

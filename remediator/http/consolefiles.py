@@ -1,6 +1,7 @@
 """The web console's files: read from inside the package once, served at `/` and `/console/`.
 
-The console is three static files (`console/index.html`, `app.js`, `style.css`):
+The console is static files (`console/index.html`, `style.css`, and ES modules:
+`app.js` routes, `util.js`, one module per view):
 plain ES modules and CSS, no framework, CDN, web font or build step, so it
 works on a machine with no internet access and installs with the wheel. The
 page reads the same `/api/` as scripts do; the files themselves hold no data,
@@ -16,6 +17,12 @@ from aiohttp import web
 INDEX = "index.html"
 ASSETS = {
     "app.js": "text/javascript",
+    "util.js": "text/javascript",
+    "overview.js": "text/javascript",
+    "approvals.js": "text/javascript",
+    "results.js": "text/javascript",
+    "run.js": "text/javascript",
+    "audit.js": "text/javascript",
     "style.css": "text/css",
 }
 _NO_CACHE = {"Cache-Control": "no-cache"}  # a new version shows on the next load

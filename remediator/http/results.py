@@ -21,13 +21,14 @@ from aiohttp import web
 from remediator.durations import parse_duration
 from remediator.engine.resultlog import DAY_MINUTES, HOUR_MINUTES, Body, ResultLog
 from remediator.http.auth import Access
+from remediator.model import RESULT_STATUSES
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 Stored = Callable[[str, int], Awaitable[object | None]]
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 1000
-COUNTED: Final = ("fired", "failed", "throttled")
+FIRED: Final = ("succeeded", "failed")  # the statuses of a run whose steps ran
 
 
 class ResultsAPI:
@@ -58,6 +59,7 @@ class ResultsAPI:
         app.router.add_get("/api/event", self._guarded(self._event))
         app.router.add_get("/api/event/alert", self._guarded(self._payload))
         app.router.add_get("/api/overview", self._guarded(self._overview))
+        app.router.add_get("/api/statuses", self._guarded(self._statuses))
 
     def _guarded(self, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.Response:
@@ -68,18 +70,25 @@ class ResultsAPI:
 
     async def _results(self, request: web.Request) -> web.Response:
         query = request.query
+        now = self.log.clock()
         try:
-            since = parse_since(query.get("since"), self.log.clock())
+            since = parse_since(query.get("since"), now)
+            until = parse_since(query.get("until"), now)
             limit = parse_limit(query.get("limit"))
+            offset = parse_offset(query.get("offset"))
         except ValueError as exc:
             return _error(400, str(exc))
         found = self.log.recent(
             rule=query.get("rule") or None,
             status=query.get("status") or None,
             since=since,
-            limit=limit,
+            until=until,
+            text=query.get("q") or None,
+            offset=offset,
+            limit=limit + 1,  # one more: is there a next page?
         )
-        return web.json_response({"results": found})
+        body = {"results": found[:limit], "offset": offset, "more": len(found) > limit}
+        return web.json_response(body)
 
     async def _event(self, request: web.Request) -> web.Response:
         event_id = _event_id(request)
@@ -106,17 +115,22 @@ class ResultsAPI:
         }
         return web.json_response(body)
 
+    async def _statuses(self, request: web.Request) -> web.Response:
+        """Every result status, in the order the console lists and colours them."""
+        return web.json_response({"statuses": list(RESULT_STATUSES)})
+
     async def _overview(self, request: web.Request) -> web.Response:
         return web.json_response(overview(self.log, self.rules()))
 
 
 def overview(log: ResultLog, rules: Iterable[str]) -> dict[str, object]:
-    """Per rule: fired / failed / throttled over 1 h and 24 h and its newest result;
+    """Per rule: fired and each status over 1 h and 24 h and its newest result;
     and results by status for each of the last 60 minutes."""
     hour, day, last = log.counts(HOUR_MINUTES), log.counts(DAY_MINUTES), log.last()
     names = sorted({*rules, *day})
     return {
         "generated_at": _iso(log.clock()),
+        "statuses": list(RESULT_STATUSES),  # the console's legend and filters: one list
         "rules": [
             {
                 "rule": name,
@@ -133,7 +147,7 @@ def overview(log: ResultLog, rules: Iterable[str]) -> dict[str, object]:
 
 
 def parse_since(text: str | None, now: float) -> float | None:
-    """`since` as a duration back from now (`15m`) or an ISO 8601 time."""
+    """`since` (or `until`) as a duration back from now (`15m`) or an ISO 8601 time."""
     if not text:
         return None
     try:
@@ -155,13 +169,20 @@ def parse_limit(text: str | None) -> int:
     return int(text)
 
 
+def parse_offset(text: str | None) -> int:
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise ValueError(f"offset: expected a whole number, got {text!r}")
+    return int(text)
+
+
 def _summary(by_status: Counter[str] | None) -> dict[str, int]:
+    """`fired`: steps were run (succeeded or failed); every status also on its own, so
+    a paused, dry-run or awaiting run is never counted as one that acted."""
     by_status = by_status or Counter()
-    return {
-        "fired": by_status.total(),
-        "failed": by_status["failed"],
-        "throttled": by_status["throttled"],
-    }
+    counts = {status: by_status[status] for status in RESULT_STATUSES}
+    return {"fired": sum(by_status[s] for s in FIRED)} | counts
 
 
 def _brief(body: Body | None) -> dict[str, object] | None:

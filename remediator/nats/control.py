@@ -40,6 +40,7 @@ from remediator.engine.control import (
     decide,
     pending,
 )
+from remediator.engine.keylabels import key_labels
 from remediator.engine.state import Conflict
 from remediator.errors import RemediatorError, TransportError
 from remediator.metrics import Metrics
@@ -247,7 +248,8 @@ class ControlWatcher:
                 if request is None or request.state == "done":
                     self.requests.pop(request_id, None)  # done: nothing left to follow
                 else:  # without its event: 2,000 requests of 50 KB were 120 MB per replica
-                    self.requests[request_id] = (request.slim(), int(revision or 0))
+                    slim = request.slim().with_(payload=key_labels(request.payload))
+                    self.requests[request_id] = (slim, int(revision or 0))
                 self.refresh_pending()
                 self.on_request()
         except (ValueError, KeyError, TypeError) as exc:

@@ -3,7 +3,7 @@
 A daemon subprocess on a real nats-server handles real events; the browser
 loads `GET /` from it, so the page, its script and the `/api/` it reads are the
 ones a person on call would get. Set REMEDIATOR_CONSOLE_SCREENSHOT=PATH to keep
-a screenshot of the overview (docs/console.png is made that way).
+a screenshot of the overview (the docs' pictures are made by scripts/screenshots.py).
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ async def test_overview_shows_the_rule_that_fired_and_opens_its_result(
         wait(driver, "the restart rule with a link to its result", css(link))
         row = driver.find_element(By.CSS_SELECTOR, f'tr[data-rule="restart-{unique}"]')
         cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
-        assert cells[1:4] == ["3", "0", "1"]  # fired, failed, throttled in the last hour
+        # fired (steps ran), failed, and what did not run, each status apart: last hour
+        assert cells[1:4] == ["2", "0", "throttled 1"]
         page_row = driver.find_element(By.CSS_SELECTOR, f'tr[data-rule="page-{unique}"]')
         assert [c.text for c in page_row.find_elements(By.TAG_NAME, "td")][1:3] == ["3", "3"]
         quiet = driver.find_element(By.CSS_SELECTOR, f'tr[data-rule="quiet-{unique}"]')
@@ -232,20 +233,49 @@ async def test_approving_in_the_console_runs_the_steps(
             pytest.skip("GET /api/approvals (issue 16) is not in this build")
         await publish(nc, f"{unique}.alerts.disk", "web-9")
         await until(lambda: fired(proc, f"ask-{unique}", OPERATOR) >= 1, WAIT, "awaiting approval")
+        status, listed = get_json(proc, "/api/approvals", OPERATOR)
+        assert status == 200 and isinstance(listed, dict)
+        (approval,) = listed["approvals"]
+        assert approval["labels"] == {"host": "web-9"}  # which alert, without opening it
+        assert approval["url"].endswith(f"/#/approvals/{approval['id']}")  # what notifications link
         with chromium(tmp_path / "profile") as driver:
-            driver.get(f"http://127.0.0.1:{proc.http_port}/")
+            base = f"http://127.0.0.1:{proc.http_port}/"
+            driver.get(base)
             driver.find_element(By.ID, "token").send_keys(OPERATOR)
             driver.find_element(By.ID, "token-save").click()
+            # the link a notification sends opens the approval itself
+            driver.get(base + approval["url"].split("/", 3)[3])
+            page = wait(
+                driver, "the approval page", css(f'article[data-approval="{approval["id"]}"]')
+            )
+            assert "host=web-9" in page[0].text
+            assert wait(driver, "the rendered step", css('tr.step[data-step="restart"]'))
             done = f"/api/results?rule=ask-{unique}&status=succeeded"
 
             def ran() -> bool:
                 status, body = get_json(proc, done, OPERATOR)
                 return status == 200 and isinstance(body, dict) and len(body["results"]) == 1
 
-            button = wait(driver, "an approve button", css('button[data-action="approve"]'))[0]
-            button.click()
+            def state() -> str:
+                return str(
+                    get_json(proc, f"/api/approvals/{approval['id']}", OPERATOR)[1]["approval"][
+                        "state"
+                    ]
+                )  # type: ignore[index]
+
+            wait(driver, "an approve button", css('button[data-action="approve"]'))[0].click()
+            wait(driver, "a confirmation", css('dialog#confirm button[data-confirm="cancel"]'))[
+                0
+            ].click()
+            assert state() == "pending"  # one click decides nothing
+            wait(driver, "an approve button", css('button[data-action="approve"]'))[0].click()
+            wait(driver, "a confirmation", css('dialog#confirm button[data-confirm="ok"]'))[
+                0
+            ].click()
             # The browser stays open until the run is seen: closing it could cut the POST off.
             await until(ran, WAIT, "the approved steps' result")
+            decided = wait(driver, "the decision shown", css("dd.decided"))
+            assert "by ops" in decided[0].text
     finally:
         proc.stop()
 

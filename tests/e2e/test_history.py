@@ -15,6 +15,7 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
+from remediator.model import RESULT_STATUSES
 from remediator.nats.transport import RESULTS_STREAM
 from tests.support.collect import Collector
 from tests.support.daemon import DaemonProcess
@@ -156,6 +157,15 @@ async def test_api_answers_from_the_daemons_state_and_survives_a_restart(
         assert proc.get("/api/results/nope")[0] == 404
         assert proc.get("/api/results?since=yesterday")[0] == 400
         assert proc.get("/api/results?limit=0")[0] == 400
+        assert proc.get("/api/results?offset=-1")[0] == 400
+        assert proc.get("/api/results?until=someday")[0] == 400
+        page = json.loads(proc.get(f"/api/results?rule=ok-{unique}&limit=1")[1])
+        assert [b["status"] for b in page["results"]] == ["throttled"] and page["more"]
+        page = json.loads(proc.get(f"/api/results?rule=ok-{unique}&limit=1&offset=1")[1])
+        assert [b["status"] for b in page["results"]] == ["succeeded"] and not page["more"]
+        found = json.loads(proc.get(f"/api/results?rule=ok-{unique}&q=COOLDOWN")[1])["results"]
+        assert [b["status"] for b in found] == ["throttled"]  # its reason says cooldown
+        assert json.loads(proc.get("/api/statuses")[1])["statuses"] == list(RESULT_STATUSES)
         assert_overview(proc, unique)
     finally:
         proc.stop()
@@ -175,11 +185,21 @@ def overview_of(proc: DaemonProcess, unique: str) -> dict[str, dict[str, object]
     return mine if any(r["last_day"]["fired"] for r in mine.values()) else {}
 
 
+def nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {status: n for status, n in counts.items() if n}
+
+
 def assert_overview(proc: DaemonProcess, unique: str) -> None:
     rules = overview_of(proc, unique)
-    assert rules[f"ok-{unique}"]["last_hour"] == {"fired": 2, "failed": 0, "throttled": 1}
-    assert rules[f"fail-{unique}"]["last_day"] == {"fired": 2, "failed": 2, "throttled": 0}
-    assert rules[f"dry-{unique}"]["last_hour"]["fired"] == 2
+    # fired: steps ran (succeeded or failed); a throttled or dry run is counted apart
+    assert nonzero(rules[f"ok-{unique}"]["last_hour"]) == {
+        "fired": 1,
+        "succeeded": 1,
+        "throttled": 1,
+    }
+    assert nonzero(rules[f"fail-{unique}"]["last_day"]) == {"fired": 2, "failed": 2}
+    assert nonzero(rules[f"dry-{unique}"]["last_hour"]) == {"dry_run": 2}
+    assert set(rules[f"dry-{unique}"]["last_hour"]) == {"fired", *RESULT_STATUSES}
     series = json.loads(proc.get("/api/overview")[1])["per_minute"]
     assert len(series) == 60
     assert sum(m["counts"].get("failed", 0) for m in series) >= 2
