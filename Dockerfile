@@ -16,10 +16,10 @@ ARG PYTHON_VERSION=3.11
 FROM python:${PYTHON_VERSION}-slim AS build
 WORKDIR /src
 # Only what the wheel is built from (.dockerignore keeps the rest out of the context).
-COPY pyproject.toml README.md requirements-run.lock ./
+COPY pyproject.toml README.md requirements-run.txt ./
 COPY remediator ./remediator
 # The dependencies at the versions CI tested, hashes checked; then the project on top.
-RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements-run.lock
+RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements-run.txt
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # --- final: the wheels installed, nothing else from the build ---------------------------

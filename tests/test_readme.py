@@ -15,7 +15,7 @@ Substitutions, because the machine is shared and the ports may be taken:
 
 Not run: the set-up commands (a venv, `pip install`, `apt-get`, the whole suite, the
 .ci scripts). Each is checked to name files that exist and agree with each other;
-tests/test_packaging.py installs requirements-run.lock as the Dockerfile does, and .ci/run
+tests/test_packaging.py installs requirements-run.txt as the Dockerfile does, and .ci/run
 runs the rest.
 """
 
@@ -196,10 +196,10 @@ def activate(command: Command) -> None:
 def install_lock(command: Command) -> None:
     lock = ROOT / command.argv[-1]
     pinned = pins(lock)
-    if lock.name == "requirements-run.lock":  # the runtime part, at the tested versions
-        tested = pins(ROOT / "requirements.lock")
+    if lock.name == "requirements-run.txt":  # the runtime part, at the tested versions
+        tested = pins(ROOT / "requirements.txt")
         assert {name: tested.get(name) for name in pinned} == pinned
-        assert "requirements-run.lock" in (ROOT / "Dockerfile").read_text()
+        assert "requirements-run.txt" in (ROOT / "Dockerfile").read_text()
     else:
         assert {"pytest", "mkdocs", "mkdocs-material"} <= set(pinned)
 
@@ -209,7 +209,7 @@ def install_editable(command: Command) -> None:
     text = (ROOT / "pyproject.toml").read_text()
     block = text[text.index("dependencies = [") : text.index("]", text.index("dependencies = ["))]
     wanted = re.findall(r'^\s*"([A-Za-z0-9_.-]+)', block, re.M)
-    pinned = pins(ROOT / "requirements-run.lock")
+    pinned = pins(ROOT / "requirements-run.txt")
     assert wanted and {name.lower().replace("_", "-") for name in wanted} <= set(pinned)
 
 
