@@ -41,18 +41,23 @@ class Collector:
 async def stored(
     nc: Client, subject: str, stream: str = "REMEDIATOR_RESULTS"
 ) -> list[dict[str, object]]:
-    """Every message the stream holds on `subject`, read with an ephemeral pull consumer."""
+    """Every message the stream holds on `subject`, read with an ephemeral pull consumer.
+
+    The count comes from the stream's leader: an ephemeral consumer may be placed on a
+    follower, which reads its own copy and can lag a moment behind (after a restart, or
+    for the message just stored), so its own `num_pending` could end the read early.
+    """
     js = nc.jetstream()
+    info = await js.stream_info(stream, subjects_filter=subject)
+    wanted = sum((info.state.subjects or {}).values())
     sub = await js.pull_subscribe(subject, stream=stream)
     bodies: list[dict[str, object]] = []
     try:
-        while True:
-            info = await sub.consumer_info()
-            if info.num_pending == 0:
-                return bodies
-            for msg in await sub.fetch(min(info.num_pending, 500), timeout=5):
+        while len(bodies) < wanted:  # a lagging follower answers late, not short
+            for msg in await sub.fetch(min(wanted - len(bodies), 500), timeout=5):
                 bodies.append(json.loads(msg.data))
                 await msg.ack()
+        return bodies
     finally:
         await sub.unsubscribe()
 
