@@ -255,8 +255,8 @@ class Daemon:
         await pipeline.drain()
         ticker.cancel()
 
-    def _record(self, result: Result) -> None:
-        self.results.add(result.to_json())
+    def _record(self, result: Result, data: bytes, msg_id: str) -> None:
+        self.results.add(result.body(), len(data), published_as=msg_id)
 
     def _parts(self) -> Wiring:
         return Wiring(self._engine, self.prometheus, self._rule_names, self.secrets)

@@ -302,6 +302,11 @@ class Result:
     # Where the alert is stored (stream, sequence): the console shows the event from there.
     origin: tuple[str, int] | None = None
     trigger: Mapping[str, object] | None = None  # a manual or scheduled run (SPEC §15, §16)
+    # Its JSON body and bytes, made once: the completion record, the result event and
+    # the console's log all take these (each encoding was 5% of a firing daemon).
+    _encoded: tuple[Mapping[str, object], bytes] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def duration_ms(self) -> float:
@@ -357,7 +362,19 @@ class Result:
 
     def encode(self) -> bytes:
         """The result event's bytes: one encoding for the completion record and the event."""
-        return dumps(self.to_json()).encode()
+        return self._encoding()[1]
+
+    def body(self) -> Mapping[str, object]:
+        """The JSON body `encode` wrote (shared: read it, never change it)."""
+        return self._encoding()[0]
+
+    def _encoding(self) -> tuple[Mapping[str, object], bytes]:
+        if self._encoded is None:
+            body = self.to_json()
+            # Frozen, but a cache of what the fields say is not a change of them.
+            object.__setattr__(self, "_encoded", (body, dumps(body).encode()))
+        assert self._encoded is not None
+        return self._encoded
 
 
 def _origin(value: object) -> tuple[str, int] | None:

@@ -246,7 +246,7 @@ class Engine:
                 await self.report(result, result.encode())
             return result
         result = await self._guarded_run(rule, event, extra or {})
-        await storing.store(self, rule, event, result, self.results.body(result))
+        await storing.store(self, rule, event, result, result.encode())
         return result
 
     async def _guarded_run(self, rule: Rule, event: Event, extra: Mapping[str, object]) -> Result:

@@ -30,9 +30,6 @@ class ResultBuilder:
     metrics: Metrics | None = None
     # JSON bytes a result may take: the server's max_payload less room for headers.
     max_bytes: int = DEFAULT_MAX_PAYLOAD - HEADER_ROOM
-    # The latest result `finish` made and its JSON, which it encoded to check the size:
-    # the engine writes those bytes instead of encoding the result a second time.
-    encoded: tuple[Result, bytes] | None = field(default=None, init=False, repr=False)
     _counters: dict[tuple[str, str], Counter] = field(default_factory=dict, init=False, repr=False)
 
     def finish(
@@ -63,8 +60,7 @@ class ResultBuilder:
             origin=_origin(event),
             trigger=event.trigger,
         )
-        result, body = fitted(result, self.max_bytes)
-        self.encoded = (result, body)
+        result, _ = fitted(result, self.max_bytes)  # encoded once: the result keeps it
         if self.metrics is not None:
             self._count(self.metrics, rule.name, status).inc()
         if log.isEnabledFor(logging.INFO):
@@ -76,11 +72,6 @@ class ResultBuilder:
                 extra={"trace_id": event.trace_id, "event_id": event.event_id, "rule": rule.name},
             )
         return result
-
-    def body(self, result: Result) -> bytes:
-        """`result`'s JSON: the bytes `finish` made, unless another result came since."""
-        encoded = self.encoded
-        return encoded[1] if encoded is not None and encoded[0] is result else result.encode()
 
     def mask(self, exc: Exception) -> str:
         return str(self.secrets.mask(str(exc)))

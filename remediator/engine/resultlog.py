@@ -97,13 +97,19 @@ class ResultLog:
         self._keys: set[tuple[str, str, str]] = set()
         self._minutes: dict[int, Counter[tuple[str, str]]] = {}
         self._pruned = 0  # the minute the day's buckets were last pruned
+        self._mine: dict[str, None] = {}  # ids of results added as published here, in order
 
     def __len__(self) -> int:
         return len(self._ring)
 
-    def add(self, body: Body, size: int | None = None) -> None:
+    def add(self, body: Body, size: int | None = None, published_as: str | None = None) -> None:
         """A result just published, by this daemon or (read from the stream) another;
-        each daemon's own come twice (as published, then from the stream): once kept."""
+        each daemon's own come twice (as published, then from the stream): once kept.
+        `published_as`: the message id this daemon published it with (`published_here`)."""
+        if published_as is not None:
+            self._mine[published_as] = None
+            if len(self._mine) > self.size:  # never seen in the stream (not followed?)
+                del self._mine[next(iter(self._mine))]
         if key_of(body) in self._keys:
             return
         entry = Recorded.of(body, size)
@@ -117,6 +123,12 @@ class ResultLog:
         self._bytes += entry.size
         self._keys.add(entry.key)
         self._trim()
+
+    def published_here(self, msg_id: str | None) -> bool:
+        """Whether the stream's copy of a result is one this daemon added as it published
+        it: the follower skips it unread (decoding every result twice was 10% of a firing
+        daemon). Told once: a message id is forgotten once its copy came."""
+        return msg_id is not None and self._mine.pop(msg_id, False) is None
 
     async def seed(self, bodies: AsyncIterable[Body]) -> int:
         """Results read back from the stream (oldest first), merged with those added

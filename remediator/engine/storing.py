@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from remediator.errors import TransportError, Unpublishable
@@ -56,14 +55,25 @@ async def store(engine: Engine, rule: Rule, event: Event, result: Result, body: 
 
 
 async def _both(engine: Engine, rule: Rule, event: Event, result: Result, body: bytes) -> None:
-    writes: list[Awaitable[None]] = []
-    if engine.guards is not None:
-        writes.append(engine.guards.record(rule, event, body))
-    if engine.report is not None:
-        writes.append(engine.report(result, body))
-    for outcome in await asyncio.gather(*writes, return_exceptions=True):
-        if isinstance(outcome, BaseException):
-            raise outcome
+    if engine.guards is None or engine.report is None:  # one write (or none): just wait
+        if engine.guards is not None:
+            await engine.guards.record(rule, event, body)
+        elif engine.report is not None:
+            await engine.report(result, body)
+        return
+    # The record in a task of its own, the result here: both in flight at once, with one
+    # task made instead of gather's two.
+    record = asyncio.ensure_future(engine.guards.record(rule, event, body))
+    try:
+        await engine.report(result, body)
+    except BaseException as exc:
+        if isinstance(exc, asyncio.CancelledError):  # stopping: the record goes with it
+            record.cancel()
+        await asyncio.wait([record])  # never left running, nor its failure unretrieved
+        if not record.cancelled():
+            record.exception()
+        raise
+    await record
 
 
 def ran(result: Result) -> bool:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 _FIRST_CONNECT_ATTEMPTS = 5  # about 3 s at 0.5 s apart before start-up gives up
 _CLOSE_WITHIN = 3  # seconds the connection's drain, or its close, may take at exit
+_FLUSH_WITHIN = 5  # seconds a publish may wait for room in the client's outgoing buffer
 _ANSWER_POLL = 0.1  # seconds between looks at a stale connection
 MAX_OUTSTANDING_PINGS = 2  # one more unanswered ping and the client reconnects
 
@@ -52,6 +53,8 @@ async def connect(settings: Settings, url: str) -> Client:
         # A hung server is found within seconds (see `stale`), not nats-py's minutes.
         "drain_timeout": _CLOSE_WITHIN,  # see `close`
         "ping_interval": settings.ping_interval,
+        # A publish past a full outgoing buffer waits for the flusher: never for ever.
+        "flush_timeout": _FLUSH_WITHIN,
         "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
     }
     try:

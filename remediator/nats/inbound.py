@@ -20,7 +20,6 @@ import base64
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -53,25 +52,6 @@ class Inbound:
     async def ack(self) -> None:
         if self.delivery is not None:
             await self.msg.ack()
-
-    async def ack_confirmed(self, within: float) -> bool:
-        """Ack and wait for the server to confirm it, trying again while it does not
-        (a consumer leader failing over drops acks): a lost ack costs a full ack_wait
-        before the redelivery is recognised as done. False if never confirmed."""
-        if self.delivery is None:
-            return True
-        deadline = time.monotonic() + within
-        pause = 0.1
-        while True:
-            try:
-                await self.msg.ack_sync(timeout=min(2.0, within))
-                return True
-            except (NatsError, TimeoutError, OSError) as exc:
-                if time.monotonic() + pause > deadline:
-                    log.warning("ack not confirmed: %s", exc or type(exc).__name__)
-                    return False
-            await asyncio.sleep(pause)
-            pause = min(2.0, pause * 2)
 
     async def nak(self, delay: float) -> None:
         if self.delivery is not None:

@@ -9,12 +9,10 @@ one asked for is reported as a warning naming both.
 
 from __future__ import annotations
 
-import functools
 import logging
+import re
 
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
-
-from remediator.rules.subjects import covers
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +33,22 @@ RESULTS_SUBJECTS = [
 ]
 
 
-@functools.lru_cache(maxsize=1024)  # a few result and step subjects, asked per publish
+def _pattern_regex(pattern: str) -> str:
+    tokens = (
+        r"[^.]+" if t == "*" else r"[^.]+(?:\.[^.]+)*" if t == ">" else re.escape(t)
+        for t in pattern.split(".")
+    )
+    return r"\.".join(tokens)
+
+
+# One match per publish (a step's subject, each rule's result subject): a cache of
+# answers thrashed once a fleet's rules had more subjects than it held.
+_IN_RESULTS = re.compile("|".join(f"(?:{_pattern_regex(p)})" for p in RESULTS_SUBJECTS))
+
+
 def in_results(subject: str) -> bool:
     """Whether the results stream (once ensured) captures `subject`: no server look-up."""
-    return any(covers(pattern, subject) for pattern in RESULTS_SUBJECTS)
+    return _IN_RESULTS.fullmatch(subject) is not None
 
 
 def stream_config(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import time
 from collections.abc import Mapping
 
@@ -38,8 +39,10 @@ from remediator.errors import Unpublishable
 from remediator.rules.subjects import publish_problem
 
 MAX_PENDING = 4000  # acks awaited at once; a writer past it waits, within its deadline
+SWEEP_EVERY = 0.1  # seconds between looks for writes past their deadline
 STALLED_AFTER = 30.0  # seconds of writes failing, none succeeding: the daemon is not ready
 _HEADER_LINE = 4  # ": " and CRLF around each header
+_HEADER_KEY = re.compile(r"[^:\s]+")  # a header name: no colon, no white space
 
 
 def max_payload_of(js: JetStreamContext) -> int:
@@ -59,7 +62,7 @@ def check_message(subject: str, data: bytes, headers: Mapping[str, str], max_pay
             size += len(key.encode()) + len(value.encode()) + _HEADER_LINE
         except UnicodeEncodeError as exc:
             raise Unpublishable(f"publish to {subject}: header {key!r} is not text") from exc
-        if not key or ":" in key or any(c.isspace() for c in key) or _breaks(value):
+        if not _HEADER_KEY.fullmatch(key) or _breaks(value):
             raise Unpublishable(f"publish to {subject}: header {key!r} cannot be sent as is")
     if size > max_payload:
         raise Unpublishable(
@@ -74,16 +77,23 @@ def _breaks(value: str) -> bool:
 
 class AckedPublisher:
     """JetStream publishes acknowledged through one reply subscription, with bounded
-    slots that are always given back."""
+    slots that are always given back.
+
+    A write's deadline is kept beside its future and enforced by one sweep a tenth of a
+    second apart, not by a timer per write (a timeout context per write was 6% of a
+    firing daemon): only the rare waits, for a slot or the first subscription, take
+    one. The write itself cannot hang: the client's flush_timeout bounds a full buffer.
+    """
 
     def __init__(self, nc: Client, max_pending: int = MAX_PENDING) -> None:
         self.nc = nc
         self._slots = asyncio.Semaphore(max_pending)
-        self._waiting: dict[str, asyncio.Future[PubAck]] = {}
+        self._waiting: dict[str, tuple[asyncio.Future[PubAck], float]] = {}
         self._tokens = itertools.count()
         self._prefix: str | None = None
         self._subscribing = asyncio.Lock()  # the first writers at once: one subscription
         self._failing_since: float | None = None  # no write has succeeded since then
+        self._sweep: asyncio.TimerHandle | None = None
 
     @property
     def pending(self) -> int:
@@ -112,11 +122,23 @@ class AckedPublisher:
     async def _publish(
         self, subject: str, data: bytes, headers: Mapping[str, str], timeout: float
     ) -> PubAck:
-        async with asyncio.timeout(timeout), self._slots:
-            prefix = self._prefix or await self._subscribe()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._slots.locked():  # the rare wait for a slot: under a timer
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        else:
+            await self._slots.acquire()  # free: returns at once
+        try:
+            prefix = self._prefix
+            if prefix is None:  # the first write: subscribe, under a timer
+                async with asyncio.timeout_at(deadline):
+                    prefix = await self._subscribe()
             token = str(next(self._tokens))
-            future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
-            self._waiting[token] = future
+            future: asyncio.Future[PubAck] = loop.create_future()
+            self._waiting[token] = (future, deadline)
+            if self._sweep is None:
+                self._sweep = loop.call_later(SWEEP_EVERY, self._expire)
             try:
                 await self.nc.publish(
                     subject, data, reply=f"{prefix}.{token}", headers=dict(headers) or None
@@ -124,6 +146,18 @@ class AckedPublisher:
                 return await future
             finally:
                 self._waiting.pop(token, None)
+        finally:
+            self._slots.release()
+
+    def _expire(self) -> None:
+        """Fail the writes whose deadline passed; look again while any is awaited."""
+        now = asyncio.get_running_loop().time()
+        for future, deadline in list(self._waiting.values()):
+            if deadline <= now and not future.done():
+                future.set_exception(TimeoutError())
+        self._sweep = None
+        if self._waiting:
+            self._sweep = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._expire)
 
     async def _subscribe(self) -> str:
         async with self._subscribing:
@@ -134,9 +168,10 @@ class AckedPublisher:
             return self._prefix
 
     async def _answer(self, msg: Msg) -> None:
-        future = self._waiting.get(msg.subject.rpartition(".")[2])
-        if future is None or future.done():
+        waiting = self._waiting.get(msg.subject.rpartition(".")[2])
+        if waiting is None or waiting[0].done():
             return  # given up on already: its slot is back
+        future = waiting[0]
         if msg.headers and msg.headers.get("Status") == "503":
             future.set_exception(NoStreamResponseError())
             return

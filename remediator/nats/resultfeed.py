@@ -44,6 +44,8 @@ async def follow(nc: Client, results: ResultLog) -> Callable[[], Awaitable[None]
     replica; returns the call that stops it."""
 
     async def received(msg: Msg) -> None:
+        if results.published_here((msg.headers or {}).get("Nats-Msg-Id")):
+            return  # added as it was published
         try:
             body = json.loads(msg.data)
         except ValueError:

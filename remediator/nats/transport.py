@@ -82,7 +82,8 @@ class Transport:
         self._replicas_checked: set[str] = set()
         self._reconnects = Reconnects(nc)
         # Told of every result once it is stored, whoever published it (the console's log).
-        self.on_result: Callable[[Result], None] | None = None
+        # Told of each result stored: the result, its JSON and the Nats-Msg-Id it went with.
+        self.on_result: Callable[[Result, bytes, str], None] | None = None
 
     @property
     def core(self) -> bool:
@@ -206,7 +207,7 @@ class Transport:
         headers = {"Nats-Msg-Id": msg_id, "trace-id": result.trace_id}
         await self.publish(f"remediator.results.{result.rule}", data, headers)
         if self.on_result is not None:
-            self.on_result(result)
+            self.on_result(result, data, msg_id)
 
     async def dead_letter(self, inbound: Inbound, reason: str, error: str, event_id: str) -> None:
         """Publish the dead letter of `inbound`, always small enough to store: the data is
