@@ -9,13 +9,12 @@ protocols below, which keep this module free of Jinja and regex details.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from remediator.safety import Calendar, Concurrency
+from remediator.strictjson import dumps
 
 JSON = object  # a decoded JSON value; kept as `object` so callers must narrow it
 
@@ -388,21 +387,3 @@ def _origin(value: object) -> tuple[str, int] | None:
 
 def _optional_text(value: object) -> str | None:
     return None if value is None else str(value)
-
-
-def dumps(value: object) -> str:
-    """Strict JSON: non-finite floats become strings, anything else unknown its `str`."""
-    try:
-        return json.dumps(value, default=str, allow_nan=False)
-    except ValueError:
-        return json.dumps(_finite(value), default=str, allow_nan=False)
-
-
-def _finite(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

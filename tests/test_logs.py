@@ -10,7 +10,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from remediator.logs import EventFields, JsonFormatter, MaskSecrets, TextFormatter, bind_event
+from remediator.logs import (
+    EventFields,
+    JsonFormatter,
+    MaskSecrets,
+    TextFormatter,
+    TurnHandler,
+    bind_event,
+)
 from remediator.rules.secrets import Secrets
 
 
@@ -92,3 +99,39 @@ def test_secrets_are_masked_before_json_escaping(
     assert secret not in json.dumps(line, ensure_ascii=False)
     assert line["message"] == "call http://h/?t=*** failed" and line["rule"] == "***"
     assert "bad token ***" in str(line["exception"])
+
+
+class CountingStream(io.StringIO):
+    """Counts the writes that reach it: one per system call, on a real stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_the_lines_of_one_loop_turn_are_written_together_and_in_order() -> None:
+    stream = CountingStream()
+    handler = TurnHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("tests.logs.turn")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        for n in range(50):
+            logger.info("result %d", n)
+        assert stream.getvalue() == ""  # kept until the loop's next turn
+        await asyncio.sleep(0)
+        assert stream.writes == 1
+        # From a worker thread: at once, after what the loop kept, so the order holds.
+        logger.info("kept")
+        await asyncio.to_thread(logger.warning, "from a thread")
+        messages = [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
+        assert messages == [f"result {n}" for n in range(50)] + ["kept", "from a thread"]
+    finally:
+        logger.removeHandler(handler)
+        handler.close()

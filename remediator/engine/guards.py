@@ -34,7 +34,8 @@ from remediator.engine.verification import (
 )
 from remediator.errors import TemplateError, TransportError, Unpublishable
 from remediator.metrics import Metrics
-from remediator.model import Event, Rule, Throttle, dumps
+from remediator.model import Event, Rule, Throttle
+from remediator.strictjson import dumps
 
 log = logging.getLogger(__name__)
 

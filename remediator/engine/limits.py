@@ -23,7 +23,8 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from remediator.model import Result, dumps
+from remediator.model import Result
+from remediator.strictjson import dumps
 
 MAX_ID = 256  # characters kept of an id before it is hashed
 OUTPUT_JSON_CAP = 64 * 1024  # bytes of one step output, JSON-encoded

@@ -37,7 +37,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id
 from remediator.errors import ConfigError, TransportError
-from remediator.model import Result, dumps
+from remediator.model import Result
 from remediator.nats.client import printable_subject, valid_subject
 from remediator.nats.connection import close, stale, until_answering
 from remediator.nats.delivery import Reconnects, delivery_of
@@ -54,6 +54,7 @@ from remediator.nats.jsconfig import (
 from remediator.nats.publishing import AckedPublisher, check_message
 from remediator.rules.subjects import covers, minimal_cover
 from remediator.settings import Settings
+from remediator.strictjson import dumps
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from remediator.engine.manual import RunRequest
 from remediator.engine.schedule import iso
 from remediator.engine.state import Conflict
 from remediator.errors import RemediatorError, TransportError
-from remediator.model import dumps
 from remediator.nats.control import Control
 from remediator.nats.results import read_results
 from remediator.nats.transport import Transport
+from remediator.strictjson import dumps
 
 log = logging.getLogger(__name__)
 
