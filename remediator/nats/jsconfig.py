@@ -33,6 +33,11 @@ RESULTS_SUBJECTS = [
 ]
 
 
+# Every subject remediator's own streams store (results and dead letters, the audit
+# trail): a rule cannot take its events from them in JetStream mode.
+OWN_SUBJECTS = [*RESULTS_SUBJECTS, "remediator.audit.>"]
+
+
 def _pattern_regex(pattern: str) -> str:
     tokens = (
         r"[^.]+" if t == "*" else r"[^.]+(?:\.[^.]+)*" if t == ">" else re.escape(t)

@@ -38,6 +38,7 @@ from nats.js.errors import APIError, NotFoundError
 from remediator.engine.limits import DEFAULT_MAX_PAYLOAD, MAX_ID, bounded_id
 from remediator.errors import ConfigError, TransportError
 from remediator.model import Result
+from remediator.nats.audit import AUDIT_STREAM
 from remediator.nats.client import printable_subject, valid_subject
 from remediator.nats.connection import close, stale, until_answering
 from remediator.nats.delivery import Reconnects, delivery_of
@@ -45,6 +46,7 @@ from remediator.nats.giveups import GiveUps
 from remediator.nats.inbound import DEAD_LETTER_SUBJECT, Inbound, Letter, drain
 from remediator.nats.jsconfig import (
     MANAGED,
+    OWN_SUBJECTS,
     RESULTS_STREAM,
     RESULTS_SUBJECTS,
     check_replicas,
@@ -52,7 +54,7 @@ from remediator.nats.jsconfig import (
     stream_config,
 )
 from remediator.nats.publishing import AckedPublisher, check_message
-from remediator.rules.subjects import covers, minimal_cover
+from remediator.rules.subjects import covers, minimal_cover, overlaps
 from remediator.settings import Settings
 from remediator.strictjson import dumps
 
@@ -108,6 +110,7 @@ class Transport:
                 if self._queue is not None:  # receiving: follow the new rules at once
                     await self._follow(cover)
                 return
+            _refuse_own(cover)
             await self._ensure_stream(RESULTS_STREAM, RESULTS_SUBJECTS, max_age=_WEEK)
             self._results_ready = True
             # Alerts are kept a week by default: long enough for `replay`, not forever.
@@ -339,4 +342,18 @@ class Transport:
             max_deliver=s.max_deliver,
             max_ack_pending=s.max_ack_pending,
             filter_subjects=subjects,
+        )
+
+
+def _refuse_own(cover: Iterable[str]) -> None:
+    """A rule listening where remediator's own streams store: JetStream gives a subject
+    to one stream only, so the alerts stream could never be made (the server's refusal
+    looked like an election, retried for a minute). Say so, once, as a setting error."""
+    taken = sorted(p for p in cover if any(overlaps(p, own) for own in OWN_SUBJECTS))
+    if taken:
+        raise ConfigError(
+            f"rules listen on {', '.join(taken)}, where remediator stores its own results, "
+            f"dead letters and audit records ({RESULTS_STREAM}, {AUDIT_STREAM}): in "
+            "JetStream mode a rule cannot take its events from there. Listen on subjects "
+            "of your own (a publish step can send a follow-up event to one), or run --core."
         )

@@ -24,6 +24,18 @@ def covers(pattern: str, other: str) -> bool:
     return len(mine) == len(theirs)
 
 
+def overlaps(pattern: str, other: str) -> bool:
+    """True when some subject matches both patterns (JetStream refuses two streams that
+    could both capture one subject)."""
+    mine, theirs = pattern.split("."), other.split(".")
+    for left, right in zip(mine, theirs, strict=False):
+        if left == ">" or right == ">":
+            return True
+        if left != right and "*" not in (left, right):
+            return False
+    return len(mine) == len(theirs)
+
+
 def minimal_cover(patterns: Iterable[str]) -> list[str]:
     """The patterns none of the others covers, sorted; duplicates dropped."""
     unique = sorted(set(patterns))

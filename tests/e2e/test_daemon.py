@@ -232,3 +232,30 @@ rules:
     assert "unsafe" in result["steps"][0]["error"]
     assert result["steps"][0]["attempts"] == 0
     assert http_target.received == []
+
+
+async def test_a_rule_on_remediators_own_subjects_is_a_clear_setting_error(
+    workdir: Path, nats_server: NatsServer, unique: str
+) -> None:
+    """JetStream gives a subject to one stream: a rule on `remediator.results.>` made the
+    alerts stream impossible, and the server's refusal was retried for a minute as if a
+    leader were being elected. Now: one line saying why, exit 2."""
+    (workdir / "rules" / "r.yaml").write_text(
+        "rules:\n"
+        "  - name: on-failures\n"
+        "    on: [remediator.results.>]\n"
+        "    match: {status: failed}\n"
+        "    actions:\n"
+        "      - name: tell\n"
+        "        publish: {subject: ops.failed, json: {rule: '{{ event.rule }}'}}\n"
+    )
+    process = DaemonProcess(
+        ["--rules", "rules", "--nats", nats_server.url, "--stream", f"S{unique}"], workdir
+    ).start(wait_ready=False)
+    try:
+        code = await asyncio.to_thread(process.wait, 30)
+    finally:
+        process.stop()
+    assert code == 2
+    assert "rules listen on remediator.results.>" in process.logs()
+    assert "a leader election" not in process.logs()
