@@ -5,18 +5,22 @@ wheel installs beside the Python interpreter, keeps its JetStream data under
 the data directory (so alerts and audit results survive restarts), and stops
 it by its own pid when the daemon exits (after the drain: the server runs in
 its own session, so a Ctrl-C to the terminal's process group does not reach it).
+A daemon killed outright takes the server with it (Linux's parent-death signal).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import fcntl
 import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 
 from remediator.errors import ConfigError
@@ -120,6 +124,9 @@ class EmbeddedServer:
             # only, so the server outlives the drain (in-flight results still need it to
             # be stored and acked); `stop` ends it by its pid afterwards.
             start_new_session=True,
+            # And if the daemon is killed outright (no `stop`), the kernel ends it too:
+            # an orphan would keep the port and the store from the next start.
+            preexec_fn=_dies_with(os.getpid()),
         )
         try:
             async with asyncio.timeout(timeout):
@@ -162,6 +169,25 @@ class EmbeddedServer:
             except TimeoutError:
                 drainer.cancel()
         self._lock.release()  # last: the server no longer holds the store
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _dies_with(parent: int) -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to send SIGTERM to the child when `parent` dies
+    (prctl's parent-death signal); None elsewhere. libc is looked up here, before the
+    fork, so the child only makes the call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the daemon died before the call: nobody to signal it
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

@@ -11,6 +11,7 @@ import nats
 from tests.support.collect import stored
 from tests.support.daemon import DaemonProcess, free_port
 from tests.support.http_target import HttpTarget
+from tests.support.poll import until
 
 SLOW_RULE = """
 rules:
@@ -115,3 +116,32 @@ async def test_a_taken_http_port_is_one_line_and_exit_2(workdir: Path) -> None:
     assert taken.logs().splitlines() == [
         f"remediator: cannot listen on 127.0.0.1:{first.http_port} (--http): Address already in use"
     ]
+
+
+async def test_a_daemon_killed_outright_takes_its_embedded_server_with_it(
+    workdir: Path,
+) -> None:
+    """The server runs in its own session (for Ctrl-C's drain), so a SIGKILLed daemon
+    used to leave it running: the port and the store taken, the next start refused."""
+    (workdir / "rules" / "slow.yaml").write_text(SLOW_RULE.format(url="http://127.0.0.1:9"))
+    port = free_port()
+    proc = embedded(workdir, port).start(timeout=60)
+    try:
+        nc = await nats.connect(f"nats://127.0.0.1:{port}")
+        await nc.close()
+        proc.kill()
+
+        async def server_gone() -> bool:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:  # refused: nothing listens there any more
+                return True
+            writer.close()
+            await writer.wait_closed()
+            return False
+
+        await until(server_gone, 20, "the embedded server gone with its daemon")
+    finally:
+        proc.stop()
+    restarted = embedded(workdir, port).start(timeout=60)  # the store is free again
+    assert restarted.stop() == 0
