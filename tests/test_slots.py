@@ -11,6 +11,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from remediator.actions.base import StepContext
+from remediator.engine.control import ApprovalRequest, decide
 from remediator.engine.slots import Slots, Ticket
 from remediator.engine.state import MemoryStore
 from remediator.metrics import Metrics
@@ -162,3 +163,49 @@ async def test_the_engine_runs_at_most_max_per_group_and_throttles_past_wait(
     assert gate.most == 3  # two of c1 and one of c2
     assert sample("remediator_concurrency_slots_in_use", {"rule": "restart"}) == 0
     assert sample("remediator_concurrency_waiting", {"rule": "restart"}) == 0
+
+
+APPROVED_RULE = """
+rules:
+  - name: restart
+    on: [alerts.X]
+    approval: {}
+    concurrency: {key: "{{ event.cluster }}", max: 1, wait: 30s}
+    actions:
+      - http: {url: "http://example.invalid/{{ event.node }}"}
+"""
+
+
+async def test_an_approved_run_takes_a_slot_of_its_group(tmp_path: Path) -> None:
+    """A human's yes is no licence to pass the group's limit: with the group's one slot
+    held, the approved run waits, then is throttled; once free, it runs in a slot."""
+    engine, recorder, _ = build(tmp_path, APPROVED_RULE)
+    clock = Clock()
+    engine.slots = pool = Slots(store=MemoryStore(), clock=clock, sleep=clock.sleep)
+    (rule,) = engine.index.rules
+    request = ApprovalRequest(
+        id="r1",
+        rule="restart",
+        subject="alerts.X",
+        payload={"cluster": "c1", "node": "n1"},
+        headers={},
+        event_id="e1",
+        trace_id="t",
+        steps=(),
+        created_at=0.0,
+        expires_at=100.0,
+    )
+    approved = decide(request, "approved", "bob", "", now=10.0)
+    held = await pool.acquire("other-run", "c1", 1, 0)  # another rule's group: no bearing
+    busy = await pool.acquire("restart", "c1", 1, 0)
+    assert isinstance(held, Ticket) and isinstance(busy, Ticket)
+    keeper = asyncio.create_task(pool.keep(busy))  # a live holder, renewing its lease
+    refused = await engine.run_approved(rule, approved)
+    keeper.cancel()
+    assert refused.status == "throttled" and "waited 30s" in str(refused.reason)
+    assert refused.approval is not None and refused.approval["by"] == "bob"
+    assert recorder.runs == []
+    await pool.release(busy)
+    done = await engine.run_approved(rule, approved)
+    assert done.status == "succeeded" and len(recorder.runs) == 1
+    assert await pool.acquire("restart", "c1", 1, 0) is not None  # given back after the run

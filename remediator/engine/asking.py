@@ -11,6 +11,7 @@ the run rather than with the question.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from typing import Protocol
 
@@ -19,6 +20,7 @@ from remediator.engine.guards import Guards
 from remediator.engine.outcome import ResultBuilder
 from remediator.engine.rulecontext import render_vars, throttle_bucket, verify_key
 from remediator.engine.runner import StepRunner
+from remediator.engine.slots import Slots, slotted
 from remediator.errors import TemplateError
 from remediator.model import Event, Result, Rule, StepResult
 
@@ -38,6 +40,8 @@ class Parts(Protocol):
     def results(self) -> ResultBuilder: ...
     @property
     def dry_run(self) -> bool: ...
+    @property
+    def slots(self) -> Slots | None: ...
     def now(self) -> dt.datetime: ...
     def context(self, event: Event) -> dict[str, object]: ...
     def nothing_done(self, steps: tuple[StepResult, ...]) -> bool: ...
@@ -114,6 +118,29 @@ async def run_approved(engine: Parts, rule: Rule, request: ApprovalRequest) -> R
         reason = engine.results.mask(exc)
         return engine.results.finish(rule, event, started, "failed", (), reason, approval=decided)
     dry_run = engine.dry_run or rule.dry_run
+    run = functools.partial(_approved_steps, engine, rule, request, context, started, dry_run)
+    if rule.concurrency is None or dry_run or engine.slots is None:
+        return await run()
+    # A yes from a human is no licence to pass the rule's limit per group (SPEC §17).
+    refuse = functools.partial(
+        engine.results.finish, rule, event, started, "throttled", (), approval=decided
+    )
+    try:
+        return await slotted(engine.slots, rule, context, run, refuse)
+    except TemplateError as exc:
+        reason = engine.results.mask(exc)
+        return engine.results.finish(rule, event, started, "failed", (), reason, approval=decided)
+
+
+async def _approved_steps(
+    engine: Parts,
+    rule: Rule,
+    request: ApprovalRequest,
+    context: dict[str, object],
+    started: dt.datetime,
+    dry_run: bool,
+) -> Result:
+    event, decided = request.event(), request.approval()
     steps, ok = await engine.runner.run_steps(rule, context, dry_run=dry_run)
     status = "dry_run" if dry_run else "succeeded" if ok else "failed"
     if status == "succeeded" and engine.nothing_done(steps):
