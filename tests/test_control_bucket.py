@@ -124,3 +124,18 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+async def test_a_pause_can_be_planned_ahead_through_the_api(client: Client_, unique: str) -> None:
+    """`from`, as `pause --from` takes it: the pause begins then, not now."""
+    body = {"rules": [f"r-{unique}"], "for": "2h", "from": "2099-12-24T22:00:00+01:00"}
+    async with client.post("/api/pause", json=body, headers=OPERATOR) as response:
+        assert response.status == 200
+        (made,) = (await response.json())["pauses"]
+    assert made["since"].startswith("2099-12-24T21:00:00")
+    assert made["until"].startswith("2099-12-24T23:00:00")
+    assert await paused(client) is None  # not in force before it begins
+    body["from"] = "next tuesday"
+    async with client.post("/api/pause", json=body, headers=OPERATOR) as response:
+        assert response.status == 400
+        assert "ISO-8601" in await response.text()

@@ -29,7 +29,7 @@ from remediator.nats.audit import AuditLog, AuditUnavailable, read_audit
 from remediator.nats.control import UnknownApproval
 from remediator.nats.controlplane import ControlPlane
 from remediator.nats.status import status_report
-from remediator.rules.windows import windows_report
+from remediator.rules.windows import parse_instant, windows_report
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,7 @@ class ControlAPI:
         body = await _body(request)
         try:
             seconds = parse_duration(body.get("for", DEFAULT_PAUSE))
+            start = _start(body.get("from"))
             made = pauses_for(
                 _names(body),
                 bool(body.get("all")),
@@ -210,7 +211,7 @@ class ControlAPI:
                 seconds=seconds,
                 reason=str(body.get("reason", "")),
                 by=by,
-                now=time.time(),
+                now=start if start is not None else time.time(),
             )
             if not body.get("all"):  # a typo must not pause nothing and answer 200
                 check_rule_names(_names(body), {rule.name for rule in self.rules()})
@@ -279,3 +280,15 @@ def _names(body: Mapping[str, object]) -> list[str]:
 def _key(body: Mapping[str, object]) -> str | None:
     key = body.get("key")
     return None if key is None else str(key)
+
+
+def _start(value: object) -> float | None:
+    """`from`: when the pause begins, as `pause --from` takes it (ISO 8601; no offset:
+    UTC); None for now. ValueError (a 400) if it is not a date-time."""
+    if value is None:
+        return None
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    when = parse_instant(value, (), problems)
+    if when is None:
+        raise ValueError(f"from: {problems[0][1]}")
+    return when.timestamp()
