@@ -11,12 +11,18 @@ import time
 
 from remediator.cli.options import add_secret_option, assignment, duration
 from remediator.errors import RuleError
+from remediator.model import Rule
 from remediator.settings import Settings
 
 
 def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     validate = commands.add_parser("validate", help="check rule files")
     validate.add_argument("paths", nargs="+", metavar="PATH")
+    validate.add_argument(
+        "--core",
+        action="store_true",
+        help="for a daemon run with --core: rules may listen on remediator's own subjects",
+    )
     validate.set_defaults(command=cmd_validate)
 
 
@@ -36,8 +42,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except RuleError as exc:
         print(exc)
         return 1
+    taken = [] if args.core else _on_own_subjects(rules)
+    for line in taken:
+        print(line)
+    if taken:
+        print(f"{len(taken)} problem(s)", file=sys.stderr)
+        return 1
     print(f"ok: {len(rules)} rule(s)")
     return 0
+
+
+def _on_own_subjects(rules: tuple[Rule, ...]) -> list[str]:
+    """Rules the daemon refuses in JetStream mode (its default): listening where it
+    stores its own results, dead letters and audit records."""
+    from remediator.nats.jsconfig import OWN_SUBJECTS
+    from remediator.rules.subjects import overlaps
+
+    lines = []
+    for rule in rules:
+        taken = [s for s in rule.subjects if any(overlaps(s, own) for own in OWN_SUBJECTS)]
+        if taken:
+            lines.append(
+                f"{rule.source}: rule {rule.name}: on: {', '.join(taken)} is where remediator "
+                "stores its own results and audit records; the daemon refuses it in JetStream "
+                "mode (use a subject of your own, or validate with --core for a --core daemon)"
+            )
+    return lines
 
 
 def _add_schema(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -45,3 +45,27 @@ def test_the_shipped_rules_validate() -> None:
     done = validate(ROOT / "rules")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("ok: ")
+
+
+def test_a_rule_on_remediators_own_subjects_fails_unless_for_core(tmp_path: Path) -> None:
+    """The daemon refuses it in JetStream mode (its default): CI must say so before a
+    deploy does; a `--core` daemon takes it, and so does `validate --core`."""
+    rules = tmp_path / "r.yaml"
+    rules.write_text(
+        "rules:\n"
+        "  - name: on-failures\n"
+        "    on: [remediator.results.>, alerts.x]\n"
+        "    actions:\n"
+        "      - publish: {subject: ops.failed}\n"
+    )
+    done = validate(rules)
+    assert done.returncode == 1
+    (line,) = done.stdout.splitlines()
+    assert line.startswith(f"{rules}:2: rule on-failures: on: remediator.results.> ")
+    core = subprocess.run(
+        [sys.executable, "-m", "remediator", "validate", "--core", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert core.returncode == 0 and core.stdout.startswith("ok: 1 rule(s)")
