@@ -14,52 +14,22 @@ import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.api import DiscardPolicy, Placement, StreamConfig
 
-from tests.support.cluster import Cluster, leader
+from tests.support.cluster import CALL_PER_EVENT, Cluster, connect, leader
 from tests.support.collect import stored
 from tests.support.daemon import DaemonProcess
 from tests.support.http_target import Answer, HttpTarget
 from tests.support.poll import until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
-
-RULE = """
-rules:
-  - name: {name}
-    on: [{prefix}.alerts.>]
-    actions:
-      - name: call
-        http: {{method: POST, url: "{url}/e/{{{{ event_id }}}}"}}
-        timeout: 5s
-"""
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    started = Cluster(tmp_path_factory.mktemp("cluster")).start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-async def cnc(cluster: Cluster) -> AsyncIterator[Client]:
-    client = await nats.connect(cluster.urls.split(","), error_cb=_quiet)
-    yield client
-    await client.close()
-
-
-async def _quiet(exc: Exception) -> None:
-    """A killed node: the client reconnects to another; nothing to report."""
 
 
 @dataclass
@@ -131,7 +101,7 @@ async def test_killing_the_leaders_of_alerts_and_state_loses_nothing(
     cluster: Cluster, cnc: Client, workdir: Path, http_target: HttpTarget, unique: str
 ) -> None:
     rule = f"r{unique}"
-    text = RULE.format(name=rule, prefix=unique, url=http_target.url)
+    text = CALL_PER_EVENT.format(name=rule, prefix=unique, url=http_target.url)
     (workdir / "rules" / "r.yaml").write_text(text)
     args = ["--rules", "rules", "--nats", cluster.urls, "--replicas", "3"]
     args += ["--stream", f"S{unique}", "--durable", f"D{unique}", "--ack-wait", "10s"]
@@ -198,7 +168,7 @@ async def test_state_store_down_past_the_last_delivery_runs_nothing_and_drops_no
     lone = Cluster(tmp_path / "lone").start()
     target = await HttpTarget(default=Answer(delay=1.0)).start()
     try:
-        nc = await nats.connect(lone.urls.split(","), error_cb=_quiet)
+        nc = await connect(lone)
         js = nc.jetstream()
         pinned = Placement(tags=["n3"])
         # As nats-py builds a bucket's stream, plus the placement it does not pass on.
@@ -224,7 +194,7 @@ async def test_state_store_down_past_the_last_delivery_runs_nothing_and_drops_no
                 duplicate_window=120.0,
             )
         )
-        text = RULE.format(name=f"r{unique}", prefix=unique, url=target.url)
+        text = CALL_PER_EVENT.format(name=f"r{unique}", prefix=unique, url=target.url)
         (workdir / "rules" / "r.yaml").write_text(text)
         args = ["--rules", "rules", "--nats", lone.urls, "--replicas", "3"]
         args += ["--stream", f"S{unique}", "--durable", f"D{unique}", "--max-deliver", "2"]
@@ -332,7 +302,8 @@ async def test_a_consumer_leader_failover_reruns_no_finished_rule(
     so events come again, and each redelivery finds its rule finished: one run each."""
     target = await HttpTarget(default=Answer(delay=0.5)).start()
     rule = f"f{unique}"
-    (workdir / "rules" / "r.yaml").write_text(RULE.format(name=rule, prefix=unique, url=target.url))
+    rule_text = CALL_PER_EVENT.format(name=rule, prefix=unique, url=target.url)
+    (workdir / "rules" / "r.yaml").write_text(rule_text)
     args = ["--rules", "rules", "--nats", cluster.urls, "--replicas", "3"]
     args += ["--stream", f"S{unique}", "--durable", f"D{unique}", "--ack-wait", "3s"]
     daemon = DaemonProcess(args, workdir).start()

@@ -10,14 +10,12 @@ replicas, the control bucket's included. Then each node in turn is killed and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import nats
 import pytest
 
 from tests.support.cli import cli
-from tests.support.cluster import NAMES, Cluster
+from tests.support.cluster import NAMES, Cluster, connect
 from tests.support.daemon import DaemonProcess
 from tests.support.poll import until
 
@@ -33,19 +31,8 @@ rules:
 """
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    started = Cluster(tmp_path_factory.mktemp("cluster-brake")).start()
-    yield started
-    started.stop()
-
-
-async def _quiet(exc: Exception) -> None:
-    """A killed node: the client reconnects to another; nothing to report."""
-
-
 async def replica_counts(cluster: Cluster) -> dict[str, int]:
-    nc = await nats.connect(cluster.urls.split(","), error_cb=_quiet)
+    nc = await connect(cluster)
     try:
         return {
             info.config.name: int(info.config.num_replicas or 1)

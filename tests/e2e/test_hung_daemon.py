@@ -15,15 +15,13 @@ import asyncio
 import json
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
-from tests.support.cluster import Cluster
+from tests.support.cluster import CALL_PER_EVENT, Cluster, connect
 from tests.support.collect import stored
 from tests.support.daemon import DaemonProcess
 from tests.support.http_target import HttpTarget
@@ -32,26 +30,6 @@ from tests.support.poll import until
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
 ACK_WAIT = 2.0
-RULE = """
-rules:
-  - name: {name}
-    on: [{prefix}.alerts.>]
-    actions:
-      - name: call
-        http: {{method: POST, url: "{url}/e/{{{{ event_id }}}}"}}
-        timeout: 5s
-"""
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    started = Cluster(tmp_path_factory.mktemp("cluster-hung")).start()
-    yield started
-    started.stop()
-
-
-async def _quiet(exc: Exception) -> None:
-    """A server moving leaders: the client carries on; nothing to report."""
 
 
 async def publish(nc: Client, prefix: str, ids: list[str], every: float = 0.05) -> None:
@@ -87,7 +65,7 @@ async def test_a_daemon_frozen_past_ack_wait_runs_nothing_the_other_finished(
 ) -> None:
     rule = f"r{unique}"
     (workdir / "rules" / "r.yaml").write_text(
-        RULE.format(name=rule, prefix=unique, url=http_target.url)
+        CALL_PER_EVENT.format(name=rule, prefix=unique, url=http_target.url)
     )
     args = ["--rules", "rules", "--nats", cluster.urls, "--replicas", "3"]
     args += ["--stream", f"S{unique}", "--durable", f"D{unique}"]
@@ -95,7 +73,7 @@ async def test_a_daemon_frozen_past_ack_wait_runs_nothing_the_other_finished(
     # the other one in the end, not be given up on.
     args += ["--ack-wait", f"{ACK_WAIT}s", "--max-deliver", "50"]
     frozen, other = (DaemonProcess(args, workdir).start() for _ in range(2))
-    nc = await nats.connect(cluster.urls.split(","), error_cb=_quiet)
+    nc = await connect(cluster)
     try:
         warm = [f"{unique}-w{i}" for i in range(20)]
         await publish(nc, unique, warm)

@@ -106,7 +106,7 @@ class Cluster:
                     self.urls.split(","),
                     connect_timeout=1,
                     max_reconnect_attempts=1,
-                    error_cb=_quiet,
+                    error_cb=quiet,
                 )
                 try:
                     await nc.jetstream().account_info()
@@ -129,8 +129,27 @@ class Cluster:
             node.stop()
 
 
-async def _quiet(exc: Exception) -> None:
-    """A down node refuses connections: expected here, not worth a traceback."""
+# A rule calling the HTTP target once per event, at `/e/<event id>`: the target's log
+# then counts the runs of each event (lost ones, and ones run twice).
+CALL_PER_EVENT = """
+rules:
+  - name: {name}
+    on: [{prefix}.alerts.>]
+    actions:
+      - name: call
+        http: {{method: POST, url: "{url}/e/{{{{ event_id }}}}"}}
+        timeout: 5s
+"""
+
+
+async def quiet(exc: Exception) -> None:
+    """A down node refuses connections, a killed one moves its clients: expected here,
+    not worth a traceback."""
+
+
+async def connect(cluster: Cluster) -> nats.NATS:
+    """A client to every node of `cluster`, quiet about nodes going down."""
+    return await nats.connect(cluster.urls.split(","), error_cb=quiet)
 
 
 async def leader(nc: nats.NATS, stream: str) -> str:
